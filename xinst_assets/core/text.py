@@ -1,0 +1,33 @@
+"""Text normalisation and stable content ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """NFC-normalise, collapse runs of whitespace to one space and strip.
+
+    Two copies of a document that differ only in Unicode composition or spacing normalise to the same string,
+    so they get the same content id (and count as exact duplicates downstream).
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def content_id(text: str) -> str:
+    """A stable id for a text: the first 16 bytes of SHA-256 of its normalised form, as hex."""
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:32]
+
+
+def stable_hash(*parts: str) -> str:
+    """SHA-256 over several strings with an unambiguous separator (for cache keys and pair ids)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        encoded = part.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()[:32]

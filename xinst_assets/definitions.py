@@ -1,0 +1,36 @@
+"""The one Definitions object of xinst: assets, checks, resources, schedules and sensors."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from xinst_assets.assets.raw import build_raw_web_text
+from xinst_assets.config import XinstConfig
+from xinst_assets.partitions import language_partitions
+from xinst_assets.resources.raw_sources import RawSources
+from xinst_assets.resources.storage import XinstStorage
+from xinst_assets.resources.warehouse import Warehouse
+
+
+def build_definitions(config: XinstConfig) -> dg.Definitions:
+    """Assemble the asset graph for a deployment's configuration."""
+    partitions = language_partitions(config.registry)
+    assets = [build_raw_web_text(partitions)]
+    resources = {
+        "warehouse": Warehouse(path=str(config.warehouse)),
+        "storage": XinstStorage(home=str(config.home)),
+        "raw_sources": RawSources(patterns=config.raw_patterns),
+    }
+    pipeline_job = dg.define_asset_job(
+        "xinst_pipeline",
+        selection=dg.AssetSelection.all(),
+        partitions_def=partitions,
+        description="Every stage of the X-Instruction pipeline for one language partition.",
+    )
+    return dg.Definitions(assets=assets, resources=resources, jobs=[pipeline_job])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Entry point for `dagster dev` / `dg dev`: the configuration comes from the environment."""
+    return build_definitions(XinstConfig.from_env())

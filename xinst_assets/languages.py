@@ -1,0 +1,142 @@
+"""The language registry: which languages xinst builds data for, and their per-language settings.
+
+The registry is configuration, not code. The packaged defaults live in ``config/languages.yaml``; a user adds
+or overrides languages with a YAML file of the same shape named by ``XINST_LANGUAGES_FILE`` (or passed to
+:func:`load_registry`). Each language code is one Dagster partition.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PACKAGED_REGISTRY = Path(__file__).parent / "config" / "languages.yaml"
+LANGUAGES_FILE_ENV = "XINST_LANGUAGES_FILE"
+
+_CODE = re.compile(r"^[a-z]{2,3}$")
+_SCRIPT = re.compile(r"^[A-Z][a-z]{3}$")
+
+
+class UnknownLanguageError(KeyError):
+    """Raised for a language code that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Language:
+    """One language of the registry."""
+
+    code: str
+    name: str
+    script: str
+    iso639_3: str | None = None
+    lid_threshold: float = 0.65  # datatrove's LanguageFilter default
+    lid_labels: tuple[str, ...] = ()
+    lid_confusable: tuple[str, ...] = ()
+    quality: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label_codes(self) -> frozenset[str]:
+        """Every LID label stem that means this language (``fi``, ``fin``, ``fin_Latn`` ...)."""
+        codes = {self.code, *self.lid_labels}
+        if self.iso639_3:
+            codes.add(self.iso639_3)
+        return frozenset(codes | {f"{c}_{self.script}" for c in codes})
+
+
+@dataclass(frozen=True)
+class LanguageRegistry:
+    """An ordered, validated set of languages."""
+
+    languages: tuple[Language, ...]
+
+    @property
+    def codes(self) -> list[str]:
+        return [lang.code for lang in self.languages]
+
+    def get(self, code: str) -> Language:
+        """Return the language for ``code`` or raise :class:`UnknownLanguageError` naming the known ones."""
+        for lang in self.languages:
+            if lang.code == code:
+                return lang
+        raise UnknownLanguageError(
+            f"Unknown language code {code!r}. Known languages: {', '.join(self.codes)}. "
+            f"Add it to a registry file named by {LANGUAGES_FILE_ENV}."
+        )
+
+    def __contains__(self, code: object) -> bool:
+        return any(lang.code == code for lang in self.languages)
+
+    def __iter__(self):
+        return iter(self.languages)
+
+    def __len__(self) -> int:
+        return len(self.languages)
+
+
+def _parse_language(code: str, spec: Mapping[str, Any], source: Path) -> Language:
+    if not isinstance(code, str) or not _CODE.match(code):
+        raise ValueError(f"{source}: language code {code!r} must be 2-3 lowercase letters (ISO 639)")
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{source}: entry for {code!r} must be a mapping, got {type(spec).__name__}")
+    unknown = set(spec) - {f for f in Language.__dataclass_fields__ if f != "code"}
+    if unknown:
+        raise ValueError(f"{source}: entry for {code!r} has unknown keys {sorted(unknown)}")
+    for required in ("name", "script"):
+        if not spec.get(required):
+            raise ValueError(f"{source}: entry for {code!r} needs {required!r}")
+    if not _SCRIPT.match(str(spec["script"])):
+        raise ValueError(f"{source}: script {spec['script']!r} of {code!r} must be an ISO 15924 code like 'Latn'")
+    threshold = float(spec.get("lid_threshold", 0.65))
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"{source}: lid_threshold of {code!r} must be within [0, 1], got {threshold}")
+    return Language(
+        code=code,
+        name=str(spec["name"]),
+        script=str(spec["script"]),
+        iso639_3=spec.get("iso639_3"),
+        lid_threshold=threshold,
+        lid_labels=tuple(spec.get("lid_labels") or ()),
+        lid_confusable=tuple(spec.get("lid_confusable") or ()),
+        quality=dict(spec.get("quality") or {}),
+    )
+
+
+def _read_entries(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"Language registry file not found: {path}") from exc
+    if not isinstance(data, Mapping) or not isinstance(data.get("languages"), Mapping):
+        raise ValueError(f"{path}: expected a top-level 'languages:' mapping of code -> settings")
+    return dict(data["languages"])
+
+
+def load_registry(extra_file: str | Path | None = None) -> LanguageRegistry:
+    """Load the packaged registry, merged with ``extra_file`` (or ``$XINST_LANGUAGES_FILE``) if given.
+
+    Entries of the extra file replace packaged entries of the same code and add new ones; with
+    ``only: [codes]`` at its top level, the registry is narrowed to those codes.
+    """
+    entries = _read_entries(PACKAGED_REGISTRY)
+    sources = {code: PACKAGED_REGISTRY for code in entries}
+    only: list[str] | None = None
+    extra = extra_file or os.environ.get(LANGUAGES_FILE_ENV)
+    if extra:
+        extra_path = Path(extra)
+        extra_entries = _read_entries(extra_path)
+        entries.update(extra_entries)
+        sources.update({code: extra_path for code in extra_entries})
+        only = (yaml.safe_load(extra_path.read_text(encoding="utf-8")) or {}).get("only")
+    languages = tuple(_parse_language(code, spec, sources[code]) for code, spec in entries.items())
+    registry = LanguageRegistry(languages)
+    if only:
+        registry = LanguageRegistry(tuple(registry.get(code) for code in only))
+    return registry

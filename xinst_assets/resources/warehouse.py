@@ -1,0 +1,190 @@
+"""The DuckDB warehouse: one file, many concurrent partition runs, no lock errors.
+
+DuckDB lets one process write a database file at a time (readers in other processes cannot open it while a
+writer has it). Backfills run several language partitions at once in separate processes, so every access
+goes through a short, serialised window guarded by an OS file lock beside the database:
+
+* writers take the lock exclusively, open the file, run one transaction, commit and close;
+* readers take it shared, open the file read-only, copy what they need out, and close.
+
+Heavy work (parsing, model calls) happens outside the window, on staged Parquet files, so a window lasts
+seconds even for large partitions, and a run that dies inside one leaves the previous state (the transaction
+never committed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+from dagster import ConfigurableResource
+from pydantic import Field
+
+_log = logging.getLogger("xinst.warehouse")
+
+# Re-entrancy: flock locks belong to an open file description, so a second acquisition from the same
+# process through a new descriptor would deadlock against itself. Track what this process holds.
+_held = threading.local()
+
+
+class WarehouseLockTimeout(TimeoutError):
+    """The warehouse lock could not be taken within the configured time."""
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, exclusive: bool, timeout_s: float) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``lock_path`` (exclusive or shared), waiting up to ``timeout_s``."""
+    key = str(lock_path)
+    held = getattr(_held, "locks", None)
+    if held is None:
+        held = _held.locks = {}
+    if key in held:
+        mode, depth = held[key]
+        if exclusive and mode != "ex":
+            raise RuntimeError("cannot upgrade a shared warehouse lock to exclusive; take it exclusively first")
+        held[key] = (mode, depth + 1)
+        try:
+            yield
+        finally:
+            held[key] = (mode, held[key][1] - 1)
+            if held[key][1] == 0:
+                del held[key]
+        return
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flag = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout_s
+        delay, waited_notice = 0.01, False
+        while True:
+            try:
+                fcntl.flock(fd, flag | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockTimeout(
+                        f"waited {timeout_s:.0f}s for the warehouse lock {lock_path}; another run holds it"
+                    ) from None
+                if not waited_notice:
+                    _log.info("waiting for the warehouse lock %s", lock_path)
+                    waited_notice = True
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        held[key] = ("ex" if exclusive else "sh", 1)
+        try:
+            yield
+        finally:
+            del held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class Warehouse(ConfigurableResource):
+    """The DuckDB file that holds every intermediate table, shared safely by concurrent runs."""
+
+    path: str = Field(description="Path of the DuckDB database file.")
+    lock_timeout_s: float = Field(
+        default=1800.0, description="How long a run waits for another run's warehouse transaction."
+    )
+    threads: int | None = Field(default=None, description="DuckDB threads per connection (default: all).")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory_limit, e.g. '4GB'.")
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.path).expanduser()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.db_path.with_name(self.db_path.name + ".lock")
+
+    def _configure(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        if self.memory_limit:
+            con.execute("SET memory_limit = ?", [self.memory_limit])
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool = True) -> Iterator[None]:
+        """Hold the warehouse lock without opening a connection (for tools such as dbt that open it)."""
+        with file_lock(self.lock_path, exclusive, self.lock_timeout_s):
+            yield
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction under the exclusive lock; committed on success, rolled back on error."""
+        with self.lock(exclusive=True):
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.db_path))
+            try:
+                self._configure(con)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection under the shared lock. Copy results out before leaving the block."""
+        if not self.db_path.exists():
+            with self.write():
+                pass  # create an empty database so read-only opening works
+        with self.lock(exclusive=False):
+            con = duckdb.connect(str(self.db_path), read_only=True)
+            try:
+                self._configure(con)
+                yield con
+            finally:
+                con.close()
+
+    def table_exists(self, table: str) -> bool:
+        with self.read() as con:
+            return bool(
+                con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+                ).fetchone()[0]
+            )
+
+    def export_partition(self, query: str, params: list | None, dest: Path) -> int:
+        """Copy the result of ``query`` to a Parquet file (streamed by DuckDB); return its row count.
+
+        Stages read their input this way so that the shared lock is held only for the copy, and the stage
+        then streams the file in batches with bounded memory.
+        """
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.read() as con:
+            con.execute(f"COPY ({query}) TO '{sql_path(dest)}' (FORMAT parquet)", params or [])
+        with duckdb.connect() as con:
+            return int(con.execute(f"SELECT count(*) FROM read_parquet('{sql_path(dest)}')").fetchone()[0])
+
+
+def sql_path(path: Path) -> str:
+    """A path as a SQL string literal body (single quotes doubled)."""
+    return str(path).replace("'", "''")
+
+
+def replace_partition(
+    con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None
+) -> int:
+    """Within an open write transaction, replace ``table``'s rows for ``lang`` with ``source_sql``'s rows.
+
+    Returns the number of rows inserted. Running it twice with the same source gives the same table.
+    """
+    con.execute(f"DELETE FROM {table} WHERE lang = ?", [lang])
+    con.execute(f"INSERT INTO {table} BY NAME {source_sql}", params or [])
+    return int(con.execute(f"SELECT count(*) FROM {table} WHERE lang = ?", [lang]).fetchone()[0])
+
+
