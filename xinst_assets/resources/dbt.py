@@ -1,0 +1,37 @@
+"""The dbt project (dbt-duckdb) that holds xinst's plain-SQL transforms."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from xinst_assets.resources.warehouse import file_lock
+from xinst_assets.settings import DBT_PROJECT_DIR
+
+
+def dbt_project() -> DbtProject:
+    """The project, with its manifest prepared (``dbt parse``) if it is missing.
+
+    `dagster dev` prepares it on every load; elsewhere (tests, the demo, a fresh deployment) it is parsed once.
+    Concurrent processes that load the definitions at the same time parse under a lock, one after another.
+    """
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    project.prepare_if_dev()
+    if not project.manifest_path.exists():
+        with file_lock(DBT_PROJECT_DIR / "target" / ".prepare.lock", exclusive=True, timeout_s=300):
+            if not project.manifest_path.exists():
+                project.preparer.prepare(project)
+    return project
+
+
+def dbt_resource(project: DbtProject) -> DbtCliResource:
+    """A dbt CLI resource that runs the dbt executable of this Python environment."""
+    executable = Path(sys.executable).with_name("dbt")
+    return DbtCliResource(
+        project_dir=project,
+        dbt_executable=str(executable) if executable.exists() else "dbt",
+    )
