@@ -22,6 +22,8 @@ class XinstConfig:
     home: Path
     raw_patterns: list[str] = field(default_factory=list)
     warehouse_path: Path | None = None
+    nightly_cron: str = "0 2 * * *"  # 02:00, after most crawl drops have landed
+    timezone: str = "UTC"
 
     @property
     def paths(self) -> Paths:
@@ -33,7 +35,8 @@ class XinstConfig:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "XinstConfig":
-        """Read ``XINST_HOME``, ``XINST_LANGUAGES_FILE``, ``XINST_RAW_SOURCES`` and ``XINST_WAREHOUSE``.
+        """Read ``XINST_HOME``, ``XINST_LANGUAGES_FILE``, ``XINST_RAW_SOURCES``, ``XINST_WAREHOUSE``,
+        ``XINST_NIGHTLY_CRON`` and ``XINST_TIMEZONE``.
 
         ``XINST_RAW_SOURCES`` holds one or more patterns separated by ``os.pathsep`` (``:`` on Linux).
         """
@@ -47,4 +50,6 @@ class XinstConfig:
             home=home,
             raw_patterns=patterns,
             warehouse_path=warehouse,
+            nightly_cron=env.get("XINST_NIGHTLY_CRON", cls.nightly_cron),
+            timezone=env.get("XINST_TIMEZONE", cls.timezone),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from xinst_assets.assets.raw import build_raw_web_text
+from xinst_assets.automation import build_new_shard_sensor, build_nightly_schedule
 from xinst_assets.config import XinstConfig
 from xinst_assets.partitions import language_partitions
 from xinst_assets.resources.raw_sources import RawSources
@@ -27,7 +28,13 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         partitions_def=partitions,
         description="Every stage of the X-Instruction pipeline for one language partition.",
     )
-    return dg.Definitions(assets=assets, resources=resources, jobs=[pipeline_job])
+    return dg.Definitions(
+        assets=assets,
+        resources=resources,
+        jobs=[pipeline_job],
+        schedules=[build_nightly_schedule(pipeline_job, config.registry, config.nightly_cron, config.timezone)],
+        sensors=[build_new_shard_sensor(pipeline_job, config.registry)],
+    )
 
 
 @dg.definitions

@@ -1,0 +1,87 @@
+"""Nightly refresh schedule and the new-shard sensor.
+
+The schedule refreshes every language partition; content caching makes a refresh pay only for new documents.
+The sensor compares the shards on disk with what ``raw_web_text`` has ingested (table ``raw_shards``) and
+requests a run for each language whose shards are new, changed or removed — and nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import dagster as dg
+
+from xinst_assets.core.ingest import Shard
+from xinst_assets.languages import LanguageRegistry
+from xinst_assets.resources.raw_sources import RawSources
+from xinst_assets.resources.warehouse import Warehouse
+
+
+def build_nightly_schedule(
+    job: dg.UnresolvedAssetJobDefinition, registry: LanguageRegistry, cron: str, timezone: str
+) -> dg.ScheduleDefinition:
+    """A schedule that requests one run per language partition at ``cron`` in ``timezone``."""
+
+    @dg.schedule(
+        name="nightly_refresh",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        description="Refresh every language partition; caches make it pay only for new documents.",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def nightly_refresh(context: dg.ScheduleEvaluationContext):
+        stamp = (context.scheduled_execution_time or datetime.now()).strftime("%Y-%m-%dT%H%M")
+        return [dg.RunRequest(run_key=f"nightly-{stamp}-{code}", partition_key=code) for code in registry.codes]
+
+    return nightly_refresh
+
+
+def shard_changes(discovered: list[Shard], ingested: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Shards on disk that are new or changed relative to ``ingested`` (path -> fingerprint), as
+    ``path@fingerprint`` strings, and the paths of removed shards."""
+    current = {s.path: s.fingerprint for s in discovered}
+    changed = sorted(f"{p}@{fp}" for p, fp in current.items() if ingested.get(p) != fp)
+    removed = sorted(set(ingested) - set(current))
+    return changed, removed
+
+
+def _ingested_shards(warehouse: Warehouse) -> dict[str, dict[str, str]]:
+    if not warehouse.db_path.exists() or not warehouse.table_exists("raw_shards"):
+        return {}
+    with warehouse.read() as con:
+        rows = con.execute("SELECT lang, shard, fingerprint FROM raw_shards").fetchall()
+    result: dict[str, dict[str, str]] = {}
+    for lang, shard, fingerprint in rows:
+        result.setdefault(lang, {})[shard] = fingerprint
+    return result
+
+
+def build_new_shard_sensor(job: dg.UnresolvedAssetJobDefinition, registry: LanguageRegistry) -> dg.SensorDefinition:
+    """A sensor that requests a pipeline run for each language with new, changed or removed raw shards."""
+
+    @dg.sensor(
+        name="new_raw_shards",
+        job=job,
+        minimum_interval_seconds=300,
+        description="Requests a run for a language when its raw shards are new, changed or removed.",
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def new_raw_shards(context: dg.SensorEvaluationContext, raw_sources: RawSources, warehouse: Warehouse):
+        ingested = _ingested_shards(warehouse)
+        requests = []
+        for code in registry.codes:
+            changed, removed = shard_changes(raw_sources.shards(code), ingested.get(code, {}))
+            if not changed and not removed:
+                continue
+            # The run key names this exact change set: a later tick that sees the same change (the run is
+            # still going) requests nothing new.
+            digest = hashlib.sha256("\n".join(changed + ["--removed--"] + removed).encode()).hexdigest()[:16]
+            context.log.info(f"{code}: {len(changed)} new or changed shards, {len(removed)} removed")
+            requests.append(dg.RunRequest(run_key=f"shards-{code}-{digest}", partition_key=code))
+        if not requests:
+            return dg.SkipReason("no new, changed or removed raw shards")
+        return requests
+
+    return new_raw_shards

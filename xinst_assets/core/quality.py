@@ -1,0 +1,389 @@
+"""Quality heuristics of the Gopher / C4 / FineWeb family, as one filter contract for every language.
+
+Every rule is a typed field of :class:`QualityThresholds` with a documented default and its source; ``None``
+turns a rule off. Defaults are adapted per script (:data:`SCRIPT_DEFAULTS`, e.g. no line-punctuation rule for
+Thai, which marks no sentence ends) and then per language from the registry's ``quality:`` overrides
+(:func:`thresholds_for`). :func:`check_quality` returns the first failing rule as a reason string prefixed with
+``quality_``; :func:`quality_signals` returns every measured value for the audit trail.
+
+Sources:
+  Gopher: Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher", App. A.
+  C4:     Raffel et al. 2020, section 2.2 (lines without terminal punctuation, "lorem ipsum", "javascript").
+  FineWeb: Penedo et al. 2024, the three custom filters (line punctuation, short lines, duplicated lines).
+  X-Instruction: Li et al. 2024, responses average about 1,000-1,300 characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
+from typing import Any, Mapping
+
+from xinst_assets.core.words import split_words
+from xinst_assets.languages import Language
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Bounds of the quality rules. ``None`` turns a rule off. Ratios are fractions in [0, 1]."""
+
+    # Length of the document in characters. The texts become responses: X-Instruction's average 1,000-1,300
+    # characters, so 200 keeps a short but complete answer (a paragraph) and 8,000 (about 2,000 tokens) keeps
+    # a response that still fits beside its instruction in a 4k-token context.
+    min_chars: int | None = 200
+    max_chars: int | None = 8_000
+    # Gopher: 50 to 100,000 words.
+    min_words: int | None = 50
+    max_words: int | None = 100_000
+    # Gopher: mean word length within 3 to 10 characters (per script, see SCRIPT_DEFAULTS).
+    min_mean_word_length: float | None = 3.0
+    max_mean_word_length: float | None = 10.0
+    # Gopher: at most 0.1 hash signs or ellipses per word.
+    max_symbol_word_ratio: float | None = 0.1
+    # Gopher: at most 90% of lines start with a bullet, at most 30% end with an ellipsis.
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    # Gopher: at least 80% of (whitespace-separated) words contain a letter.
+    max_non_alpha_words_ratio: float | None = 0.2
+    # Gopher repetition: at most 30% of lines are repeats, holding at most 20% of the characters.
+    max_dup_line_fraction: float | None = 0.3
+    max_dup_line_char_fraction: float | None = 0.2
+    # Gopher repetition: the most frequent 2-, 3-, 4-gram covers at most 20%, 18%, 16% of the word characters.
+    max_top_ngram_char_fraction: tuple[tuple[int, float], ...] | None = ((2, 0.20), (3, 0.18), (4, 0.16))
+    # Gopher repetition: repeated 5- to 10-grams cover at most 15% ... 10% of the word characters.
+    max_dup_ngram_char_fraction: tuple[tuple[int, float], ...] | None = (
+        (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10),
+    )
+    # FineWeb: at least 12% of lines end with terminal punctuation (C4 required it of every line, which
+    # FineWeb found removes too much, and more so outside English).
+    min_line_punct_ratio: float | None = 0.12
+    # FineWeb: at most 67% of lines are short (30 characters or fewer).
+    max_short_lines_ratio: float | None = 0.67
+    short_line_chars: int = 30
+    # FineWeb: at most 0.3 line breaks per word (lists and menus have a word or two per line).
+    max_lines_per_word: float | None = 0.3
+    # xinst: at most 20% of lines carry a boilerplate marker (cookie banners, log-in forms, copyright
+    # footers, share buttons), in any of the registry's languages. One footer line in a short article is
+    # 1 line in 6 (17%); a menu or form page is mostly such lines.
+    max_boilerplate_lines_ratio: float | None = 0.2
+    # Only lines of at most this many characters count: interface strings are short, while a paragraph that
+    # mentions passwords or cookies is content. 160 characters holds a two-sentence cookie banner.
+    boilerplate_line_chars: int = 160
+    # C4: any "lorem ipsum" marks a template page.
+    reject_lorem_ipsum: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple) or not f.name.endswith(("_ratio", "_fraction")):
+                continue
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ValueError(f"quality threshold {f.name} must be within [0, 1] or None, got {value!r}")
+        for name in ("max_top_ngram_char_fraction", "max_dup_ngram_char_fraction"):
+            pairs = getattr(self, name)
+            if pairs is None:
+                continue
+            for pair in pairs:
+                if len(pair) != 2 or int(pair[0]) < 1 or not 0.0 <= float(pair[1]) <= 1.0:
+                    raise ValueError(f"{name} must be (n, fraction) pairs with n >= 1, fraction in [0, 1]: {pair!r}")
+
+    def as_metadata(self) -> dict[str, Any]:
+        """A JSON-friendly dict (for materialization metadata)."""
+        return {k: ([list(p) for p in v] if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+# Per-script adjustments of the defaults, applied before the registry's per-language overrides.
+SCRIPT_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Thai and Lao mark no sentence ends (a space separates sentences), so the line-punctuation rule is off;
+    # words are approximated by syllables (core/words.py), about 3 characters long, so the mean-length floor
+    # drops to 2 and the lines-per-word ceiling is halved (a syllable is about half a word).
+    "Thai": {"min_line_punct_ratio": None, "min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
+    "Laoo": {"min_line_punct_ratio": None, "min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
+    # Khmer and Myanmar syllables are similar; they have sentence marks (។ ။), so punctuation stays on.
+    "Khmr": {"min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
+    "Mymr": {"min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
+    # Han characters are single-character tokens.
+    "Hani": {"min_mean_word_length": None, "max_lines_per_word": 0.1},
+    "Jpan": {"min_mean_word_length": None, "max_lines_per_word": 0.1},
+}
+
+
+def _field_names() -> list[str]:
+    return [f.name for f in fields(QualityThresholds)]
+
+
+def apply_overrides(base: QualityThresholds, overrides: Mapping[str, Any], source: str = "overrides") -> QualityThresholds:
+    """Return ``base`` with ``overrides`` applied; an unknown key is a clear error naming the known ones."""
+    known = set(_field_names())
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown quality setting(s) {unknown}. Known settings: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for key, value in overrides.items():
+        if key in ("max_top_ngram_char_fraction", "max_dup_ngram_char_fraction") and value is not None:
+            items = value.items() if isinstance(value, Mapping) else value
+            value = tuple((int(n), float(frac)) for n, frac in items)
+        values[key] = value
+    return replace(base, **values)
+
+
+def thresholds_for(lang: Language, base: QualityThresholds | None = None) -> QualityThresholds:
+    """The thresholds of one language: defaults, then the script's adjustments, then ``lang.quality``."""
+    thresholds = apply_overrides(base or QualityThresholds(), SCRIPT_DEFAULTS.get(lang.script, {}), "script")
+    return apply_overrides(thresholds, lang.quality, f"quality settings of language {lang.code!r}")
+
+
+# --- Reasons --------------------------------------------------------------------------------------------------
+
+TOO_SHORT = "quality_too_short"
+TOO_LONG = "quality_too_long"
+BOILERPLATE = "quality_boilerplate_markers"
+BULLET_LINES = "quality_bullet_lines"
+ELLIPSIS_LINES = "quality_ellipsis_lines"
+LINE_PUNCTUATION = "quality_line_punctuation"
+SHORT_LINES = "quality_short_lines"
+DUP_LINES = "quality_dup_line_fraction"
+TOO_FEW_WORDS = "quality_too_few_words"
+TOO_MANY_WORDS = "quality_too_many_words"
+MEAN_WORD_LENGTH = "quality_mean_word_length"
+SYMBOL_RATIO = "quality_symbol_ratio"
+NON_ALPHA_WORDS = "quality_non_alpha_words"
+LINES_PER_WORD = "quality_lines_per_word"
+DUP_NGRAMS = "quality_dup_ngram_fraction"
+
+REASONS = (
+    TOO_SHORT, TOO_LONG, BOILERPLATE, BULLET_LINES, ELLIPSIS_LINES, LINE_PUNCTUATION, SHORT_LINES, DUP_LINES,
+    TOO_FEW_WORDS, TOO_MANY_WORDS, MEAN_WORD_LENGTH, SYMBOL_RATIO, NON_ALPHA_WORDS, LINES_PER_WORD, DUP_NGRAMS,
+)
+
+# --- Character classes ------------------------------------------------------------------------------------------
+
+# Sentence-final marks of the registry's scripts and beyond: Latin, the Devanagari/Bengali danda (। ॥), the Urdu
+# full stop (۔) and question mark (؟), CJK, Myanmar (။), Khmer (។ ៕), Ethiopic (። ፧), Armenian (։), Greek (;).
+TERMINAL_PUNCTUATION = frozenset(".!?…‼⁇⁈⁉。．！？।॥۔؟။၊។៕።፧։;")
+# Closing quotes and brackets after the full stop ("... dia." / (lihat di bawah.)) are looked through.
+_CLOSERS = "\"'”’»›)]}」』）"
+_BULLETS = ("•", "●", "○", "◦", "▪", "▫", "■", "□", "►", "▶", "➢", "➤", "✓", "✔", "‣", "⁃", "·", "-", "–", "—", "*")
+_ELLIPSES = ("...", "…")
+_LETTER = re.compile(r"[^\W\d_]")
+
+# Boilerplate markers, matched case-insensitively inside a line. Phrases rather than single common words
+# ("masuk" means both "log in" and "enter" in Indonesian), so that an ordinary sentence rarely matches.
+BOILERPLATE_MARKERS: dict[str, tuple[str, ...]] = {
+    "any": ("©", "lorem ipsum", "javascript", "cookie", "copyright", "login", "log in", "sign in", "sign up",
+            "privacy policy", "terms of use", "terms and conditions", "all rights reserved", "newsletter",
+            "subscribe", "read more", "share on", "skip to content", "facebook | twitter", "whatsapp |"),
+    "fi": ("eväste", "kirjaudu", "tietosuojaseloste", "tietosuojakäytäntö", "käyttöehdot",
+           "kaikki oikeudet pidätetään", "tilaa uutiskirje", "lue lisää", "jaa facebookissa", "rekisteröidy"),
+    "id": ("kebijakan privasi", "syarat dan ketentuan", "hak cipta", "masuk / daftar", "masuk | daftar",
+           "daftar sekarang", "kata sandi", "berlangganan", "baca juga", "bagikan:", "tinggalkan komentar",
+           "halaman sebelumnya", "halaman berikutnya"),
+    "th": ("คุกกี้", "นโยบายความเป็นส่วนตัว", "เข้าสู่ระบบ", "สมัครสมาชิก", "สงวนลิขสิทธิ์", "ลิขสิทธิ์",
+           "อ่านเพิ่มเติม", "ข้อกำหนดการใช้งาน", "รหัสผ่าน", "แชร์"),
+    "tr": ("çerez", "gizlilik politikası", "kullanım koşulları", "tüm hakları saklıdır", "giriş yap", "üye ol",
+           "kayıt ol", "abone ol", "devamını oku", "şifremi unuttum", "paylaş"),
+    "vi": ("chính sách bảo mật", "điều khoản sử dụng", "bản quyền", "đăng nhập", "quên mật khẩu", "đọc thêm",
+           "xem thêm", "chia sẻ", "đăng ký nhận tin"),
+    "bn": ("কুকি", "গোপনীয়তা নীতি", "সর্বস্বত্ব সংরক্ষিত", "লগইন", "লগ ইন", "সাইন ইন", "আরও পড়ুন",
+           "শেয়ার করুন", "কপিরাইট", "পাসওয়ার্ড"),
+    "hi": ("कुकी", "गोपनीयता नीति", "सर्वाधिकार सुरक्षित", "लॉग इन", "लॉगिन", "साइन इन", "रजिस्टर करें",
+           "और पढ़ें", "शेयर करें", "कॉपीराइट", "नियम और शर्तें", "पासवर्ड"),
+    "sw": ("vidakuzi", "sera ya faragha", "haki zote zimehifadhiwa", "jisajili", "soma zaidi", "hakimiliki",
+           "masharti ya matumizi", "nenosiri", "ingia kwenye akaunti"),
+    "ta": ("குக்கீ", "தனியுரிமைக் கொள்கை", "உரிமைகளும் பாதுகாக்கப்பட்ட", "உள்நுழை", "மேலும் படிக்க",
+           "பதிப்புரிமை", "கடவுச்சொல்"),
+    "ur": ("کوکیز", "رازداری کی پالیسی", "جملہ حقوق محفوظ", "لاگ ان", "سائن ان", "رجسٹر کریں", "مزید پڑھیں",
+           "شیئر کریں", "کاپی رائٹ", "پاس ورڈ"),
+}
+
+
+def _marker_pattern(lang: str, marker: str) -> str:
+    # A marker that starts with a letter must start a word ("baca juga" is not in "membaca juga"); it may end
+    # inside one ("cookie" finds "cookies"). Thai has no spaces between words, so no boundary there.
+    boundary = r"(?<!\w)" if marker[0].isalnum() and lang != "th" else ""
+    return boundary + re.escape(marker)
+
+
+_BOILERPLATE = re.compile(
+    "|".join(
+        _marker_pattern(lang, m)
+        for lang, markers in BOILERPLATE_MARKERS.items()
+        for m in sorted(markers, key=len, reverse=True)
+    ),
+    re.IGNORECASE,
+)
+_LOREM = re.compile(r"lorem ipsum", re.IGNORECASE)
+
+
+def _ends_with_terminal(line: str) -> bool:
+    stripped = line.rstrip().rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] in TERMINAL_PUNCTUATION
+
+
+class _Measured:
+    """Lazily measured properties of one text, shared by the checks and the signals."""
+
+    def __init__(self, text: str, script: str | None) -> None:
+        self.text, self.script = text, script
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return [line.strip() for line in self.text.splitlines() if line.strip()]
+
+    @cached_property
+    def words(self) -> list[str]:
+        return split_words(self.text, self.script)
+
+    @cached_property
+    def word_chars(self) -> int:
+        return sum(len(w) for w in self.words)
+
+    def line_ratio(self, predicate) -> float:
+        return sum(1 for line in self.lines if predicate(line)) / len(self.lines) if self.lines else 0.0
+
+    def boilerplate_lines_ratio(self, max_line_chars: int) -> float:
+        return self.line_ratio(lambda line: len(line) <= max_line_chars and _BOILERPLATE.search(line) is not None)
+
+    @cached_property
+    def dup_lines(self) -> tuple[float, float]:
+        seen: set[str] = set()
+        dup_lines = dup_chars = 0
+        for line in self.lines:
+            if line in seen:
+                dup_lines += 1
+                dup_chars += len(line)
+            seen.add(line)
+        total_chars = sum(len(line) for line in self.lines)
+        return (dup_lines / len(self.lines) if self.lines else 0.0, dup_chars / total_chars if total_chars else 0.0)
+
+    @cached_property
+    def mean_word_length(self) -> float:
+        return self.word_chars / len(self.words) if self.words else 0.0
+
+    @cached_property
+    def symbol_word_ratio(self) -> float:
+        symbols = self.text.count("#") + sum(self.text.count(e) for e in _ELLIPSES)
+        return symbols / len(self.words) if self.words else float(symbols > 0)
+
+    @cached_property
+    def non_alpha_words_ratio(self) -> float:
+        tokens = self.text.split()
+        return sum(1 for t in tokens if not _LETTER.search(t)) / len(tokens) if tokens else 0.0
+
+    @cached_property
+    def lines_per_word(self) -> float:
+        return len(self.lines) / len(self.words) if self.words else float(bool(self.lines))
+
+    def top_ngram_char_fraction(self, n: int) -> float:
+        """Characters of the most frequent n-gram times its count, over all word characters (Gopher)."""
+        words = self.words
+        if len(words) < n or not self.word_chars:
+            return 0.0
+        counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        gram, count = counts.most_common(1)[0]
+        return sum(len(w) for w in gram) * count / self.word_chars if count > 1 else 0.0
+
+    def dup_ngram_char_fraction(self, n: int) -> float:
+        """Fraction of word characters inside repeats of an earlier n-gram (each word counted once)."""
+        words = self.words
+        if len(words) < n or not self.word_chars:
+            return 0.0
+        seen: set[tuple[str, ...]] = set()
+        covered = bytearray(len(words))
+        for i in range(len(words) - n + 1):
+            gram = tuple(words[i : i + n])
+            if gram in seen:
+                covered[i : i + n] = b"\x01" * n
+            else:
+                seen.add(gram)
+        return sum(len(w) for w, c in zip(words, covered) if c) / self.word_chars
+
+
+def check_quality(text: str, script: str | None, thresholds: QualityThresholds) -> str | None:
+    """The first quality rule ``text`` fails, as a ``quality_...`` reason, or ``None`` if it passes them all.
+
+    Cheap rules run first (length, then line rules, then word rules, then n-gram repetition).
+    """
+    t = thresholds
+    n_chars = len(text)
+    if t.min_chars is not None and n_chars < t.min_chars:
+        return TOO_SHORT
+    if t.max_chars is not None and n_chars > t.max_chars:
+        return TOO_LONG
+    m = _Measured(text, script)
+    if t.reject_lorem_ipsum and _LOREM.search(text):
+        return BOILERPLATE
+    if t.max_boilerplate_lines_ratio is not None and m.boilerplate_lines_ratio(t.boilerplate_line_chars) > t.max_boilerplate_lines_ratio:
+        return BOILERPLATE
+    if t.max_bullet_lines_ratio is not None and m.line_ratio(lambda s: s.startswith(_BULLETS)) > t.max_bullet_lines_ratio:
+        return BULLET_LINES
+    if t.max_ellipsis_lines_ratio is not None and (
+        m.line_ratio(lambda s: s.endswith(_ELLIPSES)) > t.max_ellipsis_lines_ratio
+    ):
+        return ELLIPSIS_LINES
+    if t.min_line_punct_ratio is not None and m.line_ratio(_ends_with_terminal) < t.min_line_punct_ratio:
+        return LINE_PUNCTUATION
+    if t.max_short_lines_ratio is not None and (
+        m.line_ratio(lambda s: len(s) <= t.short_line_chars) > t.max_short_lines_ratio
+    ):
+        return SHORT_LINES
+    dup_line_fraction, dup_line_char_fraction = m.dup_lines
+    if (t.max_dup_line_fraction is not None and dup_line_fraction > t.max_dup_line_fraction) or (
+        t.max_dup_line_char_fraction is not None and dup_line_char_fraction > t.max_dup_line_char_fraction
+    ):
+        return DUP_LINES
+    n_words = len(m.words)
+    if t.min_words is not None and n_words < t.min_words:
+        return TOO_FEW_WORDS
+    if t.max_words is not None and n_words > t.max_words:
+        return TOO_MANY_WORDS
+    if (t.min_mean_word_length is not None and m.mean_word_length < t.min_mean_word_length) or (
+        t.max_mean_word_length is not None and m.mean_word_length > t.max_mean_word_length
+    ):
+        return MEAN_WORD_LENGTH
+    if t.max_symbol_word_ratio is not None and m.symbol_word_ratio > t.max_symbol_word_ratio:
+        return SYMBOL_RATIO
+    if t.max_non_alpha_words_ratio is not None and m.non_alpha_words_ratio > t.max_non_alpha_words_ratio:
+        return NON_ALPHA_WORDS
+    if t.max_lines_per_word is not None and m.lines_per_word > t.max_lines_per_word:
+        return LINES_PER_WORD
+    for n, limit in t.max_top_ngram_char_fraction or ():
+        if m.top_ngram_char_fraction(n) > limit:
+            return DUP_NGRAMS
+    for n, limit in t.max_dup_ngram_char_fraction or ():
+        if m.dup_ngram_char_fraction(n) > limit:
+            return DUP_NGRAMS
+    return None
+
+
+def quality_signals(text: str, script: str | None, thresholds: QualityThresholds | None = None) -> dict[str, float | int]:
+    """Every measured value the rules look at (for the audit trail and for tuning thresholds)."""
+    t = thresholds or QualityThresholds()
+    m = _Measured(text, script)
+    dup_line_fraction, dup_line_char_fraction = m.dup_lines
+    signals: dict[str, float | int] = {
+        "chars": len(text),
+        "words": len(m.words),
+        "lines": len(m.lines),
+        "mean_word_length": round(m.mean_word_length, 4),
+        "symbol_word_ratio": round(m.symbol_word_ratio, 4),
+        "non_alpha_words_ratio": round(m.non_alpha_words_ratio, 4),
+        "bullet_lines_ratio": round(m.line_ratio(lambda s: s.startswith(_BULLETS)), 4),
+        "ellipsis_lines_ratio": round(m.line_ratio(lambda s: s.endswith(_ELLIPSES)), 4),
+        "line_punct_ratio": round(m.line_ratio(_ends_with_terminal), 4),
+        "short_lines_ratio": round(m.line_ratio(lambda s: len(s) <= t.short_line_chars), 4),
+        "lines_per_word": round(m.lines_per_word, 4),
+        "boilerplate_lines_ratio": round(m.boilerplate_lines_ratio(t.boilerplate_line_chars), 4),
+        "has_lorem_ipsum": int(bool(_LOREM.search(text))),
+        "dup_line_fraction": round(dup_line_fraction, 4),
+        "dup_line_char_fraction": round(dup_line_char_fraction, 4),
+    }
+    for n in (2, 3, 4):
+        signals[f"top_{n}gram_char_fraction"] = round(m.top_ngram_char_fraction(n), 4)
+    for n in range(5, 11):
+        signals[f"dup_{n}gram_char_fraction"] = round(m.dup_ngram_char_fraction(n), 4)
+    return signals
