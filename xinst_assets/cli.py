@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("xinst").setLevel(logging.INFO)
     home = (args.home or default_home()).expanduser().resolve()
     dagster_home = _prepare_environment(home)
     if args.command == "ui":

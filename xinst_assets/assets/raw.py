@@ -6,17 +6,16 @@ from datetime import datetime, timezone
 
 from dagster import (
     AssetExecutionContext,
-    Backoff,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    RetryPolicy,
     asset,
 )
 
 from xinst_assets.core.ingest import Shard, stage_shard
 from xinst_assets.core.progress import Progress
 from xinst_assets.assets.reporting import counts_table, markdown_table
+from xinst_assets.assets.transient import retry_transient
 from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.warehouse import Warehouse, sql_path
@@ -37,10 +36,6 @@ CREATE TABLE IF NOT EXISTS raw_shards (
 );
 """
 
-# Transient failures (a lock held too long by a stuck run, a flaky network mount) deserve a retry.
-TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
-
-
 def _known_shards(warehouse: Warehouse, lang: str) -> dict[str, str]:
     if not warehouse.table_exists("raw_shards"):
         return {}
@@ -58,7 +53,6 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
         group_name="ingest",
         kinds={"duckdb", "python"},
         owners=["team:data"],
-        retry_policy=TRANSIENT_RETRY,
         description=(
             "Web documents of one language (CulturaX-style shards: JSONL, JSONL.gz or Parquet), with a "
             "stable content id per document. Incremental: only new or changed shards are read; rows of "
@@ -69,83 +63,91 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
     def raw_web_text(
         context: AssetExecutionContext, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
     ) -> MaterializeResult:
-        lang = context.partition_key
-        current = {s.path: s for s in raw_sources.shards(lang)}
-        known = _known_shards(warehouse, lang)
-        to_read: list[Shard] = [s for p, s in current.items() if known.get(p) != s.fingerprint]
-        removed = sorted(set(known) - set(current))
-        unchanged = len(current) - len(to_read)
-        context.log.info(
-            f"{lang}: {len(current)} shards found; {len(to_read)} new or changed, {unchanged} unchanged, "
-            f"{len(removed)} removed"
-        )
-
-        options = raw_sources.read_options()
-        quarantined: Counter = Counter()
-        rows_read = 0
-        with storage.scratch_dir(f"raw-{lang}") as scratch:
-            progress = Progress(
-                f"raw_web_text:{lang}", sum(s.size_bytes for s in to_read), context.log.info, unit="bytes"
-            )
-            staged = []
-            for i, shard in enumerate(to_read):
-                docs, bad = scratch / f"{i:05d}.docs.parquet", scratch / f"{i:05d}.bad.parquet"
-                stats = stage_shard(shard, lang, docs, bad, options, on_bytes=progress.advance)
-                staged.append((shard, docs, bad, stats))
-                quarantined.update(stats.quarantined)
-                rows_read += stats.rows
-            progress.finish()
-
-            # One short transaction replaces the rows of every re-read or removed shard.
-            now = datetime.now(timezone.utc).replace(tzinfo=None)
-            with warehouse.write() as con:
-                con.execute(RAW_TABLES_DDL)
-                for path in removed + [s.path for s in to_read]:
-                    for table in ("raw_documents", "raw_quarantine", "raw_shards"):
-                        con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
-                for shard, docs, bad, stats in staged:
-                    con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
-                    con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
-                    con.execute(
-                        "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
-                         sum(stats.quarantined.values()), now],
-                    )
-                total_docs, distinct_docs = con.execute(
-                    "SELECT count(*), count(DISTINCT doc_id) FROM raw_documents WHERE lang = ?", [lang]
-                ).fetchone()
-                totals_by_reason = dict(
-                    con.execute(
-                        "SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]
-                    ).fetchall()
-                )
-                examples = con.execute(
-                    "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
-                    "ORDER BY shard, position LIMIT 10",
-                    [lang],
-                ).fetchall()
-
-        if not to_read and not removed:
-            context.log.info(f"{lang}: nothing to do, every shard is already ingested")
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": int(total_docs),
-                "documents_total": int(total_docs),
-                "documents_distinct": int(distinct_docs),
-                "shards_total": len(current),
-                "shards_read": len(to_read),
-                "shards_unchanged": unchanged,
-                "shards_removed": len(removed),
-                "rows_ingested_this_run": rows_read,
-                "rows_quarantined_this_run": sum(quarantined.values()),
-                "rows_quarantined_total": sum(totals_by_reason.values()),
-                "quarantined_by_reason": counts_table(totals_by_reason),
-                "quarantine_examples": markdown_table(
-                    [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
-                    ["file", "line/row", "reason", "detail"],
-                ),
-                "nothing_to_do": MetadataValue.bool(not to_read and not removed),
-            }
-        )
+        with retry_transient(context):
+            return _ingest(context, context.partition_key, warehouse, raw_sources, storage)
 
     return raw_web_text
+
+
+def _ingest(
+    context: AssetExecutionContext, lang: str, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
+) -> MaterializeResult:
+    """Read new and changed shards of ``lang``, then replace their rows in one transaction."""
+    current = {s.path: s for s in raw_sources.shards(lang)}
+    known = _known_shards(warehouse, lang)
+    to_read: list[Shard] = [s for p, s in current.items() if known.get(p) != s.fingerprint]
+    removed = sorted(set(known) - set(current))
+    unchanged = len(current) - len(to_read)
+    context.log.info(
+        f"{lang}: {len(current)} shards found; {len(to_read)} new or changed, {unchanged} unchanged, "
+        f"{len(removed)} removed"
+    )
+
+    options = raw_sources.read_options()
+    quarantined: Counter = Counter()
+    rows_read = 0
+    with storage.scratch_dir(f"raw-{lang}") as scratch:
+        progress = Progress(
+            f"raw_web_text:{lang}", sum(s.size_bytes for s in to_read), context.log.info, unit="bytes"
+        )
+        staged = []
+        for i, shard in enumerate(to_read):
+            docs, bad = scratch / f"{i:05d}.docs.parquet", scratch / f"{i:05d}.bad.parquet"
+            stats = stage_shard(shard, lang, docs, bad, options, on_bytes=progress.advance)
+            staged.append((shard, docs, bad, stats))
+            quarantined.update(stats.quarantined)
+            rows_read += stats.rows
+        progress.finish()
+
+        # One short transaction replaces the rows of every re-read or removed shard.
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        with warehouse.write() as con:
+            con.execute(RAW_TABLES_DDL)
+            for path in removed + [s.path for s in to_read]:
+                for table in ("raw_documents", "raw_quarantine", "raw_shards"):
+                    con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
+            for shard, docs, bad, stats in staged:
+                con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
+                con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
+                con.execute(
+                    "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
+                     sum(stats.quarantined.values()), now],
+                )
+            total_docs, distinct_docs = con.execute(
+                "SELECT count(*), count(DISTINCT doc_id) FROM raw_documents WHERE lang = ?", [lang]
+            ).fetchone()
+            totals_by_reason = dict(
+                con.execute(
+                    "SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]
+                ).fetchall()
+            )
+            examples = con.execute(
+                "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
+                "ORDER BY shard, position LIMIT 10",
+                [lang],
+            ).fetchall()
+
+    if not to_read and not removed:
+        context.log.info(f"{lang}: nothing to do, every shard is already ingested")
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": int(total_docs),
+            "documents_total": int(total_docs),
+            "documents_distinct": int(distinct_docs),
+            "shards_total": len(current),
+            "shards_read": len(to_read),
+            "shards_unchanged": unchanged,
+            "shards_removed": len(removed),
+            "rows_ingested_this_run": rows_read,
+            "rows_quarantined_this_run": sum(quarantined.values()),
+            "rows_quarantined_total": sum(totals_by_reason.values()),
+            "quarantined_by_reason": counts_table(totals_by_reason),
+            "quarantine_examples": markdown_table(
+                [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
+                ["file", "line/row", "reason", "detail"],
+            ),
+            "nothing_to_do": MetadataValue.bool(not to_read and not removed),
+        }
+    )
+

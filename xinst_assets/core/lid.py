@@ -97,6 +97,9 @@ class LidPolicy:
     accept_runner_up: bool = True
 
 
+# Scores are float32 from fastText: a margin "at the bound" must not fail on the last bit.
+_EPSILON = 1e-9
+
 LID_WRONG_LANGUAGE = "lid_wrong_language"
 LID_LOW_SCORE = "lid_low_score"
 
@@ -210,7 +213,7 @@ def decide_language(pred: LidPrediction, lang: Language, policy: LidPolicy = Lid
         if (
             policy.confusable_margin is not None
             and pred.lang in lang.lid_confusable
-            and pred.score - pred.runner_up_score <= policy.confusable_margin
+            and pred.score - pred.runner_up_score <= policy.confusable_margin + _EPSILON
         ):
             return True, None
         if policy.accept_runner_up and pred.runner_up_score >= lang.lid_threshold:

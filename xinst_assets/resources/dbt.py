@@ -20,12 +20,21 @@ def dbt_project() -> DbtProject:
     """
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    _put_python_bin_on_path()
     project.prepare_if_dev()
     if not project.manifest_path.exists():
         with file_lock(DBT_PROJECT_DIR / "target" / ".prepare.lock", exclusive=True, timeout_s=300):
             if not project.manifest_path.exists():
                 project.preparer.prepare(project)
     return project
+
+
+def _put_python_bin_on_path() -> None:
+    """dagster-dbt's preparer looks for ``dbt`` on PATH: make it this environment's dbt, even when the
+    environment was not activated (``.venv/bin/dagster dev``)."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 def dbt_resource(project: DbtProject) -> DbtCliResource:

@@ -1,0 +1,302 @@
+"""Stage 2: language-filtered text.
+
+``document_signals`` runs fastText LID and the quality heuristics on each new document (cached by content id
+and settings), dbt's ``screened_documents`` joins them with the raw rows and removes exact duplicates, and
+``language_filtered_text`` removes near duplicates with MinHash LSH, globally within the language and across
+nightly refreshes, writing the kept set and the audit trail of every rejected document.
+"""
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    AssetSpec,
+    asset,
+    multi_asset,
+)
+
+from xinst_assets.assets.transient import retry_transient
+from xinst_assets.assets.reporting import counts_table, markdown_table
+from xinst_assets.core.dedup import DedupCandidate, StoredRepresentative, deduplicate
+from xinst_assets.core.filtering import Document, FilterSettings, filter_documents
+from xinst_assets.core.progress import Progress
+from xinst_assets.core.text import stable_hash
+from xinst_assets.languages import LanguageRegistry
+from xinst_assets.resources.lid import LidModel
+from xinst_assets.resources.storage import XinstStorage
+from xinst_assets.resources.warehouse import Warehouse, sql_path
+
+SIGNALS_DDL = """
+CREATE TABLE IF NOT EXISTS document_signals (
+    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, settings_key VARCHAR NOT NULL,
+    lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
+    chars BIGINT, words BIGINT, reject_reason VARCHAR, first_seen_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (lang, doc_id)
+);
+"""
+FILTERED_DDL = """
+CREATE TABLE IF NOT EXISTS near_dedup_state (
+    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, config VARCHAR NOT NULL, keep BOOLEAN NOT NULL,
+    duplicate_of VARCHAR, content_key VARCHAR, signature BLOB, PRIMARY KEY (lang, doc_id)
+);
+CREATE TABLE IF NOT EXISTS filtered_documents (
+    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, text VARCHAR NOT NULL, url VARCHAR, timestamp VARCHAR,
+    source VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, cluster_size BIGINT NOT NULL,
+    PRIMARY KEY (lang, doc_id)
+);
+CREATE TABLE IF NOT EXISTS filter_rejections (
+    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, shard VARCHAR, position BIGINT, url VARCHAR,
+    reason VARCHAR NOT NULL, duplicate_of VARCHAR, lid_label VARCHAR, lid_score DOUBLE, text VARCHAR
+);
+"""
+BATCH_DOCS = 2_000
+
+
+def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: float) -> str:
+    """Identifies everything that decides a document's LID/quality verdict; a change re-screens documents."""
+    described = {
+        "quality": settings.quality.as_metadata(),
+        "lid_policy": asdict(settings.lid_policy),
+        "lid_model": lid_fingerprint,
+        "lid_threshold": lid_threshold,
+    }
+    return stable_hash(json.dumps(described, sort_keys=True, default=str))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch: Path):
+    """LID + quality for documents without a verdict under ``key``; returns (staged file, screened, cached)."""
+    pending = scratch / "pending.parquet"
+    query = """
+        SELECT doc_id, any_value(text) AS text, min(timestamp) AS published_at
+        FROM raw_documents r
+        WHERE lang = ? AND NOT EXISTS (
+            SELECT 1 FROM document_signals s WHERE s.lang = r.lang AND s.doc_id = r.doc_id AND s.settings_key = ?)
+        GROUP BY doc_id ORDER BY doc_id
+    """
+    total = warehouse.export_partition(query, [lang.code, key], pending)
+    out = scratch / "signals.parquet"
+    schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
+                        ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
+                        ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string())])
+    progress = Progress(f"document_signals:{lang.code}", total, context.log.info, unit="docs")
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in pq.ParquetFile(pending).iter_batches(batch_size=BATCH_DOCS):
+            rows = batch.to_pylist()
+            docs = [Document(r["doc_id"], r["text"], published_at=r["published_at"]) for r in rows]
+            decisions = filter_documents(docs, lang, identifier, settings)
+            writer.write_table(pa.Table.from_pylist(
+                [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
+                  "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
+                  "chars": d.chars, "words": d.words, "reject_reason": d.reason} for d in decisions],
+                schema=schema,
+            ))
+            progress.advance(len(rows))
+    progress.finish()
+    return out, total
+
+
+def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
+    """``document_signals`` and ``language_filtered_text`` with their asset checks."""
+
+    @asset(
+        name="document_signals",
+        partitions_def=partitions_def,
+        deps=["raw_web_text"],
+        group_name="filtering",
+        kinds={"python", "fasttext", "duckdb"},
+        owners=["team:data"],
+        description=(
+            "fastText language ID (language, score, runner-up) and Gopher/FineWeb-style quality verdict per "
+            "document, cached by content id and settings: a refresh only screens new documents. "
+            "Table: document_signals."
+        ),
+    )
+    def document_signals(
+        context: AssetExecutionContext, warehouse: Warehouse, lid_model: LidModel, storage: XinstStorage
+    ) -> MaterializeResult:
+        lang = registry.get(context.partition_key)
+        settings = FilterSettings.for_language(lang)
+        key = settings_key(settings, lid_model.fingerprint(), lang.lid_threshold)
+        identifier = lid_model.identifier(registry)
+        with retry_transient(context), warehouse.write() as con:
+            con.execute(SIGNALS_DDL)
+        with retry_transient(context), storage.scratch_dir(f"signals-{lang.code}") as scratch:
+            staged, screened = _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch)
+            now = _now()
+            with warehouse.write() as con:
+                con.execute(SIGNALS_DDL)
+                # Verdicts of documents gone from raw_documents go too; first_seen_at survives a re-screen.
+                con.execute(
+                    "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM raw_documents r WHERE r.lang = s.lang AND r.doc_id = s.doc_id)", [lang.code])
+                con.execute(f"""
+                    INSERT OR REPLACE INTO document_signals
+                    SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
+                           n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
+                           coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at
+                    FROM read_parquet('{sql_path(staged)}') n
+                    LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
+                """, [lang.code, key, now, lang.code])
+                total, rejected = con.execute(
+                    "SELECT count(*), count(reject_reason) FROM document_signals WHERE lang = ?", [lang.code]
+                ).fetchone()
+                by_reason = dict(con.execute(
+                    "SELECT reject_reason, count(*) FROM document_signals WHERE lang = ? "
+                    "AND reject_reason IS NOT NULL GROUP BY 1", [lang.code]).fetchall())
+        return MaterializeResult(metadata={
+            "dagster/row_count": int(total),
+            "documents_screened_this_run": screened,
+            "documents_from_cache": int(total) - screened,
+            "passed_lid_and_quality": int(total - rejected),
+            "rejected": int(rejected),
+            "rejected_by_reason": counts_table(by_reason),
+            "lid_model": lid_model.fingerprint(),
+            "lid_threshold": lang.lid_threshold,
+            "quality_thresholds": MetadataValue.json(settings.quality.as_metadata()),
+            "settings_key": key,
+        })
+
+    @multi_asset(
+        name="language_filtered_text_step",
+        partitions_def=partitions_def,
+        specs=[
+            AssetSpec(
+                "language_filtered_text",
+                deps=[AssetKey("screened_documents")],
+                group_name="filtering",
+                kinds={"python", "duckdb"},
+                owners=["team:data"],
+                description=(
+                    "Documents of one language that passed language ID and quality filters, after exact and "
+                    "MinHash near-duplicate removal (global within the language, incremental across refreshes), "
+                    "each with its duplicate-cluster size. Table: filtered_documents."
+                ),
+            ),
+            AssetSpec(
+                "filter_rejections",
+                deps=[AssetKey("screened_documents")],
+                group_name="filtering",
+                kinds={"duckdb"},
+                owners=["team:data"],
+                description="The audit trail: every rejected document of the language with its reason. "
+                "Table: filter_rejections.",
+            ),
+        ],
+    )
+    def language_filtered_text(
+        context: AssetExecutionContext, warehouse: Warehouse, storage: XinstStorage
+    ):
+        lang = registry.get(context.partition_key)
+        settings = FilterSettings.for_language(lang)
+        config = settings.minhash.fingerprint
+        with retry_transient(context), warehouse.write() as con:
+            con.execute(FILTERED_DDL)
+        with retry_transient(context), warehouse.read() as con:
+            survivors = con.execute(
+                "SELECT doc_id, text, CAST(first_seen_at AS VARCHAR), timestamp FROM screened_documents "
+                "WHERE lang = ? AND reject_reason IS NULL", [lang.code]).fetchall()
+            state = {
+                row[0]: row for row in con.execute(
+                    "SELECT doc_id, keep, duplicate_of, content_key, signature FROM near_dedup_state "
+                    "WHERE lang = ? AND config = ?", [lang.code, config]).fetchall()
+            }
+        alive = {doc_id for doc_id, *_ in survivors}
+        # Representatives from earlier runs that are still here keep their place; duplicates whose
+        # representative is gone are decided again, so no document is lost with a vanished original.
+        previous = [StoredRepresentative(d, s[3], s[4]) for d, s in state.items() if s[1] and d in alive]
+        settled = {d for d, s in state.items() if d in alive and (s[1] or s[2] in alive)}
+        todo = [r for r in survivors if r[0] not in settled]
+        docs = [DedupCandidate(d, text, seen, pub) for d, text, seen, pub in todo]
+        context.log.info(
+            f"{lang.code}: near-dedup of {len(docs):,} new documents against {len(previous):,} kept earlier"
+        )
+        outcome = deduplicate(docs, lang.script, settings.minhash, previous)
+        reps = {r.doc_id: r for r in outcome.new_representatives}
+        new_state = [
+            {"doc_id": dd.doc_id, "keep": dd.keep, "duplicate_of": dd.duplicate_of,
+             "content_key": reps[dd.doc_id].content_key if dd.doc_id in reps else None,
+             "signature": reps[dd.doc_id].signature if dd.doc_id in reps else None}
+            for dd in outcome.decisions
+            if not (dd.keep and dd.doc_id not in reps)  # a stored representative seen again: unchanged
+        ]
+        state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
+                                  ("content_key", pa.string()), ("signature", pa.binary())])
+        with retry_transient(context), storage.scratch_dir(f"filtered-{lang.code}") as scratch:
+            staged = scratch / "state.parquet"
+            pq.write_table(pa.Table.from_pylist(new_state, schema=state_schema), staged)
+            with warehouse.write() as con:
+                con.execute(FILTERED_DDL)
+                con.execute(
+                    "DELETE FROM near_dedup_state WHERE lang = ? AND (config <> ? OR doc_id NOT IN "
+                    "(SELECT doc_id FROM screened_documents WHERE lang = ? AND reject_reason IS NULL))",
+                    [lang.code, config, lang.code])
+                con.execute(f"""
+                    INSERT OR REPLACE INTO near_dedup_state
+                    SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
+                    FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
+                for table in ("filtered_documents", "filter_rejections"):
+                    con.execute(f"DELETE FROM {table} WHERE lang = ?", [lang.code])
+                # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
+                con.execute("""
+                    INSERT INTO filtered_documents
+                    SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
+                           s.exact_copies + coalesce((
+                               SELECT sum(d.exact_copies) FROM near_dedup_state n
+                               JOIN screened_documents d ON d.lang = n.lang AND d.doc_id = n.doc_id
+                                    AND d.reject_reason IS NULL
+                               WHERE n.lang = s.lang AND n.duplicate_of = s.doc_id AND NOT n.keep), 0)
+                    FROM screened_documents s
+                    JOIN near_dedup_state k ON k.lang = s.lang AND k.doc_id = s.doc_id AND k.keep
+                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code])
+                con.execute("""
+                    INSERT INTO filter_rejections
+                    SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
+                           coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
+                           CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
+                                ELSE n.duplicate_of END AS duplicate_of,
+                           s.lid_label, s.lid_score, s.text
+                    FROM screened_documents s
+                    LEFT JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id
+                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code])
+                kept, clustered = con.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
+                    "WHERE lang = ?", [lang.code]).fetchone()
+                by_reason = dict(con.execute(
+                    "SELECT reason, count(*) FROM filter_rejections WHERE lang = ? GROUP BY reason",
+                    [lang.code]).fetchall())
+                examples = con.execute(
+                    "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
+                    "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "
+                    "ORDER BY reason LIMIT 20", [lang.code]).fetchall()
+        rejected = sum(by_reason.values())
+        yield MaterializeResult(asset_key="filter_rejections", metadata={
+            "dagster/row_count": int(rejected),
+            "rejected_by_reason": counts_table(by_reason),
+            "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
+        })
+        yield MaterializeResult(asset_key="language_filtered_text", metadata={
+            "dagster/row_count": int(kept),
+            "kept": int(kept),
+            "rejected": int(rejected),
+            "kept_fraction": round(kept / (kept + rejected), 4) if kept + rejected else 0.0,
+            "kept_with_duplicates": int(clustered),
+            "near_dedup_candidates_this_run": len(docs),
+            "rejected_by_reason": counts_table(by_reason),
+            "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
+            "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
+        })
+
+    return [document_signals, language_filtered_text]

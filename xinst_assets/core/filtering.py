@@ -1,0 +1,219 @@
+"""Stage 2 composed: language ID, quality heuristics, then global dedup over the survivors.
+
+Every document gets exactly one :class:`FilterDecision`: kept, or dropped with one reason prefixed by the
+filter that dropped it (``lid_...``, ``quality_...``, ``dedup_...``). Cheap checks run first: the length
+bounds (a ``len``), then fastText on the documents that remain (one batch call), then the other quality rules.
+Dedup runs afterwards over every survivor of a language (:func:`apply_dedup`), since duplicates are found
+across batches and runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping, Sequence
+
+from xinst_assets.core.dedup import DedupCandidate, DedupOutcome, MinhashConfig, StoredRepresentative, deduplicate
+from xinst_assets.core.lid import LanguageIdentifier, LidPolicy, decide_language
+from xinst_assets.core.quality import TOO_LONG, TOO_SHORT, QualityThresholds, assess_quality, thresholds_for
+from xinst_assets.languages import Language
+
+# The label of the sample data (data/sample/labels/<lang>.jsonl) that stage 2 should keep; every other label
+# (near_duplicate, exact_duplicate, wrong_language, boilerplate, too_short) should be dropped.
+KEEP_LABEL = "clean"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One raw document of a language partition."""
+
+    doc_id: str
+    text: str
+    seen_at: str | None = None  # ISO 8601: when the pipeline first ingested it
+    published_at: str | None = None  # ISO 8601: the document's own timestamp
+
+
+@dataclass(frozen=True)
+class FilterDecision:
+    """What stage 2 decided for one document, with the measurements behind it."""
+
+    doc_id: str
+    lang: str
+    keep: bool
+    reason: str | None = None
+    lid_lang: str | None = None  # None when the document was dropped before language ID
+    lid_score: float | None = None
+    lid_runner_up: str | None = None
+    lid_runner_up_score: float | None = None
+    chars: int = 0
+    words: int | None = None
+    duplicate_of: str | None = None
+    cluster_size: int | None = None  # for survivors of dedup: documents in its cluster, itself included
+
+    @property
+    def filter_name(self) -> str | None:
+        """``lid``, ``quality`` or ``dedup`` for a dropped document."""
+        return self.reason.split("_", 1)[0] if self.reason else None
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Everything that decides stage 2 for one language (recorded in materialization metadata)."""
+
+    quality: QualityThresholds
+    lid_policy: LidPolicy = LidPolicy()
+    minhash: MinhashConfig = MinhashConfig()
+
+    @classmethod
+    def for_language(cls, lang: Language, **overrides) -> "FilterSettings":
+        return cls(quality=thresholds_for(lang), **overrides)
+
+
+def filter_documents(
+    docs: Sequence[Document],
+    lang: Language,
+    identifier: LanguageIdentifier,
+    settings: FilterSettings | None = None,
+) -> list[FilterDecision]:
+    """LID and quality for one batch of one language; one decision per document, in input order."""
+    settings = settings or FilterSettings.for_language(lang)
+    q = settings.quality
+    decisions: list[FilterDecision | None] = [None] * len(docs)
+    to_identify: list[int] = []
+    for i, doc in enumerate(docs):
+        n = len(doc.text)
+        if q.min_chars is not None and n < q.min_chars:
+            decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_SHORT, chars=n)
+        elif q.max_chars is not None and n > q.max_chars:
+            decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_LONG, chars=n)
+        else:
+            to_identify.append(i)
+    predictions = identifier.predict([docs[i].text for i in to_identify])
+    for i, pred in zip(to_identify, predictions):
+        doc = docs[i]
+        keep, reason = decide_language(pred, lang, settings.lid_policy)
+        words = None
+        if keep:
+            verdict = assess_quality(doc.text, lang.script, q)
+            reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
+        decisions[i] = FilterDecision(
+            doc.doc_id, lang.code, keep, reason, pred.lang, round(pred.score, 4), pred.runner_up,
+            round(pred.runner_up_score, 4), chars=len(doc.text), words=words,
+        )
+    return [d for d in decisions if d is not None]
+
+
+def apply_dedup(
+    decisions: Sequence[FilterDecision],
+    docs: Sequence[Document],
+    lang: Language,
+    settings: FilterSettings | None = None,
+    previous: Iterable[StoredRepresentative] = (),
+) -> tuple[list[FilterDecision], DedupOutcome]:
+    """Dedup the kept documents among ``decisions`` (aligned with ``docs``); others pass through unchanged."""
+    if len(decisions) != len(docs):
+        raise ValueError(f"{len(decisions)} decisions for {len(docs)} documents: they must be aligned")
+    settings = settings or FilterSettings.for_language(lang)
+    survivors = [i for i, d in enumerate(decisions) if d.keep]
+    outcome = deduplicate(
+        [DedupCandidate(docs[i].doc_id, docs[i].text, docs[i].seen_at, docs[i].published_at) for i in survivors],
+        lang.script,
+        settings.minhash,
+        previous,
+    )
+    merged = list(decisions)
+    for i, dd in zip(survivors, outcome.decisions):
+        if dd.keep:
+            merged[i] = replace(merged[i], cluster_size=outcome.cluster_sizes.get(dd.doc_id, 1))
+        else:
+            merged[i] = replace(merged[i], keep=False, reason=dd.reason, duplicate_of=dd.duplicate_of)
+    return merged, outcome
+
+
+def run_language_filter(
+    docs: Sequence[Document],
+    lang: Language,
+    identifier: LanguageIdentifier,
+    settings: FilterSettings | None = None,
+    previous: Iterable[StoredRepresentative] = (),
+) -> list[FilterDecision]:
+    """The whole of stage 2 for one language in memory (LID, quality, dedup): for tests, the bench and the demo."""
+    settings = settings or FilterSettings.for_language(lang)
+    decisions = filter_documents(docs, lang, identifier, settings)
+    merged, _ = apply_dedup(decisions, docs, lang, settings, previous)
+    return merged
+
+
+def reason_counts(decisions: Iterable[FilterDecision]) -> Counter:
+    """How many documents each reason dropped (``kept`` for the survivors)."""
+    return Counter(d.reason or "kept" for d in decisions)
+
+
+@dataclass(frozen=True)
+class LabelEvaluation:
+    """Filter quality against hand labels for one language."""
+
+    lang: str
+    clean_total: int
+    clean_kept: int
+    kept_total: int
+    kept_by_label: Mapping[str, int] = field(default_factory=dict)
+    dropped_by_label: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    @property
+    def recall(self) -> float:
+        """Share of the documents labelled clean that were kept."""
+        return self.clean_kept / self.clean_total if self.clean_total else 1.0
+
+    @property
+    def precision(self) -> float:
+        """Share of the kept documents that are labelled clean (a kept duplicate counts as wrong)."""
+        return self.clean_kept / self.kept_total if self.kept_total else 1.0
+
+
+def evaluate_on_labels(
+    decisions: Sequence[FilterDecision],
+    labels: Sequence[str],
+    groups: Sequence[str | None] | None = None,
+) -> dict[str, LabelEvaluation]:
+    """Per-language recall of the clean documents and precision of the kept set.
+
+    ``labels`` is aligned with ``decisions`` (the label of each document: ``clean``, ``near_duplicate``,
+    ``exact_duplicate``, ``wrong_language``, ``boilerplate``, ``too_short`` ...). ``groups``, also aligned, names
+    the duplicate group of each document (the same key for an original and its copies, ``None`` elsewhere).
+    Which copy of a group survives is dedup's ordering policy, not a quality property: when the original was
+    dropped as a duplicate of a kept copy, the two swap labels, so a group counts as right when exactly one of
+    its members is kept, whichever it is.
+    """
+    if len(decisions) != len(labels) or (groups is not None and len(groups) != len(labels)):
+        raise ValueError(f"{len(decisions)} decisions, {len(labels)} labels and groups must be aligned")
+    effective = list(labels)
+    if groups is not None:
+        members: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            if group is not None:
+                members.setdefault(group, []).append(i)
+        for indices in members.values():
+            originals = [i for i in indices if effective[i] == KEEP_LABEL and not decisions[i].keep]
+            copies = [i for i in indices if effective[i] != KEEP_LABEL and decisions[i].keep]
+            for original, copy in zip(originals, copies):
+                effective[original], effective[copy] = effective[copy], effective[original]
+    by_lang: dict[str, list[tuple[FilterDecision, str]]] = {}
+    for decision, label in zip(decisions, effective):
+        by_lang.setdefault(decision.lang, []).append((decision, label))
+    out: dict[str, LabelEvaluation] = {}
+    for code, pairs in by_lang.items():
+        kept = Counter(label for d, label in pairs if d.keep)
+        dropped: dict[str, Counter] = {}
+        for d, label in pairs:
+            if not d.keep:
+                dropped.setdefault(label, Counter())[d.reason or "?"] += 1
+        out[code] = LabelEvaluation(
+            lang=code,
+            clean_total=sum(1 for _, label in pairs if label == KEEP_LABEL),
+            clean_kept=kept[KEEP_LABEL],
+            kept_total=sum(kept.values()),
+            kept_by_label=dict(kept),
+            dropped_by_label={label: dict(c) for label, c in dropped.items()},
+        )
+    return out

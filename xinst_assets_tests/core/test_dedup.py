@@ -1,0 +1,181 @@
+import random
+
+import numpy as np
+import pytest
+from datasketch import MinHash
+
+from xinst_assets.core.dedup import (
+    DedupCandidate,
+    MinhashConfig,
+    MinhashSigner,
+    deduplicate,
+    shingle_hashes,
+    shingles,
+    signature_from_bytes,
+    signature_to_bytes,
+)
+
+# Original texts: two reports on the same topic (rice prices), written differently.
+RICE = (
+    "Setelah naik selama hampir tiga bulan, harga beras di sejumlah pasar tradisional mulai turun pekan ini. "
+    "Beras medium yang sebelumnya dijual seharga empat belas ribu lima ratus rupiah per kilogram kini turun menjadi "
+    "sekitar tiga belas ribu tujuh ratus rupiah. Seorang pedagang di pasar induk mengatakan penurunan terjadi karena "
+    "pasokan dari daerah sentra produksi mulai lancar seiring masuknya masa panen raya. Stok di gudang sudah "
+    "bertambah dan pembeli juga mulai kembali normal, ujarnya. Meski demikian, harga beras premium masih bertahan "
+    "tinggi karena permintaan dari rumah makan dan hotel tetap besar. Beberapa ibu rumah tangga yang ditemui di pasar "
+    "mengaku lega karena pengeluaran dapur bisa sedikit berkurang. Dinas perdagangan berjanji akan terus memantau "
+    "harga di lapangan dan menggelar operasi pasar jika harga kembali melonjak menjelang hari raya."
+)
+RICE_OTHER = (
+    "Pemerintah daerah menggelar operasi pasar murah di tiga kecamatan untuk menahan kenaikan harga beras. Warga "
+    "mengantre sejak pagi untuk membeli beras kemasan lima kilogram dengan harga di bawah pasaran. Menurut petugas, "
+    "setiap keluarga hanya boleh membeli dua kemasan agar pembagian merata. Petani di desa sekitar justru mengeluhkan "
+    "harga gabah yang rendah saat panen, sementara biaya pupuk dan sewa traktor terus naik. Pengamat pertanian "
+    "menyarankan agar pemerintah memperbaiki rantai distribusi sehingga selisih harga di tingkat petani dan konsumen "
+    "tidak terlalu jauh. Operasi pasar akan dilanjutkan bulan depan jika harga belum juga stabil."
+)
+
+
+def edited(text: str, edits: dict[str, str]) -> str:
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    return text
+
+
+RICE_NEAR = edited(RICE, {"pekan ini": "minggu ini", "ujarnya": "katanya", "Meski demikian": "Namun"})
+# Same text with a date line on top and different spacing: a typical syndicated copy.
+RICE_SYNDICATED = "Diperbarui: Jumat, 21 Juni 2024\n" + RICE.replace(". ", ".\n")
+
+
+def test_the_lsh_threshold_arithmetic_matches_datatrove():
+    config = MinhashConfig()
+    assert config.num_perm == 112
+    assert config.threshold == pytest.approx((1 / 14) ** (1 / 8)) and 0.71 < config.threshold < 0.73
+
+
+def test_vectorised_signatures_equal_datasketch_minhash_update_batch():
+    config = MinhashConfig()
+    signatures, has = MinhashSigner(config).signatures([RICE, RICE_OTHER, ""], "Latn")
+    for text, row in zip([RICE, RICE_OTHER], signatures):
+        reference = MinHash(num_perm=112, seed=1, scheme="affine64", hashfunc=int)
+        reference.update_batch([int(h) for h in shingle_hashes(text, "Latn", 5)])
+        assert np.array_equal(reference.hashvalues, row)
+    assert has == [True, True, False]
+
+
+def test_shingles_are_word_five_grams_of_the_normalised_lower_cased_text():
+    grams = shingles("Harga  BERAS naik lagi di pasar", "Latn", 5)
+    assert grams == [["harga", "beras", "naik", "lagi", "di"], ["beras", "naik", "lagi", "di", "pasar"]]
+    assert shingles("Dua kata", "Latn", 5) == [["dua", "kata"]]
+    assert len(shingle_hashes("Harga  BERAS naik lagi di pasar", "Latn", 5)) == 2
+    # Equal n-grams hash equally wherever they occur; different ones differ.
+    a, b = shingle_hashes("satu dua tiga empat lima enam", "Latn", 5), shingle_hashes("nol satu dua tiga empat lima", "Latn", 5)
+    assert a[0] == b[1] and a[1] != b[0]
+
+
+def test_signatures_round_trip_through_bytes_and_reject_other_settings():
+    config = MinhashConfig()
+    [signature], _ = MinhashSigner(config).signatures([RICE], "Latn")
+    data = signature_to_bytes(signature)
+    assert len(data) == 112 * 8
+    assert np.array_equal(signature_from_bytes(data, config), signature)
+    with pytest.raises(ValueError, match="has 896 bytes, expected 1024.*recompute"):
+        signature_from_bytes(data, MinhashConfig(num_bands=16))
+
+
+def test_near_duplicates_with_small_edits_are_found_and_point_at_the_earlier_copy():
+    docs = [
+        DedupCandidate("b", RICE_NEAR, published_at="2024-06-02"),
+        DedupCandidate("a", RICE, published_at="2024-06-01"),
+        DedupCandidate("c", RICE_SYNDICATED, published_at="2024-06-03"),
+    ]
+    outcome = deduplicate(docs, "Latn")
+    assert [(d.doc_id, d.keep, d.reason, d.duplicate_of) for d in outcome.decisions] == [
+        ("b", False, "dedup_near_duplicate", "a"),
+        ("a", True, None, None),
+        ("c", False, "dedup_near_duplicate", "a"),
+    ]
+    assert outcome.cluster_sizes == {"a": 3}
+
+
+def test_different_texts_on_the_same_topic_are_not_merged():
+    outcome = deduplicate([DedupCandidate("a", RICE), DedupCandidate("b", RICE_OTHER)], "Latn")
+    assert [d.keep for d in outcome.decisions] == [True, True]
+    assert outcome.cluster_sizes == {"a": 1, "b": 1}
+
+
+def test_no_false_merges_among_many_documents_drawn_from_one_vocabulary():
+    vocabulary = sorted(set(RICE.replace(",", "").replace(".", "").lower().split()))
+    rng = random.Random(7)
+    docs = [DedupCandidate(f"d{i:03d}", " ".join(rng.choices(vocabulary, k=200))) for i in range(300)]
+    outcome = deduplicate(docs, "Latn")
+    assert outcome.kept == 300
+
+
+def test_exact_duplicates_differing_only_in_spacing_are_dropped_whatever_their_doc_ids():
+    docs = [DedupCandidate("x1", RICE), DedupCandidate("x2", "  " + RICE.replace(" ", "  ") + "\n")]
+    outcome = deduplicate(docs, "Latn")
+    assert [(d.keep, d.reason, d.duplicate_of) for d in outcome.decisions] == [
+        (True, None, None), (False, "dedup_exact_duplicate", "x1"),
+    ]
+
+
+def test_dedup_end_to_end_keeps_exactly_the_first_seen_of_each_cluster():
+    docs = [
+        DedupCandidate("other", RICE_OTHER, seen_at="2024-07-01T00:00:00Z"),
+        DedupCandidate("copy", RICE, seen_at="2024-07-02T00:00:00Z"),
+        DedupCandidate("near", RICE_NEAR, seen_at="2024-07-01T00:00:00Z", published_at="2024-05-01"),
+        DedupCandidate("orig", RICE, seen_at="2024-07-01T00:00:00Z", published_at="2024-06-01"),
+        DedupCandidate("undated", RICE_SYNDICATED),
+    ]
+    outcome = deduplicate(docs, "Latn")
+    survivors = [d.doc_id for d in outcome.decisions if d.keep]
+    assert survivors == ["other", "near"]  # "near" was published first among the same-day ingests
+    assert {d.doc_id: d.duplicate_of for d in outcome.decisions if not d.keep} == {
+        "copy": "near", "orig": "near", "undated": "near",
+    }
+    assert outcome.cluster_sizes == {"other": 1, "near": 4}
+    # The same documents in another input order give the same result.
+    reordered = deduplicate(list(reversed(docs)), "Latn")
+    assert sorted((d.doc_id, d.keep, d.duplicate_of) for d in reordered.decisions) == sorted(
+        (d.doc_id, d.keep, d.duplicate_of) for d in outcome.decisions
+    )
+
+
+def test_thai_near_duplicates_are_found_through_syllable_shingles():
+    thai = ("เช้าวันนี้นักเรียนในโรงเรียนประจำหมู่บ้านช่วยกันปลูกต้นไม้ ครูสอนวิธีดูแลต้นกล้าอย่างถูกต้อง "
+            "เด็กทุกคนตั้งชื่อให้ต้นไม้ของตัวเองและสัญญาว่าจะรดน้ำทุกวัน ผู้ใหญ่ในหมู่บ้านบอกว่างานแบบนี้ช่วยให้อากาศ"
+            "สะอาดและลดความร้อน ตอนเย็นทุกคนแบ่งขนมกันกินและนัดพบกันอีกครั้งในเดือนหน้า")
+    near = thai.replace("ตอนเย็น", "ตอนค่ำ")
+    outcome = deduplicate([DedupCandidate("t1", thai), DedupCandidate("t2", near)], "Thai")
+    assert [(d.keep, d.duplicate_of) for d in outcome.decisions] == [(True, None), (False, "t1")]
+
+
+def test_incremental_dedup_keeps_earlier_representatives_across_runs():
+    first = deduplicate([DedupCandidate("a", RICE), DedupCandidate("b", RICE_OTHER)], "Latn")
+    stored = first.new_representatives
+    assert [r.doc_id for r in stored] == ["a", "b"] and all(len(r.signature) == 896 for r in stored)
+
+    # Next night: a near copy of "a" that was published earlier still loses to the stored representative.
+    second = deduplicate(
+        [DedupCandidate("a2", RICE_NEAR, published_at="2020-01-01"), DedupCandidate("c", "Sebuah teks baru " * 20)],
+        "Latn",
+        previous=stored,
+    )
+    assert [(d.doc_id, d.keep, d.duplicate_of) for d in second.decisions] == [("a2", False, "a"), ("c", True, None)]
+    assert second.cluster_sizes == {"a": 2, "c": 1}
+    assert [r.doc_id for r in second.new_representatives] == ["c"]
+
+    # Giving a stored representative again keeps it and adds nothing; an exact copy of it is a duplicate.
+    stored_after = [r if r.doc_id != "a" else type(r)(r.doc_id, r.content_key, r.signature, 2) for r in stored]
+    third = deduplicate([DedupCandidate("a", RICE), DedupCandidate("a-copy", RICE)], "Latn", previous=stored_after)
+    assert [(d.doc_id, d.keep, d.reason) for d in third.decisions] == [
+        ("a", True, None), ("a-copy", False, "dedup_exact_duplicate"),
+    ]
+    assert third.cluster_sizes == {"a": 3} and third.new_representatives == []
+
+
+def test_documents_without_words_are_kept_and_never_merged_with_each_other():
+    outcome = deduplicate([DedupCandidate("p1", "!!!"), DedupCandidate("p2", "???")], "Latn")
+    assert [d.keep for d in outcome.decisions] == [True, True]
