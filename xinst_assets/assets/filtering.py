@@ -19,6 +19,9 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetSpec,
     asset,
     multi_asset,
@@ -59,6 +62,10 @@ CREATE TABLE IF NOT EXISTS filter_rejections (
 );
 """
 BATCH_DOCS = 2_000
+PURITY_MIN = 0.95
+# Web crawls keep roughly 10-60% of documents after LID, quality and dedup (FineWeb-2 reports similar ranges);
+# a kept fraction outside these wide bounds usually means a wrong source folder or a broken threshold.
+KEPT_FRACTION_BOUNDS = (0.02, 0.99)
 
 
 def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: float) -> str:
@@ -195,6 +202,16 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 "Table: filter_rejections.",
             ),
         ],
+        check_specs=[
+            AssetCheckSpec("language_purity", asset="language_filtered_text",
+                           description=f"At least {PURITY_MIN:.0%} of kept documents have the partition's "
+                           "language as fastText's top label."),
+            AssetCheckSpec("no_duplicates_kept", asset="language_filtered_text", blocking=True,
+                           description="No content id is kept twice and no kept document is marked a duplicate."),
+            AssetCheckSpec("kept_fraction_in_bounds", asset="language_filtered_text",
+                           description=f"The kept fraction lies within {KEPT_FRACTION_BOUNDS}: outside it, "
+                           "thresholds or sources are probably wrong."),
+        ],
     )
     def language_filtered_text(
         context: AssetExecutionContext, warehouse: Warehouse, storage: XinstStorage
@@ -277,11 +294,21 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 by_reason = dict(con.execute(
                     "SELECT reason, count(*) FROM filter_rejections WHERE lang = ? GROUP BY reason",
                     [lang.code]).fetchall())
+                purity, duplicated_ids, kept_marked_dup = con.execute("""
+                    SELECT avg(CASE WHEN s.lid_label = f.lang THEN 1.0 ELSE 0.0 END),
+                           count(*) - count(DISTINCT f.doc_id),
+                           count(*) FILTER (WHERE r.doc_id IS NOT NULL)
+                    FROM filtered_documents f
+                    LEFT JOIN document_signals s ON s.lang = f.lang AND s.doc_id = f.doc_id
+                    LEFT JOIN (SELECT DISTINCT lang, doc_id FROM filter_rejections
+                               WHERE reason LIKE 'dedup_near%') r ON r.lang = f.lang AND r.doc_id = f.doc_id
+                    WHERE f.lang = ?""", [lang.code]).fetchone()
                 examples = con.execute(
                     "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
                     "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "
                     "ORDER BY reason LIMIT 20", [lang.code]).fetchall()
         rejected = sum(by_reason.values())
+        fraction = kept / (kept + rejected) if kept + rejected else None
         yield MaterializeResult(asset_key="filter_rejections", metadata={
             "dagster/row_count": int(rejected),
             "rejected_by_reason": counts_table(by_reason),
@@ -291,12 +318,28 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             "dagster/row_count": int(kept),
             "kept": int(kept),
             "rejected": int(rejected),
-            "kept_fraction": round(kept / (kept + rejected), 4) if kept + rejected else 0.0,
+            "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
             "kept_with_duplicates": int(clustered),
             "near_dedup_candidates_this_run": len(docs),
             "rejected_by_reason": counts_table(by_reason),
             "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
             "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
         })
+        yield AssetCheckResult(
+            check_name="language_purity", asset_key="language_filtered_text",
+            passed=bool(kept == 0 or (purity or 0) >= PURITY_MIN), severity=AssetCheckSeverity.WARN,
+            metadata={"purity": round(float(purity or 0), 4), "kept": int(kept)},
+        )
+        yield AssetCheckResult(
+            check_name="no_duplicates_kept", asset_key="language_filtered_text",
+            passed=bool(duplicated_ids == 0 and kept_marked_dup == 0),
+            metadata={"duplicated_ids": int(duplicated_ids), "kept_but_marked_duplicate": int(kept_marked_dup)},
+        )
+        yield AssetCheckResult(
+            check_name="kept_fraction_in_bounds", asset_key="language_filtered_text",
+            passed=fraction is None or KEPT_FRACTION_BOUNDS[0] <= fraction <= KEPT_FRACTION_BOUNDS[1],
+            severity=AssetCheckSeverity.WARN,
+            metadata={"kept_fraction": round(fraction, 4) if fraction is not None else "no documents"},
+        )
 
     return [document_signals, language_filtered_text]

@@ -38,7 +38,8 @@ class MinhashConfig:
     A pair with Jaccard similarity ``s`` of shingle sets agrees on one band of ``r`` rows with probability
     ``s**r`` and becomes a candidate with probability ``1 - (1 - s**r)**b``. With b=14 bands of r=8 rows
     (112 permutations) the S-curve's midpoint is near ``(1/b)**(1/r) = (1/14)**(1/8) ~ 0.72``: pairs at
-    s=0.8 are found with p ~ 0.96, at s=0.9 with p ~ 1.0, at s=0.5 only with p ~ 0.05, at s=0.3 with p ~ 0.001.
+    s=0.8 are found with p ~ 0.96, at s=0.9 with p ~ 1.0, at s=0.5 only with p ~ 0.05, at s=0.3 with
+    p ~ 0.001.
     """
 
     ngram_size: int = 5  # word 5-grams (datatrove, FineWeb)
@@ -91,7 +92,7 @@ class StoredRepresentative:
 
 @dataclass(frozen=True)
 class DedupDecision:
-    """The fate of one candidate. For a survivor, ``duplicate_of`` is None and its cluster size is in the outcome."""
+    """The fate of one candidate (a survivor's cluster size is in :attr:`DedupOutcome.cluster_sizes`)."""
 
     doc_id: str
     keep: bool
@@ -162,7 +163,9 @@ def shingle_hashes(
         return np.empty(0, dtype=np.uint64)
     cache = {} if word_hashes is None else word_hashes
     hashed = np.fromiter(
-        (cache[w] if w in cache else cache.setdefault(w, _hash64(w)) for w in words), dtype=np.uint64, count=len(words)
+        (cache[w] if w in cache else cache.setdefault(w, _hash64(w)) for w in words),
+        dtype=np.uint64,
+        count=len(words),
     )
     size = min(ngram_size, len(words))
     count = len(words) - size + 1
@@ -173,7 +176,7 @@ def shingle_hashes(
 
 
 def _fmix64(hv: np.ndarray) -> np.ndarray:
-    # MurmurHash3's 64-bit finalizer, the pre-mix of datasketch's affine64 scheme (wrapping uint64 arithmetic).
+    # MurmurHash3's 64-bit finalizer: the pre-mix of datasketch's affine64 scheme (wrapping uint64 arithmetic)
     hv = hv ^ (hv >> np.uint64(33))
     hv = hv * np.uint64(0xFF51AFD7ED558CCD)
     hv = hv ^ (hv >> np.uint64(33))
@@ -184,8 +187,8 @@ def _fmix64(hv: np.ndarray) -> np.ndarray:
 class MinhashSigner:
     """Computes MinHash signatures for many documents at once (numpy over a chunk of documents).
 
-    Identical to datasketch's ``MinHash(num_perm, seed, scheme="affine64")`` updated with the shingle hashes of
-    :func:`shingle_hashes`, but one matrix operation per chunk of documents instead of one per document.
+    Identical to datasketch's ``MinHash(num_perm, seed, scheme="affine64")`` updated with the shingle hashes
+    of :func:`shingle_hashes`, but one matrix operation per chunk of documents instead of one per document.
     """
 
     def __init__(self, config: MinhashConfig = MinhashConfig()) -> None:
@@ -202,7 +205,10 @@ class MinhashSigner:
         step = self.config.batch_docs
         for start in range(0, len(texts), step):
             word_hashes: dict[str, int] = {}
-            chunk = [shingle_hashes(t, script, self.config.ngram_size, word_hashes) for t in texts[start : start + step]]
+            chunk = [
+                shingle_hashes(t, script, self.config.ngram_size, word_hashes)
+                for t in texts[start : start + step]
+            ]
             has_shingles += [c.size > 0 for c in chunk]
             counts = np.array([c.size for c in chunk], dtype=np.int64)
             hashes = np.concatenate(chunk) if chunk else np.empty(0, dtype=np.uint64)
@@ -244,7 +250,9 @@ def deduplicate(
     def index(signature: np.ndarray, representative: str) -> None:
         key = len(representative_of)
         representative_of.append(representative)
-        lsh.insert(key, LeanMinHash(seed=config.seed, hashvalues=signature, scheme=_SCHEME), check_duplication=False)
+        lsh.insert(
+            key, LeanMinHash(seed=config.seed, hashvalues=signature, scheme=_SCHEME), check_duplication=False
+        )
 
     for rep in previous:
         signature = signature_from_bytes(rep.signature, config)
@@ -293,7 +301,5 @@ def deduplicate(
         new_reps.append(StoredRepresentative(doc.doc_id, key, signature_to_bytes(signature)))
 
     cluster_sizes = {doc_id: sizes[doc_id] for doc_id in sorted(touched, key=rank_of.__getitem__)}
-    new_reps = [
-        StoredRepresentative(r.doc_id, r.content_key, r.signature, sizes[r.doc_id]) for r in new_reps
-    ]
+    new_reps = [StoredRepresentative(r.doc_id, r.content_key, r.signature, sizes[r.doc_id]) for r in new_reps]
     return DedupOutcome([decisions[i] for i in range(len(docs))], cluster_sizes, new_reps)

@@ -10,10 +10,16 @@ across batches and runs.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
-from xinst_assets.core.dedup import DedupCandidate, DedupOutcome, MinhashConfig, StoredRepresentative, deduplicate
+from xinst_assets.core.dedup import (
+    DedupCandidate,
+    DedupOutcome,
+    MinhashConfig,
+    StoredRepresentative,
+    deduplicate,
+)
 from xinst_assets.core.lid import LanguageIdentifier, LidPolicy, decide_language
 from xinst_assets.core.quality import TOO_LONG, TOO_SHORT, QualityThresholds, assess_quality, thresholds_for
 from xinst_assets.languages import Language
@@ -66,7 +72,18 @@ class FilterSettings:
 
     @classmethod
     def for_language(cls, lang: Language, **overrides) -> "FilterSettings":
+        """The registry's settings for ``lang`` (quality thresholds with script and language overrides)."""
         return cls(quality=thresholds_for(lang), **overrides)
+
+    def as_metadata(self) -> dict[str, object]:
+        """A JSON-friendly record of every setting, for materialization metadata."""
+        minhash = {
+            **asdict(self.minhash),
+            "num_perm": self.minhash.num_perm,
+            "jaccard_threshold": round(self.minhash.threshold, 3),
+            "fingerprint": self.minhash.fingerprint,
+        }
+        return {"quality": self.quality.as_metadata(), "lid_policy": asdict(self.lid_policy), "minhash": minhash}
 
 
 def filter_documents(
@@ -97,8 +114,16 @@ def filter_documents(
             verdict = assess_quality(doc.text, lang.script, q)
             reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
         decisions[i] = FilterDecision(
-            doc.doc_id, lang.code, keep, reason, pred.lang, round(pred.score, 4), pred.runner_up,
-            round(pred.runner_up_score, 4), chars=len(doc.text), words=words,
+            doc.doc_id,
+            lang.code,
+            keep,
+            reason,
+            pred.lang,
+            round(pred.score, 4),
+            pred.runner_up,
+            round(pred.runner_up_score, 4),
+            chars=len(doc.text),
+            words=words,
         )
     return [d for d in decisions if d is not None]
 
@@ -116,7 +141,10 @@ def apply_dedup(
     settings = settings or FilterSettings.for_language(lang)
     survivors = [i for i, d in enumerate(decisions) if d.keep]
     outcome = deduplicate(
-        [DedupCandidate(docs[i].doc_id, docs[i].text, docs[i].seen_at, docs[i].published_at) for i in survivors],
+        [
+            DedupCandidate(docs[i].doc_id, docs[i].text, docs[i].seen_at, docs[i].published_at)
+            for i in survivors
+        ],
         lang.script,
         settings.minhash,
         previous,
@@ -137,7 +165,7 @@ def run_language_filter(
     settings: FilterSettings | None = None,
     previous: Iterable[StoredRepresentative] = (),
 ) -> list[FilterDecision]:
-    """The whole of stage 2 for one language in memory (LID, quality, dedup): for tests, the bench and the demo."""
+    """All of stage 2 for one language in memory (LID, quality, dedup): for tests, the bench and the demo."""
     settings = settings or FilterSettings.for_language(lang)
     decisions = filter_documents(docs, lang, identifier, settings)
     merged, _ = apply_dedup(decisions, docs, lang, settings, previous)
@@ -179,11 +207,11 @@ def evaluate_on_labels(
     """Per-language recall of the clean documents and precision of the kept set.
 
     ``labels`` is aligned with ``decisions`` (the label of each document: ``clean``, ``near_duplicate``,
-    ``exact_duplicate``, ``wrong_language``, ``boilerplate``, ``too_short`` ...). ``groups``, also aligned, names
-    the duplicate group of each document (the same key for an original and its copies, ``None`` elsewhere).
-    Which copy of a group survives is dedup's ordering policy, not a quality property: when the original was
-    dropped as a duplicate of a kept copy, the two swap labels, so a group counts as right when exactly one of
-    its members is kept, whichever it is.
+    ``exact_duplicate``, ``wrong_language``, ``boilerplate``, ``too_short`` ...). ``groups``, also aligned,
+    names the duplicate group of each document (the same key for an original and its copies, ``None``
+    elsewhere). Which copy of a group survives is dedup's ordering policy, not a quality property: when the
+    original was dropped as a duplicate of a kept copy, the two swap labels, so a group counts as right when
+    exactly one of its members is kept, whichever it is.
     """
     if len(decisions) != len(labels) or (groups is not None and len(groups) != len(labels)):
         raise ValueError(f"{len(decisions)} decisions, {len(labels)} labels and groups must be aligned")

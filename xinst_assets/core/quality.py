@@ -3,11 +3,12 @@
 Every rule is a typed field of :class:`QualityThresholds` with a documented default and its source; ``None``
 turns a rule off. Defaults are adapted per script (:data:`SCRIPT_DEFAULTS`, e.g. no line-punctuation rule for
 Thai, which marks no sentence ends) and then per language from the registry's ``quality:`` overrides
-(:func:`thresholds_for`). :func:`check_quality` returns the first failing rule as a reason string prefixed with
-``quality_``; :func:`quality_signals` returns every measured value for the audit trail.
+(:func:`thresholds_for`). :func:`check_quality` returns the first failing rule as a reason string prefixed
+with ``quality_``; :func:`quality_signals` returns every measured value for the audit trail.
 
 Sources:
-  Gopher: Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher", App. A.
+  Gopher: Rae et al. 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher",
+          appendix A.
   C4:     Raffel et al. 2020, section 2.2 (lines without terminal punctuation, "lorem ipsum", "javascript").
   FineWeb: Penedo et al. 2024, the three custom filters (line punctuation, short lines, duplicated lines).
   X-Instruction: Li et al. 2024, responses average about 1,000-1,300 characters.
@@ -54,7 +55,12 @@ class QualityThresholds:
     max_top_ngram_char_fraction: tuple[tuple[int, float], ...] | None = ((2, 0.20), (3, 0.18), (4, 0.16))
     # Gopher repetition: repeated 5- to 10-grams cover at most 15% ... 10% of the word characters.
     max_dup_ngram_char_fraction: tuple[tuple[int, float], ...] | None = (
-        (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10),
+        (5, 0.15),
+        (6, 0.14),
+        (7, 0.13),
+        (8, 0.12),
+        (9, 0.11),
+        (10, 0.10),
     )
     # FineWeb: at least 12% of lines end with terminal punctuation (C4 required it of every line, which
     # FineWeb found removes too much, and more so outside English).
@@ -87,7 +93,9 @@ class QualityThresholds:
                 continue
             for pair in pairs:
                 if len(pair) != 2 or int(pair[0]) < 1 or not 0.0 <= float(pair[1]) <= 1.0:
-                    raise ValueError(f"{name} must be (n, fraction) pairs with n >= 1, fraction in [0, 1]: {pair!r}")
+                    raise ValueError(
+                        f"{name} must be (n, fraction) pairs with n >= 1, fraction in [0, 1]: {pair!r}"
+                    )
 
     def as_metadata(self) -> dict[str, Any]:
         """A JSON-friendly dict (for materialization metadata)."""
@@ -98,13 +106,21 @@ class QualityThresholds:
 SCRIPT_DEFAULTS: dict[str, dict[str, Any]] = {
     # Thai and Lao mark no sentence ends (a space separates sentences), so the line-punctuation rule is off;
     # words are approximated by syllables (core/words.py), about 3 characters long (2.85-3.33 over the clean
-    # Thai sample), so the mean-length floor drops to 2 and the lines-per-word ceiling is halved (a syllable is
-    # about half a word). Spaces separate phrases, not words, so the numbers of a date weigh more among the
+    # Thai sample), so the mean-length floor drops to 2 and the lines-per-word ceiling is halved (a syllable
+    # is about half a word). Spaces separate phrases, not words, so the numbers of a date weigh more among the
     # whitespace tokens: clean Thai notices reach 0.18 non-alphabetic tokens, hence 0.3.
-    "Thai": {"min_line_punct_ratio": None, "min_mean_word_length": 2.0, "max_lines_per_word": 0.15,
-             "max_non_alpha_words_ratio": 0.3},
-    "Laoo": {"min_line_punct_ratio": None, "min_mean_word_length": 2.0, "max_lines_per_word": 0.15,
-             "max_non_alpha_words_ratio": 0.3},
+    "Thai": {
+        "min_line_punct_ratio": None,
+        "min_mean_word_length": 2.0,
+        "max_lines_per_word": 0.15,
+        "max_non_alpha_words_ratio": 0.3,
+    },
+    "Laoo": {
+        "min_line_punct_ratio": None,
+        "min_mean_word_length": 2.0,
+        "max_lines_per_word": 0.15,
+        "max_non_alpha_words_ratio": 0.3,
+    },
     # Khmer and Myanmar syllables are similar; they have sentence marks (។ ။), so punctuation stays on.
     "Khmr": {"min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
     "Mymr": {"min_mean_word_length": 2.0, "max_lines_per_word": 0.15},
@@ -118,7 +134,9 @@ def _field_names() -> list[str]:
     return [f.name for f in fields(QualityThresholds)]
 
 
-def apply_overrides(base: QualityThresholds, overrides: Mapping[str, Any], source: str = "overrides") -> QualityThresholds:
+def apply_overrides(
+    base: QualityThresholds, overrides: Mapping[str, Any], source: str = "overrides"
+) -> QualityThresholds:
     """Return ``base`` with ``overrides`` applied; an unknown key is a clear error naming the known ones."""
     known = set(_field_names())
     unknown = sorted(set(overrides) - known)
@@ -141,7 +159,7 @@ def thresholds_for(lang: Language, base: QualityThresholds | None = None) -> Qua
     return apply_overrides(thresholds, lang.quality, f"quality settings of language {lang.code!r}")
 
 
-# --- Reasons --------------------------------------------------------------------------------------------------
+# --- Reasons ------------------------------------------------------------------------------------------
 
 TOO_SHORT = "quality_too_short"
 TOO_LONG = "quality_too_long"
@@ -160,48 +178,203 @@ LINES_PER_WORD = "quality_lines_per_word"
 DUP_NGRAMS = "quality_dup_ngram_fraction"
 
 REASONS = (
-    TOO_SHORT, TOO_LONG, BOILERPLATE, BULLET_LINES, ELLIPSIS_LINES, LINE_PUNCTUATION, SHORT_LINES, DUP_LINES,
-    TOO_FEW_WORDS, TOO_MANY_WORDS, MEAN_WORD_LENGTH, SYMBOL_RATIO, NON_ALPHA_WORDS, LINES_PER_WORD, DUP_NGRAMS,
+    TOO_SHORT,
+    TOO_LONG,
+    BOILERPLATE,
+    BULLET_LINES,
+    ELLIPSIS_LINES,
+    LINE_PUNCTUATION,
+    SHORT_LINES,
+    DUP_LINES,
+    TOO_FEW_WORDS,
+    TOO_MANY_WORDS,
+    MEAN_WORD_LENGTH,
+    SYMBOL_RATIO,
+    NON_ALPHA_WORDS,
+    LINES_PER_WORD,
+    DUP_NGRAMS,
 )
 
-# --- Character classes ------------------------------------------------------------------------------------------
+# --- Character classes --------------------------------------------------------------------------------
 
-# Sentence-final marks of the registry's scripts and beyond: Latin, the Devanagari/Bengali danda (। ॥), the Urdu
-# full stop (۔) and question mark (؟), CJK, Myanmar (။), Khmer (។ ៕), Ethiopic (። ፧), Armenian (։), Greek (;).
-TERMINAL_PUNCTUATION = frozenset(".!?…‼⁇⁈⁉。．！？।॥۔؟။၊។៕።፧։;")
+# Sentence-final marks of the registry's scripts and beyond: Latin, the Devanagari/Bengali danda (। ॥), the
+# Urdu full stop (۔) and question mark (؟), CJK, Myanmar (။), Khmer (។ ៕), Ethiopic (። ፧), Armenian (։), and
+# ";" (the Greek question mark, which NFC turns into a semicolon).
+TERMINAL_PUNCTUATION = frozenset(".!?…‼⁇⁈⁉。．！？।॥۔؟။។៕።፧։;")
 # Closing quotes and brackets after the full stop ("... dia." / (lihat di bawah.)) are looked through.
 _CLOSERS = "\"'”’»›)]}」』）"
-_BULLETS = ("•", "●", "○", "◦", "▪", "▫", "■", "□", "►", "▶", "➢", "➤", "✓", "✔", "‣", "⁃", "·", "-", "–", "—", "*")
+_BULLETS = (
+    "•",
+    "●",
+    "○",
+    "◦",
+    "▪",
+    "▫",
+    "■",
+    "□",
+    "►",
+    "▶",
+    "➢",
+    "➤",
+    "✓",
+    "✔",
+    "‣",
+    "⁃",
+    "·",
+    "-",
+    "–",
+    "—",
+    "*",
+)
 _ELLIPSES = ("...", "…")
 _MAX_NGRAM = 10  # the longest n-gram of Gopher's repetition rules
 
 # Boilerplate markers, matched case-insensitively inside a line. Phrases rather than single common words
 # ("masuk" means both "log in" and "enter" in Indonesian), so that an ordinary sentence rarely matches.
 BOILERPLATE_MARKERS: dict[str, tuple[str, ...]] = {
-    "any": ("©", "lorem ipsum", "javascript", "cookie", "copyright", "login", "log in", "sign in", "sign up",
-            "privacy policy", "terms of use", "terms and conditions", "all rights reserved", "newsletter",
-            "subscribe", "read more", "share on", "skip to content", "facebook | twitter", "whatsapp |"),
-    "fi": ("eväste", "kirjaudu", "tietosuojaseloste", "tietosuojakäytäntö", "käyttöehdot",
-           "kaikki oikeudet pidätetään", "tilaa uutiskirje", "lue lisää", "jaa facebookissa", "rekisteröidy"),
-    "id": ("kebijakan privasi", "syarat dan ketentuan", "hak cipta", "masuk / daftar", "masuk | daftar",
-           "daftar sekarang", "kata sandi", "berlangganan", "baca juga", "bagikan:", "tinggalkan komentar",
-           "halaman sebelumnya", "halaman berikutnya"),
-    "th": ("คุกกี้", "นโยบายความเป็นส่วนตัว", "เข้าสู่ระบบ", "สมัครสมาชิก", "สงวนลิขสิทธิ์", "ลิขสิทธิ์",
-           "อ่านเพิ่มเติม", "ข้อกำหนดการใช้งาน", "รหัสผ่าน", "แชร์"),
-    "tr": ("çerez", "gizlilik politikası", "kullanım koşulları", "tüm hakları saklıdır", "giriş yap", "üye ol",
-           "kayıt ol", "abone ol", "devamını oku", "şifremi unuttum", "paylaş"),
-    "vi": ("chính sách bảo mật", "điều khoản sử dụng", "bản quyền", "đăng nhập", "quên mật khẩu", "đọc thêm",
-           "xem thêm", "chia sẻ", "đăng ký nhận tin"),
-    "bn": ("কুকি", "গোপনীয়তা নীতি", "সর্বস্বত্ব সংরক্ষিত", "লগইন", "লগ ইন", "সাইন ইন", "আরও পড়ুন",
-           "শেয়ার করুন", "কপিরাইট", "পাসওয়ার্ড"),
-    "hi": ("कुकी", "गोपनीयता नीति", "सर्वाधिकार सुरक्षित", "लॉग इन", "लॉगिन", "साइन इन", "रजिस्टर करें",
-           "और पढ़ें", "शेयर करें", "कॉपीराइट", "नियम और शर्तें", "पासवर्ड"),
-    "sw": ("vidakuzi", "sera ya faragha", "haki zote zimehifadhiwa", "jisajili", "soma zaidi", "hakimiliki",
-           "masharti ya matumizi", "nenosiri", "ingia kwenye akaunti"),
-    "ta": ("குக்கீ", "தனியுரிமைக் கொள்கை", "உரிமைகளும் பாதுகாக்கப்பட்ட", "உள்நுழை", "மேலும் படிக்க",
-           "பதிப்புரிமை", "கடவுச்சொல்"),
-    "ur": ("کوکیز", "رازداری کی پالیسی", "جملہ حقوق محفوظ", "لاگ ان", "سائن ان", "رجسٹر کریں", "مزید پڑھیں",
-           "شیئر کریں", "کاپی رائٹ", "پاس ورڈ"),
+    "any": (
+        "©",
+        "lorem ipsum",
+        "javascript",
+        "cookie",
+        "copyright",
+        "login",
+        "log in",
+        "sign in",
+        "sign up",
+        "privacy policy",
+        "terms of use",
+        "terms and conditions",
+        "all rights reserved",
+        "newsletter",
+        "subscribe",
+        "read more",
+        "share on",
+        "skip to content",
+        "facebook | twitter",
+        "whatsapp |",
+    ),
+    "fi": (
+        "eväste",
+        "kirjaudu",
+        "tietosuojaseloste",
+        "tietosuojakäytäntö",
+        "käyttöehdot",
+        "kaikki oikeudet pidätetään",
+        "tilaa uutiskirje",
+        "lue lisää",
+        "jaa facebookissa",
+        "rekisteröidy",
+    ),
+    "id": (
+        "kebijakan privasi",
+        "syarat dan ketentuan",
+        "hak cipta",
+        "masuk / daftar",
+        "masuk | daftar",
+        "daftar sekarang",
+        "kata sandi",
+        "berlangganan",
+        "baca juga",
+        "bagikan:",
+        "tinggalkan komentar",
+        "halaman sebelumnya",
+        "halaman berikutnya",
+    ),
+    "th": (
+        "คุกกี้",
+        "นโยบายความเป็นส่วนตัว",
+        "เข้าสู่ระบบ",
+        "สมัครสมาชิก",
+        "สงวนลิขสิทธิ์",
+        "ลิขสิทธิ์",
+        "อ่านเพิ่มเติม",
+        "ข้อกำหนดการใช้งาน",
+        "รหัสผ่าน",
+        "แชร์",
+    ),
+    "tr": (
+        "çerez",
+        "gizlilik politikası",
+        "kullanım koşulları",
+        "tüm hakları saklıdır",
+        "giriş yap",
+        "üye ol",
+        "kayıt ol",
+        "abone ol",
+        "devamını oku",
+        "şifremi unuttum",
+        "paylaş",
+    ),
+    "vi": (
+        "chính sách bảo mật",
+        "điều khoản sử dụng",
+        "bản quyền",
+        "đăng nhập",
+        "quên mật khẩu",
+        "đọc thêm",
+        "xem thêm",
+        "chia sẻ",
+        "đăng ký nhận tin",
+    ),
+    "bn": (
+        "কুকি",
+        "গোপনীয়তা নীতি",
+        "সর্বস্বত্ব সংরক্ষিত",
+        "লগইন",
+        "লগ ইন",
+        "সাইন ইন",
+        "আরও পড়ুন",
+        "শেয়ার করুন",
+        "কপিরাইট",
+        "পাসওয়ার্ড",
+    ),
+    "hi": (
+        "कुकी",
+        "गोपनीयता नीति",
+        "सर्वाधिकार सुरक्षित",
+        "लॉग इन",
+        "लॉगिन",
+        "साइन इन",
+        "रजिस्टर करें",
+        "और पढ़ें",
+        "शेयर करें",
+        "कॉपीराइट",
+        "नियम और शर्तें",
+        "पासवर्ड",
+    ),
+    "sw": (
+        "vidakuzi",
+        "sera ya faragha",
+        "haki zote zimehifadhiwa",
+        "jisajili",
+        "soma zaidi",
+        "hakimiliki",
+        "masharti ya matumizi",
+        "nenosiri",
+        "ingia kwenye akaunti",
+    ),
+    "ta": (
+        "குக்கீ",
+        "தனியுரிமைக் கொள்கை",
+        "உரிமைகளும் பாதுகாக்கப்பட்ட",
+        "உள்நுழை",
+        "மேலும் படிக்க",
+        "பதிப்புரிமை",
+        "கடவுச்சொல்",
+    ),
+    "ur": (
+        "کوکیز",
+        "رازداری کی پالیسی",
+        "جملہ حقوق محفوظ",
+        "لاگ ان",
+        "سائن ان",
+        "رجسٹر کریں",
+        "مزید پڑھیں",
+        "شیئر کریں",
+        "کاپی رائٹ",
+        "پاس ورڈ",
+    ),
 }
 
 
@@ -279,7 +452,10 @@ class _Measured:
                 dup_chars += len(line)
             seen.add(line)
         total_chars = sum(len(line) for line in self.lines)
-        return (dup_lines / len(self.lines) if self.lines else 0.0, dup_chars / total_chars if total_chars else 0.0)
+        return (
+            dup_lines / len(self.lines) if self.lines else 0.0,
+            dup_chars / total_chars if total_chars else 0.0,
+        )
 
     @cached_property
     def mean_word_length(self) -> float:
@@ -303,9 +479,9 @@ class _Measured:
     def _ngram_fractions(self) -> tuple[dict[int, float], dict[int, float]]:
         """Top and duplicated n-gram character fractions for n = 2..10, in one cascade.
 
-        An n-gram can repeat only where its (n-1)-gram prefix repeats, so each size only looks at the positions
-        that repeated at the size before: after n=2 or 3 few positions are left, which makes the ten sizes
-        cost little more than one.
+        An n-gram can repeat only where its (n-1)-gram prefix repeats, so each size only looks at the
+        positions that repeated at the size before: after n=2 or 3 few positions are left, which makes the ten
+        sizes cost little more than one.
         """
         top: dict[int, float] = {}
         dup: dict[int, float] = {}
@@ -383,9 +559,15 @@ def _first_failure(m: _Measured, t: QualityThresholds) -> str | None:
     text = m.text
     if t.reject_lorem_ipsum and _LOREM.search(text):
         return BOILERPLATE
-    if t.max_boilerplate_lines_ratio is not None and m.boilerplate_lines_ratio(t.boilerplate_line_chars) > t.max_boilerplate_lines_ratio:
+    if (
+        t.max_boilerplate_lines_ratio is not None
+        and m.boilerplate_lines_ratio(t.boilerplate_line_chars) > t.max_boilerplate_lines_ratio
+    ):
         return BOILERPLATE
-    if t.max_bullet_lines_ratio is not None and m.line_ratio(lambda s: s.startswith(_BULLETS)) > t.max_bullet_lines_ratio:
+    if (
+        t.max_bullet_lines_ratio is not None
+        and m.line_ratio(lambda s: s.startswith(_BULLETS)) > t.max_bullet_lines_ratio
+    ):
         return BULLET_LINES
     if t.max_ellipsis_lines_ratio is not None and (
         m.line_ratio(lambda s: s.endswith(_ELLIPSES)) > t.max_ellipsis_lines_ratio
@@ -426,7 +608,9 @@ def _first_failure(m: _Measured, t: QualityThresholds) -> str | None:
     return None
 
 
-def quality_signals(text: str, script: str | None, thresholds: QualityThresholds | None = None) -> dict[str, float | int]:
+def quality_signals(
+    text: str, script: str | None, thresholds: QualityThresholds | None = None
+) -> dict[str, float | int]:
     """Every measured value the rules look at (for the audit trail and for tuning thresholds)."""
     t = thresholds or QualityThresholds()
     m = _Measured(text, script)

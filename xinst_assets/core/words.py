@@ -8,11 +8,12 @@ The quality heuristics (word counts, mean word length, duplicated n-grams) and t
   N*) plus the zero-width (non-)joiners that Urdu and the Indic scripts use inside words.
 * Thai and Lao write no spaces between words (Khmer and Myanmar neither, Chinese and Japanese neither). A
   dictionary segmenter (pythainlp's newmm) is one dependency and a large word list per language; for counting
-  and shingling an approximation is enough, as long as it is deterministic and local (a small edit changes only
-  the tokens near it, which is what MinHash needs). Runs of those scripts are cut into orthographic syllables
-  with a few rules of the writing system (leading vowels start a syllable, a consonant carrying its own vowel
-  starts one, a consonant after a vowel closes one). A Thai syllable is shorter than a Thai word (about 2.5
-  against 4 characters), which the per-script quality defaults account for (core/quality.py).
+  and shingling an approximation is enough, as long as it is deterministic and local (a small edit changes
+  only the tokens near it, which is what MinHash needs). Runs of those scripts are cut into orthographic
+  syllables with a few rules of the writing system (leading vowels start a syllable, a consonant carrying its
+  own vowel starts one, a consonant after a vowel closes one). A Thai syllable (3 characters on average over
+  the Thai sample) is shorter than a Thai word, which the per-script quality defaults account for
+  (core/quality.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from functools import lru_cache
 
 # Scripts written without spaces between words (ISO 15924). Runs of their characters are segmented
 # whatever the document's declared script, so a Thai quotation inside a Vietnamese page is split too.
-SCRIPTIO_CONTINUA = frozenset({"Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hans", "Hant", "Hira", "Kana", "Jpan"})
+SCRIPTIO_CONTINUA = frozenset(
+    {"Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hans", "Hant", "Hira", "Kana", "Jpan"}
+)
 
 # Joiners allowed inside a word: ZWNJ/ZWJ (Urdu, Persian, Indic conjunct control).
 _JOINERS = "\u200c\u200d"
@@ -44,7 +47,7 @@ _SEGMENTED_RUN = re.compile(f"[{_SEGMENTED_RANGES}]+")
 
 
 def _word_class(first: int, last: int) -> str:
-    """A regex character class body of every letter, mark and digit (categories L*, M*, N*) in a code range."""
+    """A regex character-class body: every letter, mark and digit (categories L*, M*, N*) in a range."""
     ranges: list[tuple[int, int]] = []
     start: int | None = None
     for cp in range(first, last + 1):
@@ -56,7 +59,9 @@ def _word_class(first: int, last: int) -> str:
             start = None
     if start is not None:
         ranges.append((start, last))
-    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
 
 
 def _words_regex(word_class: str) -> re.Pattern[str]:
@@ -65,10 +70,10 @@ def _words_regex(word_class: str) -> re.Pattern[str]:
 
 @lru_cache(maxsize=1)
 def _word_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """The word regexes, compiled once from ``unicodedata`` (so they follow the interpreter's Unicode version).
+    """The word regexes, compiled once from ``unicodedata`` (they follow the interpreter's Unicode version).
 
-    Two of them, because ``re`` matches a class of Basic Multilingual Plane characters with a bitmap but scans a
-    class that reaches beyond it range by range (10x slower): the fast one serves texts without characters
+    Two of them, because ``re`` matches a class of Basic Multilingual Plane characters with a bitmap but scans
+    a class that reaches beyond it range by range (10x slower): the fast one serves texts without characters
     beyond U+FFFF, the full one (adding the supplementary planes and the CJK extensions) the others.
     """
     bmp = _word_class(0, 0xFFFF) + _JOINERS
@@ -156,7 +161,8 @@ _THAI_SYLLABLE = _syllable_regex(
     vowel_marks="\u0e31" + _chars(0x0E34, 0x0E3A),  # ั ิ ี ึ ื ุ ู ฺ
     other_marks=_chars(0x0E47, 0x0E4E),  # ็ tone marks ์ ํ ๎
     repeat="\u0e46",  # ๆ repeats the previous word
-    # True clusters: a stop followed by ร ล ว is one onset (ประ, กลาง, ขวา); ห and อ lead sonorants (หนึ่ง, อยู่).
+    # True clusters: a stop followed by ร ล ว is one onset (ประ, กลาง, ขวา);
+    # ห and อ lead sonorants (หนึ่ง, อยู่).
     onsets=_pairs("กขคตปพผบฟ", "รลว") | _pairs("ห", "งญนมยรลว") | {"อย", "ทร", "จร", "สร"},
     lead_vowel_parts="ยอว",  # the second half of เ-ีย, เ-ือ, แ-ว ...
     vowel_consonants="วอ",  # ว or อ between onset and final is the vowel -ua- or -o- (สวน, ควร, ชอบ)
@@ -188,10 +194,10 @@ _MYANMAR_ASAT = "\u103a"  # killer: the consonant is a final of the previous syl
 
 
 def _khmer_syllables(run: str) -> list[str]:
-    """A syllable starts at a base letter, unless it is stacked (after COENG) or closes the syllable before it.
+    """A syllable starts at a base letter, unless stacked (after COENG) or closing the syllable before it.
 
-    A bare consonant after a syllable that has its vowel sign, and followed by no vowel sign of its own, is that
-    syllable's final consonant (the រ of ខ្មែរ).
+    A bare consonant after a syllable that has its vowel sign, and followed by no vowel sign of its own, is
+    that syllable's final consonant (the រ of ខ្មែរ).
     """
     out: list[str] = []
     has_vowel = has_final = False
@@ -231,7 +237,8 @@ def _segment_run(run: str) -> list[str]:
     """Split a run of characters from the space-less scripts, one script block at a time."""
     pieces: list[str] = []
     for block in re.finditer(
-        "([\u0e00-\u0e7f]+)|([\u0e80-\u0eff]+)|([\u1780-\u17ff\u19e0-\u19ff]+)|([\u1000-\u109f\uaa60-\uaa7f\ua9e0-\ua9ff]+)"
+        "([\u0e00-\u0e7f]+)|([\u0e80-\u0eff]+)|([\u1780-\u17ff\u19e0-\u19ff]+)"
+        "|([\u1000-\u109f\uaa60-\uaa7f\ua9e0-\ua9ff]+)"
         "|([\u3040-\u30ff\u31f0-\u31ff]+)|(.)",
         run,
     ):
@@ -254,8 +261,8 @@ def _segment_run(run: str) -> list[str]:
 def split_words(text: str, script: str | None = None) -> list[str]:
     """Split ``text`` into words: letters, marks and digits kept together, punctuation and symbols dropped.
 
-    ``script`` is the document's ISO 15924 script (``Latn``, ``Deva``, ``Thai`` ...). It is a hint, checked for
-    form: runs of the space-less scripts (Thai, Lao, Khmer, Myanmar, Han, Kana) are split into syllables
+    ``script`` is the document's ISO 15924 script (``Latn``, ``Deva``, ``Thai`` ...). It is a hint, checked
+    for form: runs of the space-less scripts (Thai, Lao, Khmer, Myanmar, Han, Kana) are split into syllables
     wherever they occur, and every other script is split at non-word characters.
     """
     if script is not None and not _is_script_code(script):

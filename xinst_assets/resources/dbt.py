@@ -22,11 +22,22 @@ def dbt_project() -> DbtProject:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     _put_python_bin_on_path()
     project.prepare_if_dev()
-    if not project.manifest_path.exists():
+    if _manifest_is_stale(project):
         with file_lock(DBT_PROJECT_DIR / "target" / ".prepare.lock", exclusive=True, timeout_s=300):
-            if not project.manifest_path.exists():
+            if _manifest_is_stale(project):
                 project.preparer.prepare(project)
     return project
+
+
+def _manifest_is_stale(project: DbtProject) -> bool:
+    """Missing, or older than a file of the dbt project (a model edited since the last parse)."""
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [p for folder in ("models", "macros", "tests") for p in (DBT_PROJECT_DIR / folder).rglob("*")]
+    sources += [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
+    return any(p.is_file() and p.stat().st_mtime > built for p in sources)
 
 
 def _put_python_bin_on_path() -> None:

@@ -177,6 +177,8 @@ class TrainConfig:
             problems.append(f"warmup_ratio must be within [0, 1), got {self.warmup_ratio}")
         if self.afp.enabled and self.task != "sft":
             problems.append("AFP applies to the tuned model (task 'sft'), not to the instruction generator")
+        if self.afp.enabled and self.per_device_batch_size < 2:
+            problems.append("AFP needs per_device_batch_size >= 2: the contrastive loss uses in-batch negatives")
         if self.afp.enabled and not self.afp.parallel_files:
             problems.append("afp.enabled needs afp.parallel_files (translation pairs)")
         if self.afp.temperature <= 0:

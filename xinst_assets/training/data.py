@@ -20,8 +20,9 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -62,6 +63,8 @@ def afp_cross_lingual_prompt(instruction: str, lang_name: str) -> str:
     return _AFP_CROSS_LINGUAL_PROMPT.format(instruction=instruction, lang_name=lang_name)
 
 
+_SENTINEL = "\u0000xinst-body\u0000"  # locates the text slot of a prompt template
+
 # --- Rows ----------------------------------------------------------------------------------------------------
 
 PIVOT_CODE, PIVOT_NAME = "en", "English"
@@ -71,22 +74,27 @@ class DataError(ValueError):
     """A training file or row that cannot be used; the message names the file, the row and the fix."""
 
 
+@lru_cache(maxsize=1)
+def _registry():
+    from xinst_assets.languages import load_registry
+
+    return load_registry()
+
+
+@lru_cache(maxsize=256)
 def language_name(code: str) -> str:
     """English name of a registry language code (``"en"`` is the pivot, English)."""
     if code == PIVOT_CODE:
         return PIVOT_NAME
-    from xinst_assets.languages import load_registry
-
-    return load_registry().get(code).name
+    return _registry().get(code).name
 
 
+@lru_cache(maxsize=256)
 def language_script(lang_name: str) -> str | None:
     """ISO 15924 script of a language given by English name, or None when the registry does not know it."""
     if lang_name == PIVOT_NAME:
         return "Latn"
-    from xinst_assets.languages import load_registry
-
-    for lang in load_registry():
+    for lang in _registry():
         if lang.name == lang_name:
             return lang.script
     return None
@@ -161,15 +169,14 @@ def row_lang_name(row: dict[str, Any], file: DataFile, where: str) -> str:
 class TextExample:
     """A prompt and the target the loss is on.
 
-    When the prompt is too long, ``body`` (a substring of the prompt, e.g. the web text in the generator
-    prompt) is shortened if ``truncate == "body"``; otherwise the target is cut.
+    ``body_span`` (start, end) marks the part of the prompt that is shortened when the example is longer than
+    ``max_length`` (the web text inside the generator prompt); without it the target is cut instead.
     """
 
     prompt: str
     target: str
     kind: str = "sft"
-    body: str | None = None
-    truncate: Literal["target", "body"] = "target"
+    body_span: tuple[int, int] | None = None
 
 
 def _text_field(row: dict[str, Any], key: str, where: str) -> str | None:
@@ -195,7 +202,9 @@ def instruction_example(
     if response is None:
         return None, "empty_response"
     if task == "generator":
-        return TextExample(generation_prompt(response), instruction, "generator", body=response, truncate="body"), None
+        prompt = generation_prompt(response)
+        start = len(generation_prompt(_SENTINEL).split(_SENTINEL)[0])
+        return TextExample(prompt, instruction, "generator", body_span=(start, start + len(response))), None
     if task != "sft":
         raise ValueError(f"unknown task {task!r}")
     refined = row.get("refined") or False
@@ -246,31 +255,36 @@ def tokenize_example(
     The prompt is tokenized on its own, exactly as it is at inference, with the tokenizer's special tokens
     (BOS where the model uses one); the target follows without special tokens, then EOS.
     """
-    eos = _eos_id(tokenizer)
-    prompt, body = example.prompt, example.body
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=True)["input_ids"]
     target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"]
+    return _assemble(tokenizer, example, prompt_ids, target_ids, max_length)
+
+
+def _assemble(
+    tokenizer: Any, example: TextExample, prompt_ids: list[int], target_ids: list[int], max_length: int
+) -> tuple[TokenizedExample | None, str | None]:
+    eos = _eos_id(tokenizer)
     if not target_ids:
         return None, "empty_target"
+    prompt, span = example.prompt, example.body_span
     for _ in range(4):  # shortening the body converges in one or two rounds (token merges at the cut)
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
         excess = len(prompt_ids) + len(target_ids) + 1 - max_length
         if excess <= 0:
-            ids = tuple(prompt_ids) + tuple(target_ids) + (eos,)
-            return TokenizedExample(ids, len(prompt_ids)), None
-        if example.truncate == "body" and body:
-            body_ids = tokenizer(body, add_special_tokens=False)["input_ids"]
-            keep = len(body_ids) - excess - 2
-            if keep <= 0:
+            return TokenizedExample(tuple(prompt_ids) + tuple(target_ids) + (eos,), len(prompt_ids)), None
+        if span is None:
+            room = max_length - len(prompt_ids)
+            if room < 1:
                 return None, "prompt_too_long"
-            short = tokenizer.decode(body_ids[:keep]).rstrip("\ufffd").rstrip()
-            prompt, body = prompt.replace(body, short, 1), short
-            continue
-        room = max_length - len(prompt_ids)
-        if room < 1:
+            # A cut target gets no EOS: the model must not learn to stop mid-text.
+            return TokenizedExample(tuple(prompt_ids) + tuple(target_ids[:room]), len(prompt_ids), True), None
+        start, end = span
+        body_ids = tokenizer(prompt[start:end], add_special_tokens=False)["input_ids"]
+        keep = len(body_ids) - excess - 2
+        if keep <= 0:
             return None, "prompt_too_long"
-        # A cut target gets no EOS: the model must not learn to stop mid-text.
-        ids = tuple(prompt_ids) + tuple(target_ids[:room])
-        return TokenizedExample(ids, len(prompt_ids), truncated=True), None
+        short = tokenizer.decode(body_ids[:keep]).rstrip("\ufffd").rstrip()
+        prompt, span = prompt[:start] + short + prompt[end:], (start, start + len(short))
+        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     return None, "prompt_too_long"
 
 
@@ -310,19 +324,24 @@ class TokenizedDataset:
 
 
 def tokenize_examples(
-    tokenizer: Any, examples: Sequence[TextExample], max_length: int
+    tokenizer: Any, examples: Sequence[TextExample], max_length: int, batch_size: int = 1000
 ) -> tuple[TokenizedDataset, Counter]:
-    """Tokenize ``examples``; return the dataset and a count of kept examples, cuts and drops by reason."""
+    """Tokenize ``examples`` (in batches: fast tokenizers encode a batch in parallel); return the dataset and
+    a count of kept examples, cut targets and drops by reason."""
     kept: list[TokenizedExample] = []
     stats: Counter = Counter()
-    for example in examples:
-        tokenized, reason = tokenize_example(tokenizer, example, max_length)
-        if tokenized is None:
-            stats[f"dropped_{reason}"] += 1
-            continue
-        stats["kept"] += 1
-        stats["target_truncated"] += int(tokenized.truncated)
-        kept.append(tokenized)
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        prompts = tokenizer([e.prompt for e in chunk], add_special_tokens=True)["input_ids"]
+        targets = tokenizer([e.target for e in chunk], add_special_tokens=False)["input_ids"]
+        for example, prompt_ids, target_ids in zip(chunk, prompts, targets):
+            tokenized, reason = _assemble(tokenizer, example, prompt_ids, target_ids, max_length)
+            if tokenized is None:
+                stats[f"dropped_{reason}"] += 1
+                continue
+            stats["kept"] += 1
+            stats["target_truncated"] += int(tokenized.truncated)
+            kept.append(tokenized)
     return TokenizedDataset.from_tokenized(kept), stats
 
 
@@ -410,7 +429,7 @@ class PadCollator:
             ids[row, :n] = torch.as_tensor(np.asarray(feature["input_ids"]), dtype=torch.long)
             labels[row, :n] = torch.as_tensor(np.asarray(feature["labels"]), dtype=torch.long)
             mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "real_tokens": mask.sum()}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "real_tokens": int(mask.sum())}
 
 
 class PackedCollator:
@@ -434,7 +453,7 @@ class PackedCollator:
                 key: torch.as_tensor(np.concatenate([np.asarray(f[key]) for f in features]), dtype=torch.long)[None]
                 for key in ("input_ids", "labels", "position_ids")
             }
-            batch["real_tokens"] = torch.tensor(real)
+            batch["real_tokens"] = real
             return batch
         width = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
@@ -446,4 +465,4 @@ class PackedCollator:
             labels[row, :n] = torch.as_tensor(np.asarray(feature["labels"]), dtype=torch.long)
             positions[row, :n] = torch.as_tensor(np.asarray(feature["position_ids"]), dtype=torch.long)
             positions[row, n:] = torch.arange(width - n)
-        return {"input_ids": ids, "labels": labels, "position_ids": positions, "real_tokens": torch.tensor(real)}
+        return {"input_ids": ids, "labels": labels, "position_ids": positions, "real_tokens": real}

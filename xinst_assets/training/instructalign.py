@@ -223,22 +223,32 @@ def _monolingual_denoising(pair: ParallelPair, rng: random.Random, noise: Mappin
 
 
 def _semantic_similarity(
-    index: int, pairs: Sequence[ParallelPair], rng: random.Random
+    index: int, pairs: Sequence[ParallelPair], rng: random.Random, same_language: Sequence[int]
 ) -> AlignmentExample:
     pair = pairs[index]
     other_text = pair.text
     answer = "yes"
-    if rng.random() < 0.5:
-        # A mismatched negative: the L sentence of another pair of the same language with a different text.
-        candidates = [p.text for p in pairs if p.lang_name == pair.lang_name and p.text != pair.text]
-        if candidates:
-            other_text, answer = rng.choice(candidates), "no"
+    if rng.random() < 0.5 and len(same_language) > 1:
+        # A mismatched negative: the L sentence of another pair of the same language with a different text
+        # (a few draws; with only duplicates around, the example stays a positive one).
+        for _ in range(8):
+            candidate = pairs[rng.choice(same_language)].text
+            if candidate != pair.text:
+                other_text, answer = candidate, "no"
+                break
     first = [(PIVOT_NAME, pair.en), (pair.lang_name, other_text)]
     if rng.random() < 0.5:
         first.reverse()
     (name_a, text_a), (name_b, text_b) = first
     prompt = SIMILARITY_PROMPT.format(name_a=name_a, text_a=text_a, name_b=name_b, text_b=text_b)
     return AlignmentExample(prompt, answer, "instructalign", objective="semantic_similarity", shown=tuple(first))
+
+
+def _by_language(pairs: Sequence[ParallelPair]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        groups.setdefault(pair.lang_name, []).append(i)
+    return groups
 
 
 def alignment_example(
@@ -249,8 +259,12 @@ def alignment_example(
     infill_prob: float = 0.2,
     deletion_prob: float = 0.2,
     objective: str | None = None,
+    by_language: Mapping[str, Sequence[int]] | None = None,
 ) -> AlignmentExample:
-    """The alignment example of pair ``index``: one objective drawn with ``objective_weights`` (or forced)."""
+    """The alignment example of pair ``index``: one objective drawn with ``objective_weights`` (or forced).
+
+    ``by_language`` (language name -> pair indices) saves recomputing the groups on each call.
+    """
     rng = random.Random(f"instructalign:{seed}:{index}")
     weights = dict(objective_weights or {name: 1.0 for name in INSTRUCTALIGN_OBJECTIVES})
     names = [name for name in INSTRUCTALIGN_OBJECTIVES if weights.get(name, 0.0) > 0]
@@ -265,7 +279,8 @@ def alignment_example(
     if objective == "monolingual_denoising":
         return _monolingual_denoising(pair, rng, noise)
     if objective == "semantic_similarity":
-        return _semantic_similarity(index, pairs, rng)
+        groups = by_language if by_language is not None else _by_language(pairs)
+        return _semantic_similarity(index, pairs, rng, groups[pair.lang_name])
     raise ValueError(f"unknown objective {objective!r}; known: {INSTRUCTALIGN_OBJECTIVES}")
 
 
@@ -277,8 +292,10 @@ def alignment_examples(
     deletion_prob: float = 0.2,
 ) -> list[AlignmentExample]:
     """One alignment example per pair (deterministic under ``seed``)."""
+    groups = _by_language(pairs)
     return [
-        alignment_example(i, pairs, seed, objective_weights, infill_prob, deletion_prob) for i in range(len(pairs))
+        alignment_example(i, pairs, seed, objective_weights, infill_prob, deletion_prob, by_language=groups)
+        for i in range(len(pairs))
     ]
 
 

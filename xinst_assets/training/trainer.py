@@ -340,6 +340,14 @@ def _make_progress_callback(every_s: float, emit: Callable[[str], None], trainer
     return ProgressReporter()
 
 
+def _planned_steps(trainer: Any) -> int | None:
+    """The number of optimizer steps the Trainer will run in total (None if it cannot be worked out)."""
+    try:
+        return int(trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1])
+    except Exception:  # a transformers version with another signature: let Trainer decide
+        return None
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """What a finished run reports (also in the lineage file)."""
@@ -480,6 +488,32 @@ def _merge_lora(config: TrainConfig, adapter_dir: Path, out_dir: Path, bf16: boo
         shutil.copy2(args_file, out_dir / "training_args.bin")
 
 
+def _finished_result(out_dir: Path, config: TrainConfig) -> TrainResult | None:
+    """The recorded result when ``out_dir`` holds a finished run of exactly this config, else None."""
+    lineage_file = out_dir / LINEAGE_FILE
+    if not lineage_file.is_file() or not any(out_dir.glob("*.safetensors")):
+        return None
+    try:
+        lineage = json.loads(lineage_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if lineage.get("config") != config.to_dict():
+        return None
+    adapter = out_dir / ADAPTER_DIR
+    return TrainResult(
+        output_dir=str(out_dir.resolve()),
+        global_step=int(lineage["global_step"]),
+        steps_this_run=0,
+        final_loss=lineage.get("final_loss"),
+        tokens_per_s=0.0,
+        train_runtime_s=0.0,
+        resumed_from=None,
+        lineage_path=str(lineage_file.resolve()),
+        adapter_dir=str(adapter.resolve()) if config.lora.enabled else None,
+        loss_curve=tuple((int(step), float(loss)) for step, loss in lineage.get("loss_curve", [])),
+    )
+
+
 def _check_previous_config(out_dir: Path, config: TrainConfig, emit: Callable[[str], None]) -> None:
     previous = out_dir / RUN_CONFIG_FILE
     if previous.is_file():
@@ -515,8 +549,10 @@ def train(
                 log(line)
 
     out_dir = Path(config.output_dir)
-    if config.afp.enabled and config.per_device_batch_size < 2:
-        raise ValueError("AFP needs per_device_batch_size >= 2: the contrastive loss uses in-batch negatives")
+    finished = _finished_result(out_dir, config) if config.resume else None
+    if finished is not None:
+        emit(f"[train] {out_dir} already holds this run, finished at step {finished.global_step}; nothing to do")
+        return finished
     set_seed(config.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=config.trust_remote_code)
@@ -564,8 +600,19 @@ def train(
     if last:
         state_file = Path(last) / "trainer_state.json"
         step_before = json.loads(state_file.read_text(encoding="utf-8")).get("global_step", 0)
-    output = trainer.train(resume_from_checkpoint=last)
-    runtime = float(output.metrics.get("train_runtime", 0.0))
+    planned = _planned_steps(trainer)
+    if last and planned is not None and step_before >= planned:
+        # The checkpoint is already the last step (the crash came before the final save). Trainer.train would
+        # run one more optimizer step here, so load the checkpoint and go straight to saving.
+        from transformers.trainer_callback import TrainerState
+
+        emit(f"[train] {last} is the final step ({step_before}); saving it without training further")
+        trainer._load_from_checkpoint(last)
+        trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        runtime = 0.0
+    else:
+        output = trainer.train(resume_from_checkpoint=last)
+        runtime = float(output.metrics.get("train_runtime", 0.0))
 
     tokens = torch.tensor([trainer.tokens_seen], dtype=torch.long, device=trainer.args.device)
     total_tokens = int(trainer.accelerator.gather(tokens).sum()) if trainer.accelerator.num_processes > 1 else int(tokens)

@@ -18,20 +18,30 @@ from xinst_assets.core.dedup import (
 # Original texts: two reports on the same topic (rice prices), written differently.
 RICE = (
     "Setelah naik selama hampir tiga bulan, harga beras di sejumlah pasar tradisional mulai turun pekan ini. "
-    "Beras medium yang sebelumnya dijual seharga empat belas ribu lima ratus rupiah per kilogram kini turun menjadi "
-    "sekitar tiga belas ribu tujuh ratus rupiah. Seorang pedagang di pasar induk mengatakan penurunan terjadi karena "
+    "Beras medium yang sebelumnya dijual seharga empat belas ribu lima ratus rupiah per kilogram kini turun "
+    "menjadi "
+    "sekitar tiga belas ribu tujuh ratus rupiah. Seorang pedagang di pasar induk mengatakan penurunan "
+    "terjadi karena "
     "pasokan dari daerah sentra produksi mulai lancar seiring masuknya masa panen raya. Stok di gudang sudah "
-    "bertambah dan pembeli juga mulai kembali normal, ujarnya. Meski demikian, harga beras premium masih bertahan "
-    "tinggi karena permintaan dari rumah makan dan hotel tetap besar. Beberapa ibu rumah tangga yang ditemui di pasar "
-    "mengaku lega karena pengeluaran dapur bisa sedikit berkurang. Dinas perdagangan berjanji akan terus memantau "
+    "bertambah dan pembeli juga mulai kembali normal, ujarnya. Meski demikian, harga beras premium masih "
+    "bertahan "
+    "tinggi karena permintaan dari rumah makan dan hotel tetap besar. Beberapa ibu rumah tangga yang "
+    "ditemui di pasar "
+    "mengaku lega karena pengeluaran dapur bisa sedikit berkurang. Dinas perdagangan berjanji akan terus "
+    "memantau "
     "harga di lapangan dan menggelar operasi pasar jika harga kembali melonjak menjelang hari raya."
 )
 RICE_OTHER = (
-    "Pemerintah daerah menggelar operasi pasar murah di tiga kecamatan untuk menahan kenaikan harga beras. Warga "
-    "mengantre sejak pagi untuk membeli beras kemasan lima kilogram dengan harga di bawah pasaran. Menurut petugas, "
-    "setiap keluarga hanya boleh membeli dua kemasan agar pembagian merata. Petani di desa sekitar justru mengeluhkan "
-    "harga gabah yang rendah saat panen, sementara biaya pupuk dan sewa traktor terus naik. Pengamat pertanian "
-    "menyarankan agar pemerintah memperbaiki rantai distribusi sehingga selisih harga di tingkat petani dan konsumen "
+    "Pemerintah daerah menggelar operasi pasar murah di tiga kecamatan untuk menahan kenaikan harga beras. "
+    "Warga "
+    "mengantre sejak pagi untuk membeli beras kemasan lima kilogram dengan harga di bawah pasaran. Menurut "
+    "petugas, "
+    "setiap keluarga hanya boleh membeli dua kemasan agar pembagian merata. Petani di desa sekitar justru "
+    "mengeluhkan "
+    "harga gabah yang rendah saat panen, sementara biaya pupuk dan sewa traktor terus naik. Pengamat "
+    "pertanian "
+    "menyarankan agar pemerintah memperbaiki rantai distribusi sehingga selisih harga di tingkat petani dan "
+    "konsumen "
     "tidak terlalu jauh. Operasi pasar akan dilanjutkan bulan depan jika harga belum juga stabil."
 )
 
@@ -70,7 +80,10 @@ def test_shingles_are_word_five_grams_of_the_normalised_lower_cased_text():
     assert shingles("Dua kata", "Latn", 5) == [["dua", "kata"]]
     assert len(shingle_hashes("Harga  BERAS naik lagi di pasar", "Latn", 5)) == 2
     # Equal n-grams hash equally wherever they occur; different ones differ.
-    a, b = shingle_hashes("satu dua tiga empat lima enam", "Latn", 5), shingle_hashes("nol satu dua tiga empat lima", "Latn", 5)
+    a, b = (
+        shingle_hashes("satu dua tiga empat lima enam", "Latn", 5),
+        shingle_hashes("nol satu dua tiga empat lima", "Latn", 5),
+    )
     assert a[0] == b[1] and a[1] != b[0]
 
 
@@ -117,7 +130,8 @@ def test_exact_duplicates_differing_only_in_spacing_are_dropped_whatever_their_d
     docs = [DedupCandidate("x1", RICE), DedupCandidate("x2", "  " + RICE.replace(" ", "  ") + "\n")]
     outcome = deduplicate(docs, "Latn")
     assert [(d.keep, d.reason, d.duplicate_of) for d in outcome.decisions] == [
-        (True, None, None), (False, "dedup_exact_duplicate", "x1"),
+        (True, None, None),
+        (False, "dedup_exact_duplicate", "x1"),
     ]
 
 
@@ -133,7 +147,9 @@ def test_dedup_end_to_end_keeps_exactly_the_first_seen_of_each_cluster():
     survivors = [d.doc_id for d in outcome.decisions if d.keep]
     assert survivors == ["other", "near"]  # "near" was published first among the same-day ingests
     assert {d.doc_id: d.duplicate_of for d in outcome.decisions if not d.keep} == {
-        "copy": "near", "orig": "near", "undated": "near",
+        "copy": "near",
+        "orig": "near",
+        "undated": "near",
     }
     assert outcome.cluster_sizes == {"other": 1, "near": 4}
     # The same documents in another input order give the same result.
@@ -144,9 +160,12 @@ def test_dedup_end_to_end_keeps_exactly_the_first_seen_of_each_cluster():
 
 
 def test_thai_near_duplicates_are_found_through_syllable_shingles():
-    thai = ("เช้าวันนี้นักเรียนในโรงเรียนประจำหมู่บ้านช่วยกันปลูกต้นไม้ ครูสอนวิธีดูแลต้นกล้าอย่างถูกต้อง "
-            "เด็กทุกคนตั้งชื่อให้ต้นไม้ของตัวเองและสัญญาว่าจะรดน้ำทุกวัน ผู้ใหญ่ในหมู่บ้านบอกว่างานแบบนี้ช่วยให้อากาศ"
-            "สะอาดและลดความร้อน ตอนเย็นทุกคนแบ่งขนมกันกินและนัดพบกันอีกครั้งในเดือนหน้า")
+    thai = (
+        "เช้าวันนี้นักเรียนในโรงเรียนประจำหมู่บ้านช่วยกันปลูกต้นไม้ ครูสอนวิธีดูแลต้นกล้าอย่างถูกต้อง "
+        "เด็กทุกคนตั้งชื่อให้ต้นไม้ของตัวเองและสัญญาว่าจะรดน้ำทุกวัน "
+        "ผู้ใหญ่ในหมู่บ้านบอกว่างานแบบนี้ช่วยให้อากาศ"
+        "สะอาดและลดความร้อน ตอนเย็นทุกคนแบ่งขนมกันกินและนัดพบกันอีกครั้งในเดือนหน้า"
+    )
     near = thai.replace("ตอนเย็น", "ตอนค่ำ")
     outcome = deduplicate([DedupCandidate("t1", thai), DedupCandidate("t2", near)], "Thai")
     assert [(d.keep, d.duplicate_of) for d in outcome.decisions] == [(True, None), (False, "t1")]
@@ -159,19 +178,30 @@ def test_incremental_dedup_keeps_earlier_representatives_across_runs():
 
     # Next night: a near copy of "a" that was published earlier still loses to the stored representative.
     second = deduplicate(
-        [DedupCandidate("a2", RICE_NEAR, published_at="2020-01-01"), DedupCandidate("c", "Sebuah teks baru " * 20)],
+        [
+            DedupCandidate("a2", RICE_NEAR, published_at="2020-01-01"),
+            DedupCandidate("c", "Sebuah teks baru " * 20),
+        ],
         "Latn",
         previous=stored,
     )
-    assert [(d.doc_id, d.keep, d.duplicate_of) for d in second.decisions] == [("a2", False, "a"), ("c", True, None)]
+    assert [(d.doc_id, d.keep, d.duplicate_of) for d in second.decisions] == [
+        ("a2", False, "a"),
+        ("c", True, None),
+    ]
     assert second.cluster_sizes == {"a": 2, "c": 1}
     assert [r.doc_id for r in second.new_representatives] == ["c"]
 
     # Giving a stored representative again keeps it and adds nothing; an exact copy of it is a duplicate.
-    stored_after = [r if r.doc_id != "a" else type(r)(r.doc_id, r.content_key, r.signature, 2) for r in stored]
-    third = deduplicate([DedupCandidate("a", RICE), DedupCandidate("a-copy", RICE)], "Latn", previous=stored_after)
+    stored_after = [
+        r if r.doc_id != "a" else type(r)(r.doc_id, r.content_key, r.signature, 2) for r in stored
+    ]
+    third = deduplicate(
+        [DedupCandidate("a", RICE), DedupCandidate("a-copy", RICE)], "Latn", previous=stored_after
+    )
     assert [(d.doc_id, d.keep, d.reason) for d in third.decisions] == [
-        ("a", True, None), ("a-copy", False, "dedup_exact_duplicate"),
+        ("a", True, None),
+        ("a-copy", False, "dedup_exact_duplicate"),
     ]
     assert third.cluster_sizes == {"a": 3} and third.new_representatives == []
 

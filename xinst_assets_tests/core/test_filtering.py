@@ -22,20 +22,27 @@ MIN_PRECISION = 0.95  # of the kept documents, labelled clean (a kept duplicate 
 
 INDONESIAN = (
     "Hari itu saya berkesempatan mengikuti kelas membatik di sebuah kampung batik yang sudah turun-temurun "
-    "menekuni kerajinan ini. Kelas dipandu oleh seorang ibu perajin yang telah membatik sejak usia belasan tahun.\n"
-    "Kami mulai dengan menggambar pola sederhana di atas kain mori menggunakan pensil. Setelah itu barulah tahap "
-    "yang paling menegangkan: menorehkan malam panas memakai canting. Tangan harus stabil dan tidak boleh terlalu "
+    "menekuni kerajinan ini. Kelas dipandu oleh seorang ibu perajin yang telah membatik sejak usia "
+    "belasan tahun.\n"
+    "Kami mulai dengan menggambar pola sederhana di atas kain mori menggunakan pensil. Setelah itu barulah "
+    "tahap "
+    "yang paling menegangkan: menorehkan malam panas memakai canting. Tangan harus stabil dan tidak boleh "
+    "terlalu "
     "lama berhenti, kalau tidak malam akan menetes dan meninggalkan noda.\n"
-    "Ibu perajin bercerita bahwa satu lembar batik tulis halus bisa dikerjakan berbulan-bulan, karena setiap warna "
+    "Ibu perajin bercerita bahwa satu lembar batik tulis halus bisa dikerjakan berbulan-bulan, karena "
+    "setiap warna "
     "membutuhkan proses pencelupan dan pelorodan tersendiri."
 )
 ENGLISH = (
-    "That day I had the chance to join a batik class in a village where families have practised the craft for "
+    "That day I had the chance to join a batik class in a village where families have practised the craft "
+    "for "
     "generations. The class was led by a woman who has been making batik since she was a teenager.\n"
-    "We started by drawing a simple pattern on plain cotton with a pencil. Then came the most nerve-racking part: "
+    "We started by drawing a simple pattern on plain cotton with a pencil. Then came the most nerve-racking "
+    "part: "
     "tracing hot wax with a small copper pen. Your hand has to stay steady and must not stop for too long, "
     "otherwise the wax drips and leaves a stain.\n"
-    "She told us that a single piece of fine hand-drawn batik can take months, because every colour needs its own "
+    "She told us that a single piece of fine hand-drawn batik can take months, because every colour needs "
+    "its own "
     "round of dyeing and wax removal."
 )
 
@@ -104,7 +111,10 @@ def test_every_dropped_document_has_exactly_one_reason_named_after_its_filter(id
     assert [d.filter_name for d in decisions] == [None, "lid", "quality", "dedup", "dedup"]
     assert decisions[0].cluster_size == 3 and decisions[3].duplicate_of == decisions[4].duplicate_of == "keep"
     assert reason_counts(decisions) == {
-        "kept": 1, "lid_wrong_language:en": 1, "quality_too_short": 1, "dedup_exact_duplicate": 1,
+        "kept": 1,
+        "lid_wrong_language:en": 1,
+        "quality_too_short": 1,
+        "dedup_exact_duplicate": 1,
         "dedup_near_duplicate": 1,
     }
 
@@ -120,9 +130,14 @@ def test_survivors_of_lid_and_quality_carry_their_scores_and_word_count(identifi
     assert decision.words == len(INDONESIAN.split())  # no whitespace token here is punctuation alone
 
 
-def test_settings_are_per_language(registry):
+def test_settings_are_per_language_and_recordable_as_json(registry):
     assert FilterSettings.for_language(registry.get("th")).quality.min_line_punct_ratio is None
-    assert FilterSettings.for_language(registry.get("fi")).quality.min_line_punct_ratio == 0.12
+    settings = FilterSettings.for_language(registry.get("fi"))
+    assert settings.quality.min_line_punct_ratio == 0.12
+    record = json.loads(json.dumps(settings.as_metadata()))
+    assert record["minhash"]["num_perm"] == 112 and record["minhash"]["jaccard_threshold"] == 0.719
+    assert record["quality"]["max_top_ngram_char_fraction"][0] == [2, 0.2]
+    assert record["lid_policy"] == {"confusable_margin": 0.1, "accept_runner_up": True}
 
 
 def _decision(doc_id: str, keep: bool, reason: str | None = None) -> FilterDecision:

@@ -14,14 +14,34 @@ from xinst_assets.core.lid import (
 )
 from xinst_assets.languages import Language
 
-SWAHILI = ["habari za asubuhi rafiki yangu", "watoto wanakwenda shuleni kila siku", "mvua kubwa imenyesha jana usiku",
-           "chakula kitamu kimepikwa na mama", "tunapenda kusoma vitabu vya hadithi"]
-ENGLISH = ["good morning my friend", "the children go to school every day", "heavy rain fell last night",
-           "mother cooked a tasty meal", "we like reading story books"]
-MALAY = ["selamat pagi kawan saya", "kanak-kanak pergi ke sekolah setiap hari", "hujan lebat turun malam tadi",
-         "ibu memasak makanan yang sedap", "kami suka membaca buku cerita"]
-ROMAN_HINDI = ["subah bakhair mere dost", "bachche har din school jaate hain", "kal raat bahut baarish hui",
-               "maa ne swadisht khana banaya", "hamein kahaniyon ki kitaabein padhna pasand hai"]
+SWAHILI = [
+    "habari za asubuhi rafiki yangu",
+    "watoto wanakwenda shuleni kila siku",
+    "mvua kubwa imenyesha jana usiku",
+    "chakula kitamu kimepikwa na mama",
+    "tunapenda kusoma vitabu vya hadithi",
+]
+ENGLISH = [
+    "good morning my friend",
+    "the children go to school every day",
+    "heavy rain fell last night",
+    "mother cooked a tasty meal",
+    "we like reading story books",
+]
+MALAY = [
+    "selamat pagi kawan saya",
+    "kanak-kanak pergi ke sekolah setiap hari",
+    "hujan lebat turun malam tadi",
+    "ibu memasak makanan yang sedap",
+    "kami suka membaca buku cerita",
+]
+ROMAN_HINDI = [
+    "subah bakhair mere dost",
+    "bachche har din school jaate hain",
+    "kal raat bahut baarish hui",
+    "maa ne swadisht khana banaya",
+    "hamein kahaniyon ki kitaabein padhna pasand hai",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +50,12 @@ def glotlid_style_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("glotlid")
     train = folder / "train.txt"
     lines = []
-    for label, texts in [("swh_Latn", SWAHILI), ("eng_Latn", ENGLISH), ("zsm_Latn", MALAY), ("hin_Latn", ROMAN_HINDI)]:
+    for label, texts in [
+        ("swh_Latn", SWAHILI),
+        ("eng_Latn", ENGLISH),
+        ("zsm_Latn", MALAY),
+        ("hin_Latn", ROMAN_HINDI),
+    ]:
         lines += [f"__label__{label} {t}" for t in texts * 4]
     train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     model = fasttext.train_supervised(
@@ -82,8 +107,14 @@ def test_glotlid_labels_map_by_iso_639_3_and_script_never_by_truncation(identifi
 
 def test_a_real_glotlid_style_model_predicts_registry_codes(glotlid_style_model, registry):
     lid = LanguageIdentifier(glotlid_style_model, registry)
-    preds = lid.predict(["watoto wanapenda kusoma vitabu", "the children like reading", "kanak-kanak suka membaca",
-                         "bachche kitaabein padhna pasand"])
+    preds = lid.predict(
+        [
+            "watoto wanapenda kusoma vitabu",
+            "the children like reading",
+            "kanak-kanak suka membaca",
+            "bachche kitaabein padhna pasand",
+        ]
+    )
     assert [p.lang for p in preds] == ["sw", "en", "ms", "hi_Latn"]
     assert preds[0].label == "swh_Latn" and preds[0].score > 0.5
     assert all(p.runner_up is not None and p.runner_up != p.lang for p in preds)
@@ -120,10 +151,12 @@ def test_predict_refuses_a_bare_string(identifier):
         identifier.predict("one text")
 
 
-INDONESIAN = Language(code="id", name="Indonesian", script="Latn", iso639_3="ind", lid_threshold=0.5,
-                      lid_confusable=("ms",))
-SWAHILI_LANG = Language(code="sw", name="Swahili", script="Latn", iso639_3="swa", lid_threshold=0.3,
-                        lid_labels=("swh",))
+INDONESIAN = Language(
+    code="id", name="Indonesian", script="Latn", iso639_3="ind", lid_threshold=0.5, lid_confusable=("ms",)
+)
+SWAHILI_LANG = Language(
+    code="sw", name="Swahili", script="Latn", iso639_3="swa", lid_threshold=0.3, lid_labels=("swh",)
+)
 
 
 def pred(lang, score, runner_up=None, runner_up_score=0.0):
@@ -141,7 +174,10 @@ def test_another_language_first_is_wrong_language_named_by_its_code():
 
 def test_a_confusable_language_first_by_a_small_margin_keeps_the_document():
     assert decide_language(pred("ms", 0.52, "id", 0.46), INDONESIAN) == (True, None)
-    assert decide_language(pred("ms", 0.56, "id", 0.46), INDONESIAN) == (True, None)  # margin 0.1, at the bound
+    assert decide_language(pred("ms", 0.56, "id", 0.46), INDONESIAN) == (
+        True,
+        None,
+    )  # margin 0.1, at the bound
 
 
 def test_a_confusable_language_first_by_a_wide_margin_is_genuine_malay_and_rejected():
@@ -158,12 +194,17 @@ def test_a_low_threshold_language_as_runner_up_over_its_threshold_is_kept():
     assert decide_language(pred("pl", 0.40, "sw", 0.30), SWAHILI_LANG) == (True, None)
     assert decide_language(pred("pl", 0.40, "sw", 0.29), SWAHILI_LANG) == (False, "lid_wrong_language:pl")
     strict = LidPolicy(accept_runner_up=False)
-    assert decide_language(pred("pl", 0.40, "sw", 0.30), SWAHILI_LANG, strict) == (False, "lid_wrong_language:pl")
+    assert decide_language(pred("pl", 0.40, "sw", 0.30), SWAHILI_LANG, strict) == (
+        False,
+        "lid_wrong_language:pl",
+    )
 
 
 def test_real_indonesian_and_real_english_are_told_apart_by_lid_176(identifier, registry):
-    indonesian = ("Pemerintah kota mengumumkan bahwa jalan utama akan ditutup sementara karena perbaikan "
-                  "saluran air. Warga diminta menggunakan jalur alternatif selama dua minggu ke depan.")
+    indonesian = (
+        "Pemerintah kota mengumumkan bahwa jalan utama akan ditutup sementara karena perbaikan "
+        "saluran air. Warga diminta menggunakan jalur alternatif selama dua minggu ke depan."
+    )
     english = "The city council announced that the main road will be closed for two weeks of repairs."
     p_id, p_en = identifier.predict([indonesian, english])
     assert decide_language(p_id, registry.get("id")) == (True, None)

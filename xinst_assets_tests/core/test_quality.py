@@ -14,23 +14,36 @@ from xinst_assets.core.quality import (
 from xinst_assets.languages import Language
 
 # Short original paragraphs (a school tree-planting day), one per script under test.
-HINDI = ("आज सुबह गाँव के स्कूल में बच्चों ने पेड़ लगाए। शिक्षकों ने उन्हें पौधों की देखभाल करना सिखाया। "
-         "हर बच्चे ने अपने पौधे का नाम रखा और रोज़ पानी देने का वादा किया। गाँव के बुज़ुर्गों ने कहा कि ऐसे काम से "
-         "हवा साफ़ रहती है और गर्मी कम होती है। शाम को सबने मिलकर मिठाई बाँटी और अगले महीने फिर मिलने का तय किया।")
-BENGALI = ("আজ সকালে গ্রামের স্কুলে ছাত্রছাত্রীরা গাছ লাগিয়েছে। শিক্ষকেরা তাদের চারাগাছের যত্ন নিতে শিখিয়েছেন। "
-           "প্রত্যেকে নিজের গাছের একটি নাম দিয়েছে এবং রোজ জল দেওয়ার প্রতিশ্রুতি দিয়েছে। গ্রামের প্রবীণরা বললেন যে "
-           "এমন কাজে বাতাস পরিষ্কার থাকে এবং গরম কমে। বিকেলে সবাই মিলে মিষ্টি ভাগ করে খেল এবং পরের মাসে আবার দেখা "
-           "করার সিদ্ধান্ত নিল।")
-TAMIL_SHORT = ("இன்று காலை கிராமப் பள்ளியில் மாணவர்கள் மரக்கன்றுகளை நட்டனர். ஆசிரியர்கள் அவற்றை எப்படிப் "
-               "பராமரிப்பது என்று கற்றுக் கொடுத்தனர். ஒவ்வொரு மாணவரும் தன் கன்றுக்கு ஒரு பெயர் வைத்து தினமும் "
-               "தண்ணீர் ஊற்றுவதாக உறுதியளித்தார்.")
-URDU = ("آج صبح گاؤں کے اسکول میں بچوں نے درخت لگائے۔ اساتذہ نے انہیں پودوں کی دیکھ بھال کرنا سکھایا۔ "
-        "ہر بچے نے اپنے پودے کا نام رکھا اور روز پانی دینے کا وعدہ کیا۔ گاؤں کے بزرگوں نے کہا کہ ایسے کاموں سے ہوا "
-        "صاف رہتی ہے اور گرمی کم ہوتی ہے۔ شام کو سب نے مل کر مٹھائی بانٹی اور اگلے مہینے پھر ملنے کا فیصلہ کیا۔")
-THAI = ("เช้าวันนี้นักเรียนในโรงเรียนประจำหมู่บ้านช่วยกันปลูกต้นไม้ ครูสอนวิธีดูแลต้นกล้าอย่างถูกต้อง\n"
-        "เด็กทุกคนตั้งชื่อให้ต้นไม้ของตัวเองและสัญญาว่าจะรดน้ำทุกวัน\n"
-        "ผู้ใหญ่ในหมู่บ้านบอกว่างานแบบนี้ช่วยให้อากาศสะอาดและลดความร้อน\n"
-        "ตอนเย็นทุกคนแบ่งขนมกันกินและนัดพบกันอีกครั้งในเดือนหน้า")
+HINDI = (
+    "आज सुबह गाँव के स्कूल में बच्चों ने पेड़ लगाए। शिक्षकों ने उन्हें पौधों की देखभाल करना सिखाया। "
+    "हर बच्चे ने अपने पौधे का नाम रखा और रोज़ पानी देने का वादा किया। गाँव के बुज़ुर्गों ने कहा कि ऐसे काम "
+    "से "
+    "हवा साफ़ रहती है और गर्मी कम होती है। शाम को सबने मिलकर मिठाई बाँटी और अगले महीने फिर मिलने का तय किया।"
+)
+BENGALI = (
+    "আজ সকালে গ্রামের স্কুলে ছাত্রছাত্রীরা গাছ লাগিয়েছে। শিক্ষকেরা তাদের চারাগাছের যত্ন নিতে শিখিয়েছেন। "
+    "প্রত্যেকে নিজের গাছের একটি নাম দিয়েছে এবং রোজ জল দেওয়ার প্রতিশ্রুতি দিয়েছে। গ্রামের প্রবীণরা বললেন "
+    "যে "
+    "এমন কাজে বাতাস পরিষ্কার থাকে এবং গরম কমে। বিকেলে সবাই মিলে মিষ্টি ভাগ করে খেল এবং পরের মাসে আবার দেখা "
+    "করার সিদ্ধান্ত নিল।"
+)
+TAMIL_SHORT = (
+    "இன்று காலை கிராமப் பள்ளியில் மாணவர்கள் மரக்கன்றுகளை நட்டனர். ஆசிரியர்கள் அவற்றை எப்படிப் "
+    "பராமரிப்பது என்று கற்றுக் கொடுத்தனர். ஒவ்வொரு மாணவரும் தன் கன்றுக்கு ஒரு பெயர் வைத்து தினமும் "
+    "தண்ணீர் ஊற்றுவதாக உறுதியளித்தார்."
+)
+URDU = (
+    "آج صبح گاؤں کے اسکول میں بچوں نے درخت لگائے۔ اساتذہ نے انہیں پودوں کی دیکھ بھال کرنا سکھایا۔ "
+    "ہر بچے نے اپنے پودے کا نام رکھا اور روز پانی دینے کا وعدہ کیا۔ گاؤں کے بزرگوں نے کہا کہ ایسے کاموں سے "
+    "ہوا "
+    "صاف رہتی ہے اور گرمی کم ہوتی ہے۔ شام کو سب نے مل کر مٹھائی بانٹی اور اگلے مہینے پھر ملنے کا فیصلہ کیا۔"
+)
+THAI = (
+    "เช้าวันนี้นักเรียนในโรงเรียนประจำหมู่บ้านช่วยกันปลูกต้นไม้ ครูสอนวิธีดูแลต้นกล้าอย่างถูกต้อง\n"
+    "เด็กทุกคนตั้งชื่อให้ต้นไม้ของตัวเองและสัญญาว่าจะรดน้ำทุกวัน\n"
+    "ผู้ใหญ่ในหมู่บ้านบอกว่างานแบบนี้ช่วยให้อากาศสะอาดและลดความร้อน\n"
+    "ตอนเย็นทุกคนแบ่งขนมกันกินและนัดพบกันอีกครั้งในเดือนหน้า"
+)
 HINDI_SENTENCES = [s.rstrip("।") for s in HINDI.split("। ")]
 
 
@@ -66,14 +79,22 @@ def test_urdu_cookie_login_and_copyright_lines_are_boilerplate(th):
 
 
 def test_lorem_ipsum_anywhere_is_boilerplate(th):
-    assert check_quality(HINDI + " Lorem ipsum dolor sit amet.", "Deva", th("hi")) == "quality_boilerplate_markers"
+    assert (
+        check_quality(HINDI + " Lorem ipsum dolor sit amet.", "Deva", th("hi"))
+        == "quality_boilerplate_markers"
+    )
 
 
 def test_a_long_paragraph_that_mentions_a_password_is_content_not_boilerplate(th):
-    text = ("Kata sandi yang baik sebaiknya panjang, minimal dua belas karakter, dan tidak memakai tanggal lahir. "
-            "Jangan menggunakan kata sandi yang sama untuk semua akun, karena jika satu layanan bocor, penjahat akan "
-            "mencoba kata sandi itu di layanan lain. Aktifkan juga verifikasi dua langkah di setiap layanan penting, "
-            "supaya akun tetap aman meskipun kata sandi Anda diketahui orang lain.")
+    text = (
+        "Kata sandi yang baik sebaiknya panjang, minimal dua belas karakter, dan tidak memakai tanggal "
+        "lahir. "
+        "Jangan menggunakan kata sandi yang sama untuk semua akun, karena jika satu layanan bocor, penjahat "
+        "akan "
+        "mencoba kata sandi itu di layanan lain. Aktifkan juga verifikasi dua langkah di setiap layanan "
+        "penting, "
+        "supaya akun tetap aman meskipun kata sandi Anda diketahui orang lain."
+    )
     assert check_quality(text, "Latn", th("id")) is None
 
 
@@ -139,7 +160,9 @@ def test_urdu_with_a_run_of_numbers_has_too_many_non_alphabetic_words(th):
 def test_three_words_a_line_is_too_many_lines_per_word(th):
     words = HINDI.replace("।", "").split()
     text = "\n".join(" ".join(words[i : i + 3]) + "।" for i in range(0, 66, 3))
-    assert check_quality(text, "Deva", replace(th("hi"), max_short_lines_ratio=None)) == "quality_lines_per_word"
+    assert (
+        check_quality(text, "Deva", replace(th("hi"), max_short_lines_ratio=None)) == "quality_lines_per_word"
+    )
 
 
 def test_a_phrase_repeated_on_distinct_lines_is_a_duplicated_ngram(th):
@@ -167,13 +190,19 @@ def test_registry_overrides_apply_after_the_script_defaults():
 
 def test_ngram_overrides_from_yaml_lists_or_mappings_become_pairs():
     base = QualityThresholds()
-    assert apply_overrides(base, {"max_dup_ngram_char_fraction": [[5, 0.2]]}).max_dup_ngram_char_fraction == ((5, 0.2),)
-    assert apply_overrides(base, {"max_top_ngram_char_fraction": {2: 0.3}}).max_top_ngram_char_fraction == ((2, 0.3),)
+    assert apply_overrides(base, {"max_dup_ngram_char_fraction": [[5, 0.2]]}).max_dup_ngram_char_fraction == (
+        (5, 0.2),
+    )
+    assert apply_overrides(base, {"max_top_ngram_char_fraction": {2: 0.3}}).max_top_ngram_char_fraction == (
+        (2, 0.3),
+    )
 
 
 def test_an_unknown_quality_setting_is_a_clear_error_naming_the_known_ones():
     lang = Language(code="fi", name="Finnish", script="Latn", quality={"min_wrds": 10})
-    with pytest.raises(ValueError, match=r"language 'fi'.*unknown quality setting\(s\) \['min_wrds'\].*min_words"):
+    with pytest.raises(
+        ValueError, match=r"language 'fi'.*unknown quality setting\(s\) \['min_wrds'\].*min_words"
+    ):
         thresholds_for(lang)
 
 
@@ -185,4 +214,9 @@ def test_a_ratio_outside_zero_to_one_is_rejected():
 def test_quality_signals_measure_every_rule():
     signals = quality_signals(HINDI, "Deva")
     assert signals["chars"] == len(HINDI) and signals["words"] == 65 and signals["lines"] == 1
-    assert {"dup_line_fraction", "top_2gram_char_fraction", "dup_10gram_char_fraction", "boilerplate_lines_ratio"} <= set(signals)
+    assert {
+        "dup_line_fraction",
+        "top_2gram_char_fraction",
+        "dup_10gram_char_fraction",
+        "boilerplate_lines_ratio",
+    } <= set(signals)

@@ -6,11 +6,13 @@ from xinst_assets.core.words import split_words, word_count
 
 
 def test_hindi_words_keep_their_vowel_signs_and_viramas():
-    assert split_words("नमस्ते दुनिया, यह एक परीक्षा है।", "Deva") == ["नमस्ते", "दुनिया", "यह", "एक", "परीक्षा", "है"]
+    words = ["नमस्ते", "दुनिया", "यह", "एक", "परीक्षा", "है"]
+    assert split_words("नमस्ते दुनिया, यह एक परीक्षा है।", "Deva") == words
 
 
 def test_bengali_words_keep_conjuncts_and_the_danda_is_not_a_word():
-    assert split_words("আমি বাংলায় গান গাই। ক্ষুধার্ত শিশু", "Beng") == ["আমি", "বাংলায়", "গান", "গাই", "ক্ষুধার্ত", "শিশু"]
+    words = ["আমি", "বাংলায়", "গান", "গাই", "ক্ষুধার্ত", "শিশু"]
+    assert split_words("আমি বাংলায় গান গাই। ক্ষুধার্ত শিশু", "Beng") == words
 
 
 def test_tamil_words_keep_the_pulli_inside_the_word():
@@ -19,7 +21,12 @@ def test_tamil_words_keep_the_pulli_inside_the_word():
 
 def test_urdu_words_keep_the_zero_width_non_joiner_and_drop_the_urdu_full_stop():
     assert split_words("اردو\u200cزبان پاکستان کی قومی زبان ہے۔", "Arab") == [
-        "اردو\u200cزبان", "پاکستان", "کی", "قومی", "زبان", "ہے",
+        "اردو\u200cزبان",
+        "پاکستان",
+        "کی",
+        "قومی",
+        "زبان",
+        "ہے",
     ]
 
 
@@ -32,7 +39,13 @@ def test_vietnamese_diacritics_stay_inside_words_whether_composed_or_decomposed(
 
 
 def test_apostrophes_and_hyphens_between_letters_join_one_word():
-    assert split_words("İstanbul'da anak-anak bermain — 3,5 % _", "Latn") == ["İstanbul'da", "anak-anak", "bermain", "3", "5"]
+    assert split_words("İstanbul'da anak-anak bermain — 3,5 % _", "Latn") == [
+        "İstanbul'da",
+        "anak-anak",
+        "bermain",
+        "3",
+        "5",
+    ]
 
 
 def test_thai_without_spaces_is_cut_into_syllables_and_nothing_is_lost():

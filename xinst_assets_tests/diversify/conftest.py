@@ -10,17 +10,11 @@ import pytest
 
 from xinst_assets.embedding import SentenceTransformerEmbedder, default_embedder
 
-NEWS_TOPICS = [
-    "the floods in Kenya", "the new railway in Tanzania", "a football final in Dar es Salaam",
-    "rice prices in Jakarta", "a heatwave in Bangkok", "the election in Turkey", "a new bridge in Hanoi",
-    "a tech startup in Helsinki", "a cricket match in Chennai", "monsoon rains in Dhaka", "a film festival in Mumbai",
-    "fishermen in Zanzibar", "a marathon in Nairobi", "coffee farmers in Vietnam", "a museum opening in Istanbul",
-    "traffic jams in Karachi", "a solar farm in India", "school exams in Uganda", "a volcano in Indonesia",
-    "tourism in Phuket", "a teachers' strike in Finland", "a new hospital in Lahore", "tea harvest in Sri Lanka",
-    "mobile banking in Kenya", "a bus crash in Tamil Nadu", "the price of fuel in Turkey", "a wildlife park in Tanzania",
-    "a science fair in Hanoi", "a port strike in Chittagong", "a music concert in Bangkok",
-]
-NEWS_TEMPLATES = ["Write a news article about {}.", "Write a short news report on {}.", "Write a headline and news story about {}."]
+# The dominant mode: one template over 10 events x 12 cities (120 instructions, 75% of the pool).
+NEWS_EVENTS = ["floods", "an election", "a football final", "rising rice prices", "a heatwave", "a new railway line",
+               "a teachers' strike", "a music festival", "a bus crash", "a solar power plant"]
+NEWS_PLACES = ["Nairobi", "Bangkok", "Hanoi", "Jakarta", "Istanbul", "Helsinki", "Dhaka", "Chennai", "Karachi",
+               "Dar es Salaam", "Mumbai", "Colombo"]
 OTHER_TEMPLATES = {
     "summarize": ("Summarize the main points of {}.", ["a speech on climate policy", "a report on public health",
                   "an essay about migration", "a lecture on ancient history", "a paper on renewable energy"]),
@@ -40,8 +34,8 @@ OTHER_TEMPLATES = {
 
 
 def long_tail_instructions() -> list[tuple[str, str]]:
-    """(mode, instruction): 90 news-writing instructions (the dominant mode) and 40 others in 8 modes."""
-    rows = [("news", t.format(topic)) for topic in NEWS_TOPICS for t in NEWS_TEMPLATES]
+    """(mode, instruction): 120 news-writing instructions (the dominant mode) and 40 others in 8 modes."""
+    rows = [("news", f"Write a news article about {e} in {p}.") for e in NEWS_EVENTS for p in NEWS_PLACES]
     rows += [(mode, template.format(s)) for mode, (template, subjects) in OTHER_TEMPLATES.items() for s in subjects]
     return rows
 
@@ -78,7 +72,7 @@ def long_tail(minilm: SentenceTransformerEmbedder) -> tuple[pl.DataFrame, np.nda
     return frame, minilm.embed(frame["instruction"].to_list())
 
 
-def blobs(sizes: list[int], dim: int = 16, noise: float = 0.05, seed: int = 3) -> tuple[pl.DataFrame, np.ndarray]:
+def blobs(sizes: list[int], dim: int = 16, noise: float = 0.1, seed: int = 3) -> tuple[pl.DataFrame, np.ndarray]:
     """Well-separated Gaussian clusters of the given sizes, with scores that tie now and then."""
     rng = np.random.default_rng(seed)
     centres = np.linalg.qr(rng.normal(size=(dim, dim)))[0][: len(sizes)]  # orthonormal: clearly apart

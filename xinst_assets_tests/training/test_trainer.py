@@ -134,11 +134,12 @@ def test_a_lora_run_saves_the_merged_model_and_keeps_the_adapter(tiny_model_dir,
     _generate(out, "Hello")
 
 
+@pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
 def test_an_afp_run_adds_the_contrastive_loss_and_cross_lingual_samples(
-    tiny_model_dir, instruction_file, parallel_file, tmp_path
+    tiny_model_dir, instruction_file, parallel_file, tmp_path, packing
 ):
     out = tmp_path / "afp"
-    config = _config(tiny_model_dir, out, instruction_file,
+    config = _config(tiny_model_dir, out, instruction_file, packing=packing,
                      afp={"enabled": True, "parallel_files": [{"path": str(parallel_file), "lang": "id"}]})
     result = train(config)
     lineage = json.loads((out / LINEAGE_FILE).read_text())
@@ -180,3 +181,38 @@ def test_packing_and_padding_give_the_same_first_step_loss(tiny_model_dir, instr
                            packing=True, **common))
     # One step over all rows either way: the mean token loss must not depend on packing.
     assert packed.loss_curve[0][1] == pytest.approx(padded.loss_curve[0][1], abs=1e-4)
+
+
+def test_a_crash_after_the_final_checkpoint_is_saved_without_an_extra_step(tiny_model_dir, instruction_file, tmp_path):
+    out = tmp_path / "out"
+    config = _config(tiny_model_dir, out, instruction_file)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[CrashAfterSave(4)])
+    assert not (out / "model.safetensors").exists()
+    result = train(config)
+    # transformers' Trainer would run a fifth step when resumed from the last one; train() saves instead.
+    assert (result.global_step, result.steps_this_run) == (4, 0)
+    assert (out / "model.safetensors").is_file() and not (out / "checkpoint-5").exists()
+
+
+def test_rerunning_a_finished_run_does_nothing_and_returns_its_record(tiny_model_dir, instruction_file, tmp_path):
+    config = _config(tiny_model_dir, tmp_path / "out", instruction_file)
+    first = train(config)
+    lines: list[str] = []
+    again = train(config, log=lines.append)
+    assert again.steps_this_run == 0 and again.global_step == first.global_step
+    assert again.loss_curve == first.loss_curve
+    assert any("nothing to do" in line for line in lines)
+
+
+def test_the_launch_configs_load_with_accelerate_and_deepspeed_shapes():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    launch = Path(__file__).resolve().parents[2] / "xinst_assets" / "training" / "launch"
+    fsdp = load_config_from_file(str(launch / "fsdp.yaml"))
+    assert fsdp.distributed_type == "FSDP" and fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    ddp = load_config_from_file(str(launch / "accelerate_multi_gpu.yaml"))
+    assert ddp.distributed_type == "MULTI_GPU"
+    zero3 = json.loads((launch / "deepspeed_zero3.json").read_text())
+    assert zero3["zero_optimization"]["stage"] == 3
+    assert zero3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True

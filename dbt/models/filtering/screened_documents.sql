@@ -1,4 +1,4 @@
-{{ config(pre_hook=replace_partition_hook(), tags=["filtering"]) }}
+{{ config(pre_hook="{{ replace_partition_hook() }}", tags=["filtering"]) }}
 
 -- Each raw document of the partition with its language-ID and quality decision, and exact deduplication by
 -- content id: the first copy (earliest first seen, then shard order) survives and carries the copy count.

@@ -1,4 +1,4 @@
-{{ config(pre_hook=replace_partition_hook(), tags=["marts"]) }}
+{{ config(pre_hook="{{ replace_partition_hook() }}", tags=["marts"]) }}
 
 -- Per-language filtering statistics: how many documents came in, were kept, and why the others were dropped.
 with kept as (
