@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from xinst_assets.assets.curated import build_curated_assets
 from xinst_assets.assets.dbt_transforms import build_dbt_assets
 from xinst_assets.assets.filtering import build_filtering_assets
 from xinst_assets.assets.raw import build_raw_web_text
 from xinst_assets.automation import build_new_shard_sensor, build_nightly_schedule
 from xinst_assets.config import XinstConfig
 from xinst_assets.partitions import language_partitions
+from xinst_assets.resources.curated_sources import CuratedSources
 from xinst_assets.resources.dbt import dbt_project, dbt_resource
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.raw_sources import RawSources
@@ -25,10 +27,12 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         build_raw_web_text(partitions),
         *build_filtering_assets(partitions, config.registry),
         *build_dbt_assets(project, partitions),
+        *build_curated_assets(partitions),
     ]
     resources = {
         "dbt": dbt_resource(project),
         "lid_model": LidModel(),
+        "curated_sources": CuratedSources(),
         "warehouse": Warehouse(path=str(config.warehouse)),
         "storage": XinstStorage(home=str(config.home)),
         "raw_sources": RawSources(patterns=config.raw_patterns),

@@ -1,0 +1,93 @@
+"""Curated inputs as assets: seed pairs (for the instruction generator), parallel pairs (for AFP and
+InstructAlign) and evaluation questions, per language."""
+
+import json
+
+from dagster import AssetExecutionContext, MaterializeResult, PartitionsDefinition, asset
+
+from xinst_assets.assets.reporting import counts_table, markdown_table
+from xinst_assets.assets.transient import retry_transient
+from xinst_assets.core.curated import EVAL_QUESTIONS, PARALLEL_PAIRS, SEED_PAIRS, CuratedKind, curated_files, read_curated
+from xinst_assets.resources.curated_sources import CuratedSources
+from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.settings import SAMPLE_DIR
+
+REJECTIONS_DDL = """
+CREATE TABLE IF NOT EXISTS curated_rejections (
+    kind VARCHAR NOT NULL, lang VARCHAR NOT NULL, file VARCHAR, line BIGINT, reason VARCHAR NOT NULL, detail VARCHAR
+);
+"""
+DESCRIPTIONS = {
+    "seed_pairs": "Seed (English instruction, response in the language) pairs that teach the instruction "
+    "generator, from the embedded sample and user files. Table: seed_pairs.",
+    "parallel_pairs": "English <-> language sentence pairs for AFP's contrastive loss and InstructAlign's "
+    "objectives. Table: parallel_pairs.",
+    "eval_questions": "Evaluation questions in the language (with English versions) for the evaluation stage. "
+    "Table: eval_questions.",
+}
+
+
+def _ddl(kind: CuratedKind) -> str:
+    columns = [f"{f} VARCHAR NOT NULL" for f in kind.required] + [f"{f} VARCHAR" for f in kind.optional]
+    return (f"CREATE TABLE IF NOT EXISTS {kind.name} (lang VARCHAR NOT NULL, id VARCHAR NOT NULL, "
+            f"{', '.join(columns)}, source VARCHAR, PRIMARY KEY (lang, id))")
+
+
+def _build(kind: CuratedKind, partitions_def: PartitionsDefinition):
+    @asset(
+        name=kind.name,
+        partitions_def=partitions_def,
+        group_name="curated_inputs",
+        kinds={"python", "duckdb"},
+        owners=["team:data"],
+        description=DESCRIPTIONS[kind.name],
+    )
+    def curated(context: AssetExecutionContext, warehouse: Warehouse, curated_sources: CuratedSources):
+        lang = context.partition_key
+        patterns = getattr(curated_sources, kind.name)
+        files = curated_files(kind, lang, SAMPLE_DIR if curated_sources.include_embedded else None, patterns)
+        rows, rejected, seen = [], [], set()
+        for path in files:
+            good, bad = read_curated(kind, path, lang)
+            for row in good:
+                if row["id"] in seen:
+                    rejected.append({"file": str(path), "line": None, "reason": "duplicate", "detail": row["id"]})
+                    continue
+                seen.add(row["id"])
+                rows.append(row)
+            rejected += bad
+        fields = ["id", *kind.required, *kind.optional, "source"]
+        with retry_transient(context), warehouse.write() as con:
+            con.execute(_ddl(kind))
+            con.execute(REJECTIONS_DDL)
+            con.execute(f"DELETE FROM {kind.name} WHERE lang = ?", [lang])
+            con.execute("DELETE FROM curated_rejections WHERE kind = ? AND lang = ?", [kind.name, lang])
+            if rows:
+                con.executemany(
+                    f"INSERT INTO {kind.name} (lang, {', '.join(fields)}) VALUES ({', '.join(['?'] * (len(fields) + 1))})",
+                    [[lang, *[None if r.get(f) is None else str(r[f]) for f in fields]] for r in rows],
+                )
+            if rejected:
+                con.executemany(
+                    "INSERT INTO curated_rejections VALUES (?, ?, ?, ?, ?, ?)",
+                    [[kind.name, lang, r["file"], r["line"], r["reason"], r["detail"]] for r in rejected],
+                )
+        reasons: dict[str, int] = {}
+        for r in rejected:
+            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+        if not rows:
+            context.log.warning(f"{kind.name}/{lang}: no rows in {len(files)} file(s)")
+        return MaterializeResult(metadata={
+            "dagster/row_count": len(rows),
+            "files": json.dumps([str(f.name) for f in files]),
+            "rejected": len(rejected),
+            "rejected_by_reason": counts_table(reasons),
+            "preview": markdown_table([[r[f] for f in kind.required] for r in rows[:5]], list(kind.required)),
+        })
+
+    return curated
+
+
+def build_curated_assets(partitions_def: PartitionsDefinition) -> list:
+    """``seed_pairs``, ``parallel_pairs`` and ``eval_questions``."""
+    return [_build(kind, partitions_def) for kind in (SEED_PAIRS, PARALLEL_PAIRS, EVAL_QUESTIONS)]
