@@ -1,6 +1,6 @@
 """Training throughput with and without packing, on the same data, on CPU with a tiny model.
 
-    .venv/bin/python bench/bench_training.py [--examples 256] [--max-length 512] [--batch-size 8]
+    .venv/bin/python bench/bench_training.py [--examples 256] [--max-length 512] [--batch-size 8] [--threads 1]
 
 Builds a tiny Llama (hidden 64, 2 layers) and a set of (instruction, response) rows whose response lengths
 spread like web texts (short snippets to long articles, cut from the sample seed pairs), trains one epoch
@@ -39,8 +39,15 @@ def make_rows(n: int, seed: int) -> list[dict]:
         text = row["response"]
         while len(text) < 2000:
             text += " " + rng.choice(sources)[0]["response"]
-        length = int(round(40 * (2000 / 40) ** rng.random()))
-        rows.append({"instruction": row["instruction"], "response": text[:length], "lang_name": lang, "refined": False})
+        length = round(40 * (2000 / 40) ** rng.random())
+        rows.append(
+            {
+                "instruction": row["instruction"],
+                "response": text[:length],
+                "lang_name": lang,
+                "refined": False,
+            }
+        )
     return rows
 
 
@@ -62,8 +69,13 @@ def run(base: Path, data: Path, out: Path, packing: bool, args: argparse.Namespa
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
-    return {"packing": packing, "steps": result.global_step, "tokens_per_s": result.tokens_per_s,
-            "train_runtime_s": result.train_runtime_s, "wall_s": wall}
+    return {
+        "packing": packing,
+        "steps": result.global_step,
+        "tokens_per_s": result.tokens_per_s,
+        "train_runtime_s": result.train_runtime_s,
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -72,7 +84,13 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    # One thread by default: on a shared 2-core machine two OpenMP threads spin against other processes and
+    # the timings swing by 3-5x between runs; one thread gives repeatable numbers.
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = make_rows(args.examples, args.seed)
@@ -85,8 +103,13 @@ def main() -> None:
             f"packing={r['packing']!s:5}  steps={r['steps']:4d}  {r['tokens_per_s']:10,.0f} real tokens/s  "
             f"train {r['train_runtime_s']:.1f} s  (wall {r['wall_s']:.1f} s)"
         )
+    print(
+        f"threads={args.threads}, examples={args.examples}, max_length={args.max_length}, batch={args.batch_size}"
+    )
     ratio = results[1]["tokens_per_s"] / results[0]["tokens_per_s"]
-    print(f"packing / no packing: {ratio:.2f}x tokens/s, {results[0]['train_runtime_s'] / results[1]['train_runtime_s']:.2f}x less time")
+    print(
+        f"packing / no packing: {ratio:.2f}x tokens/s, {results[0]['train_runtime_s'] / results[1]['train_runtime_s']:.2f}x less time"
+    )
 
 
 if __name__ == "__main__":

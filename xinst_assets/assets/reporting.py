@@ -34,3 +34,24 @@ def figure_markdown(fig: Any, alt: str) -> MetadataValue:
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def loss_curve_markdown(curve: Sequence[Sequence[float]], title: str) -> MetadataValue:
+    """The training loss by step as a picture (or a note when the run logged no loss)."""
+    if not curve:
+        return MetadataValue.md("_no loss logged_")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    steps, losses = zip(*[(float(s), float(v)) for s, v in curve])
+    ax.plot(steps, losses, marker=".")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    try:
+        return figure_markdown(fig, title)
+    finally:
+        plt.close(fig)

@@ -275,10 +275,8 @@ class TransformersBackend:
             eos_token_id=list(self.eos_ids),
             no_repeat_ngram_size=params.no_repeat_ngram_size or 0,  # 0 = off in transformers
         )
-        if params.do_sample:
+        if params.do_sample:  # under greedy decoding the sampling knobs stay unset (transformers warns otherwise)
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
-        else:  # neutral values, so transformers does not warn about sampling knobs under greedy decoding
-            kwargs.update(temperature=1.0, top_p=1.0, top_k=0)
         if params.stop:
             kwargs["stop_strings"] = list(params.stop)
         return GenerationConfig(**kwargs)

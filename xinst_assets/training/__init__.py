@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def train(config: TrainConfig, log: Any = None, callbacks: Any = ()) -> "TrainResult":
+def train(config: TrainConfig, log: Any = None, callbacks: Any = ()) -> TrainResult:
     """Run one training job (see :func:`xinst_assets.training.trainer.train`)."""
     from xinst_assets.training.trainer import train as _train
 

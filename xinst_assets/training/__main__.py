@@ -13,13 +13,16 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from xinst_assets.training.config import TrainConfig
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m xinst_assets.training", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m xinst_assets.training", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--config", help="path to a run.json (a TrainConfig as JSON)")
     parser.add_argument("--asset-key", help="Pipes: the asset key to report when several are in scope")
     args, _unknown = parser.parse_known_args(argv)  # Pipes may pass its own --dagster-pipes-* arguments
@@ -34,7 +37,10 @@ def _pipes_active() -> bool:
         from dagster_pipes import PipesCliArgsParamsLoader, PipesEnvVarParamsLoader
     except ImportError:
         return False
-    return PipesEnvVarParamsLoader().is_dagster_pipes_process() or PipesCliArgsParamsLoader().is_dagster_pipes_process()
+    return (
+        PipesEnvVarParamsLoader().is_dagster_pipes_process()
+        or PipesCliArgsParamsLoader().is_dagster_pipes_process()
+    )
 
 
 def _materialization_metadata(result: Any) -> dict[str, Any]:
@@ -72,10 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 extra = pipes.extras.get("train_config")
                 if not isinstance(extra, dict):
-                    raise SystemExit("no training config: pass --config run.json or the Pipes extra 'train_config'")
+                    raise SystemExit(
+                        "no training config: pass --config run.json or the Pipes extra 'train_config'"
+                    )
                 config = TrainConfig.from_dict(extra)
             result = train(config, log=pipes.log.info)
-            pipes.report_asset_materialization(metadata=_materialization_metadata(result), asset_key=args.asset_key)
+            pipes.report_asset_materialization(
+                metadata=_materialization_metadata(result), asset_key=args.asset_key
+            )
         return 0
     if not args.config:
         print("error: --config run.json is required", file=sys.stderr)

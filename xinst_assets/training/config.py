@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 TASKS = ("sft", "generator")
-INSTRUCTALIGN_OBJECTIVES = ("translation", "bilingual_denoising", "monolingual_denoising", "semantic_similarity")
+INSTRUCTALIGN_OBJECTIVES = (
+    "translation",
+    "bilingual_denoising",
+    "monolingual_denoising",
+    "semantic_similarity",
+)
 
 # Learning rates when ``TrainConfig.learning_rate`` is None.
 # AFP and InstructAlign both train full-parameter with lr 1e-5 (METHOD.md, stage 6).
@@ -47,12 +53,14 @@ def _data_files(value: Any, where: str) -> tuple[DataFile, ...]:
         elif isinstance(item, Mapping):
             unknown = set(item) - {"path", "lang"}
             if unknown or "path" not in item:
-                raise ValueError(f"{where}: each file is a path or {{'path': ..., 'lang': ...}}, got {dict(item)}")
+                raise ValueError(
+                    f"{where}: each file is a path or {{'path': ..., 'lang': ...}}, got {dict(item)}"
+                )
             files.append(DataFile(path=str(item["path"]), lang=item.get("lang")))
         elif isinstance(item, DataFile):
             files.append(item)
         else:
-            raise ValueError(f"{where}: cannot read a file entry from {item!r}")
+            raise TypeError(f"{where}: cannot read a file entry from {item!r}")
     return tuple(files)
 
 
@@ -117,7 +125,9 @@ class InstructAlignOptions:
     def __post_init__(self) -> None:
         for name in ("parallel_files", "replay_files"):
             object.__setattr__(self, name, _data_files(getattr(self, name), f"instructalign.{name}"))
-        object.__setattr__(self, "objective_weights", {str(k): float(v) for k, v in self.objective_weights.items()})
+        object.__setattr__(
+            self, "objective_weights", {str(k): float(v) for k, v in self.objective_weights.items()}
+        )
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,9 @@ class TrainConfig:
         if self.afp.enabled and self.task != "sft":
             problems.append("AFP applies to the tuned model (task 'sft'), not to the instruction generator")
         if self.afp.enabled and self.per_device_batch_size < 2:
-            problems.append("AFP needs per_device_batch_size >= 2: the contrastive loss uses in-batch negatives")
+            problems.append(
+                "AFP needs per_device_batch_size >= 2: the contrastive loss uses in-batch negatives"
+            )
         if self.afp.enabled and not self.afp.parallel_files:
             problems.append("afp.enabled needs afp.parallel_files (translation pairs)")
         if self.afp.temperature <= 0:
@@ -191,10 +203,14 @@ class TrainConfig:
         if ia.enabled and not ia.parallel_files:
             problems.append("instructalign.enabled needs instructalign.parallel_files")
         if ia.enabled and ia.replay_ratio > 0 and not ia.replay_files:
-            problems.append("instructalign.replay_ratio > 0 needs instructalign.replay_files (or set it to 0)")
+            problems.append(
+                "instructalign.replay_ratio > 0 needs instructalign.replay_files (or set it to 0)"
+            )
         unknown = set(ia.objective_weights) - set(INSTRUCTALIGN_OBJECTIVES)
         if unknown:
-            problems.append(f"unknown InstructAlign objectives {sorted(unknown)}; known: {INSTRUCTALIGN_OBJECTIVES}")
+            problems.append(
+                f"unknown InstructAlign objectives {sorted(unknown)}; known: {INSTRUCTALIGN_OBJECTIVES}"
+            )
         if ia.enabled and not any(w > 0 for w in ia.objective_weights.values()):
             problems.append("instructalign.objective_weights: at least one weight must be > 0")
         for name in ("infill_prob", "deletion_prob"):
@@ -225,12 +241,12 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build a config from a dict (as read from JSON); unknown keys raise ``ValueError``."""
         return _build(cls, data, "config")
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "TrainConfig":
+    def from_json(cls, path: str | Path) -> TrainConfig:
         """Read a ``run.json``."""
         source = Path(path)
         try:
@@ -240,7 +256,7 @@ class TrainConfig:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{source} is not valid JSON: {exc}") from exc
         if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: expected a JSON object at the top level")
+            raise TypeError(f"{source}: expected a JSON object at the top level")
         return cls.from_dict(data)
 
 
@@ -250,7 +266,7 @@ _FILE_LISTS = {"data_files", "parallel_files", "replay_files"}
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
+        raise TypeError(f"{where} must be a JSON object, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:

@@ -19,53 +19,23 @@ import gzip
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from xinst_assets.core.prompts import afp_cross_lingual_prompt, generation_prompt, response_prompt
 from xinst_assets.training.config import DataFile
 
 IGNORE_INDEX = -100  # labels with this value carry no loss (PyTorch's CrossEntropyLoss ignore_index)
 
-# --- Prompts -------------------------------------------------------------------------------------------------
-# TEMPORARY HOME: these texts belong in xinst_assets/core/prompts.py (being written); when it lands, import
-# them from there and delete this section. The texts are METHOD.md's, verbatim (note the space after the
-# "Answer in ..." sentence, before the blank line).
-_RESPONSE_PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction} {answer_in} \n\n### Response:\n"
-)
-_ANSWER_IN = "Answer in {lang_name}."
-_ANSWER_IN_REFINED = "Answer in {lang_name} and the style of an AI assistant."
-_GENERATION_PROMPT = (
-    "Below is a text that describes a candidate output. Write an English instruction that can take the given"
-    " text as an appropriate answer.\n\n### Text:\n{text}\n\n### English Instruction:\n"
-)
-_AFP_CROSS_LINGUAL_PROMPT = "{instruction} Answer in {lang_name}: "  # AFP: "{instruction} Answer in {lang}: {output}"
-
-
-def response_prompt(instruction: str, lang_name: str, refined: bool = False) -> str:
-    """X-Instruction's response prompt; refined samples ask for "the style of an AI assistant"."""
-    answer_in = (_ANSWER_IN_REFINED if refined else _ANSWER_IN).format(lang_name=lang_name)
-    return _RESPONSE_PROMPT.format(instruction=instruction, answer_in=answer_in)
-
-
-def generation_prompt(text: str) -> str:
-    """X-Instruction's instruction-generation prompt (the text is the candidate answer)."""
-    return _GENERATION_PROMPT.format(text=text)
-
-
-def afp_cross_lingual_prompt(instruction: str, lang_name: str) -> str:
-    """AFP's cross-lingual instruction format, without its output."""
-    return _AFP_CROSS_LINGUAL_PROMPT.format(instruction=instruction, lang_name=lang_name)
-
-
+# The X-Instruction prompts (byte-exact released formats) and AFP's cross-lingual format live in core.prompts.
 _SENTINEL = "\u0000xinst-body\u0000"  # locates the text slot of a prompt template
 
-# --- Rows ----------------------------------------------------------------------------------------------------
+# --- Rows ---------------------------------------------------------------------------------------------------
 
 PIVOT_CODE, PIVOT_NAME = "en", "English"
 
@@ -117,7 +87,7 @@ def read_rows(file: DataFile, max_rows: int | None = None) -> Iterator[tuple[int
                     return
                 yield count, row
         return
-    if not (name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json")):
+    if not name.endswith((".jsonl", ".jsonl.gz", ".json")):
         raise DataError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz or .parquet")
     opener = gzip.open if name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:
@@ -162,7 +132,7 @@ def row_lang_name(row: dict[str, Any], file: DataFile, where: str) -> str:
     )
 
 
-# --- Text examples -------------------------------------------------------------------------------------------
+# --- Text examples ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -224,7 +194,7 @@ def afp_cross_lingual_example(row: dict[str, Any], file: DataFile, where: str) -
     return TextExample(afp_cross_lingual_prompt(instruction, lang_name), response, "afp_cross_lingual")
 
 
-# --- Tokenization --------------------------------------------------------------------------------------------
+# --- Tokenization -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -298,7 +268,7 @@ class TokenizedDataset:
         self.flat_ids, self.offsets, self.prompt_lens = flat_ids, offsets, prompt_lens
 
     @classmethod
-    def from_tokenized(cls, examples: Sequence[TokenizedExample]) -> "TokenizedDataset":
+    def from_tokenized(cls, examples: Sequence[TokenizedExample]) -> TokenizedDataset:
         lengths = np.array([len(e.input_ids) for e in examples], dtype=np.int64)
         offsets = np.zeros(len(examples) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -345,7 +315,7 @@ def tokenize_examples(
     return TokenizedDataset.from_tokenized(kept), stats
 
 
-# --- Packing -------------------------------------------------------------------------------------------------
+# --- Packing ------------------------------------------------------------------------------------------------
 
 
 def pack_lengths(lengths: Sequence[int], max_length: int) -> list[list[int]]:
@@ -408,7 +378,7 @@ class PackedDataset:
         }
 
 
-# --- Collators -----------------------------------------------------------------------------------------------
+# --- Collators ----------------------------------------------------------------------------------------------
 
 
 class PadCollator:
@@ -450,7 +420,9 @@ class PackedCollator:
         real = sum(len(f["input_ids"]) for f in features)
         if self.flatten:
             batch = {
-                key: torch.as_tensor(np.concatenate([np.asarray(f[key]) for f in features]), dtype=torch.long)[None]
+                key: torch.as_tensor(
+                    np.concatenate([np.asarray(f[key]) for f in features]), dtype=torch.long
+                )[None]
                 for key in ("input_ids", "labels", "position_ids")
             }
             batch["real_tokens"] = real

@@ -26,8 +26,9 @@ The prompt wordings are xinst's own (the paper's templates are not reused).
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from xinst_assets.training.config import INSTRUCTALIGN_OBJECTIVES, DataFile
 from xinst_assets.training.data import (
@@ -95,7 +96,7 @@ def read_pairs(file: DataFile, max_rows: int | None = None) -> tuple[list[Parall
     return pairs, skipped
 
 
-# --- Noise ---------------------------------------------------------------------------------------------------
+# --- Noise --------------------------------------------------------------------------------------------------
 
 
 def split_units(text: str, script: str | None = None) -> tuple[list[str], list[bool]]:
@@ -194,7 +195,7 @@ def noise_sentence(
     return join_units(noisy, flags), tuple(kinds)
 
 
-# --- Objectives ----------------------------------------------------------------------------------------------
+# --- Objectives ---------------------------------------------------------------------------------------------
 
 
 def _translation(pair: ParallelPair, rng: random.Random) -> AlignmentExample:
@@ -203,10 +204,14 @@ def _translation(pair: ParallelPair, rng: random.Random) -> AlignmentExample:
     else:
         src, src_text, tgt, tgt_text = pair.lang_name, pair.text, PIVOT_NAME, pair.en
     prompt = TRANSLATION_PROMPT.format(src=src, tgt=tgt, src_text=src_text)
-    return AlignmentExample(prompt, tgt_text, "instructalign", objective="translation", shown=((src, src_text),))
+    return AlignmentExample(
+        prompt, tgt_text, "instructalign", objective="translation", shown=((src, src_text),)
+    )
 
 
-def _bilingual_denoising(pair: ParallelPair, rng: random.Random, noise: Mapping[str, Any]) -> AlignmentExample:
+def _bilingual_denoising(
+    pair: ParallelPair, rng: random.Random, noise: Mapping[str, Any]
+) -> AlignmentExample:
     noisy, _ = noise_sentence(pair.text, rng, script=language_script(pair.lang_name), **noise)
     prompt = BILINGUAL_DENOISING_PROMPT.format(
         lang=pair.lang_name, other=PIVOT_NAME, other_text=pair.en, noisy=noisy
@@ -215,11 +220,15 @@ def _bilingual_denoising(pair: ParallelPair, rng: random.Random, noise: Mapping[
     return AlignmentExample(prompt, pair.text, "instructalign", objective="bilingual_denoising", shown=shown)
 
 
-def _monolingual_denoising(pair: ParallelPair, rng: random.Random, noise: Mapping[str, Any]) -> AlignmentExample:
+def _monolingual_denoising(
+    pair: ParallelPair, rng: random.Random, noise: Mapping[str, Any]
+) -> AlignmentExample:
     noisy, _ = noise_sentence(pair.text, rng, script=language_script(pair.lang_name), **noise)
     prompt = MONOLINGUAL_DENOISING_PROMPT.format(lang=pair.lang_name, noisy=noisy)
     shown = ((f"{pair.lang_name} (noisy)", noisy),)
-    return AlignmentExample(prompt, pair.text, "instructalign", objective="monolingual_denoising", shown=shown)
+    return AlignmentExample(
+        prompt, pair.text, "instructalign", objective="monolingual_denoising", shown=shown
+    )
 
 
 def _semantic_similarity(
@@ -241,7 +250,9 @@ def _semantic_similarity(
         first.reverse()
     (name_a, text_a), (name_b, text_b) = first
     prompt = SIMILARITY_PROMPT.format(name_a=name_a, text_a=text_a, name_b=name_b, text_b=text_b)
-    return AlignmentExample(prompt, answer, "instructalign", objective="semantic_similarity", shown=tuple(first))
+    return AlignmentExample(
+        prompt, answer, "instructalign", objective="semantic_similarity", shown=tuple(first)
+    )
 
 
 def _by_language(pairs: Sequence[ParallelPair]) -> dict[str, list[int]]:
@@ -299,7 +310,7 @@ def alignment_examples(
     ]
 
 
-# --- Experience replay ---------------------------------------------------------------------------------------
+# --- Experience replay --------------------------------------------------------------------------------------
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -43,7 +43,9 @@ def info_nce(
     against its diagonal (averaged over rows), and with ``symmetric`` also of each column, the two averaged.
     """
     if anchors.shape != candidates.shape or anchors.dim() != 2:
-        raise ValueError(f"anchors {tuple(anchors.shape)} and candidates {tuple(candidates.shape)} must be (n, d)")
+        raise ValueError(
+            f"anchors {tuple(anchors.shape)} and candidates {tuple(candidates.shape)} must be (n, d)"
+        )
     logits = F.normalize(anchors.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T / temperature
     targets = torch.arange(logits.shape[0], device=logits.device)
     loss = F.cross_entropy(logits, targets)
@@ -72,7 +74,9 @@ def contrastive_loss(
     """
     rows = input_ids.shape[0]
     if rows % 2 or rows < 4:
-        raise ValueError(f"the contrastive batch needs 2n rows with n >= 2 (one negative at least), got {rows}")
+        raise ValueError(
+            f"the contrastive batch needs 2n rows with n >= 2 (one negative at least), got {rows}"
+        )
     outputs = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -83,7 +87,9 @@ def contrastive_loss(
     )
     hidden_states = outputs.hidden_states
     if not 0 <= layer < len(hidden_states):
-        raise ValueError(f"afp.layer {layer} is out of range: the model has hidden states 0..{len(hidden_states) - 1}")
+        raise ValueError(
+            f"afp.layer {layer} is out of range: the model has hidden states 0..{len(hidden_states) - 1}"
+        )
     states = last_token_states(hidden_states[layer], attention_mask)
     half = rows // 2
     return info_nce(states[:half], states[half:], temperature, symmetric)

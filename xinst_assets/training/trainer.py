@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from xinst_assets.training.config import AfpOptions, TrainConfig
 from xinst_assets.training.data import (
@@ -38,7 +40,6 @@ from xinst_assets.training.data import (
     PackedDataset,
     PadCollator,
     TextExample,
-    TokenizedDataset,
     afp_cross_lingual_example,
     file_fingerprint,
     instruction_example,
@@ -68,7 +69,7 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours:d}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes:d}m{secs:02d}s"
 
 
-# --- Data ----------------------------------------------------------------------------------------------------
+# --- Data ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -181,12 +182,23 @@ def prepare_data(config: TrainConfig, tokenizer: Any, flatten_packed: bool = Fal
         for file in ia.parallel_files:
             file_pairs, skipped = read_pairs(file, config.max_rows)
             pairs += file_pairs
-            files.append(_file_record(file.path, len(file_pairs) + skipped, len(file_pairs),
-                                      Counter({"empty_pair": skipped} if skipped else {}), "instructalign_pairs"))
-        aligned = alignment_examples(pairs, config.seed, ia.objective_weights, ia.infill_prob, ia.deletion_prob)
+            files.append(
+                _file_record(
+                    file.path,
+                    len(file_pairs) + skipped,
+                    len(file_pairs),
+                    Counter({"empty_pair": skipped} if skipped else {}),
+                    "instructalign_pairs",
+                )
+            )
+        aligned = alignment_examples(
+            pairs, config.seed, ia.objective_weights, ia.infill_prob, ia.deletion_prob
+        )
         replay, replay_files = _instruction_rows(config, ia.replay_files, "sft", "replay", False)
         files += replay_files
-        mixed = interleave_replay(aligned, replay, ia.replay_ratio, config.seed) if ia.replay_ratio else aligned
+        mixed = (
+            interleave_replay(aligned, replay, ia.replay_ratio, config.seed) if ia.replay_ratio else aligned
+        )
         stats.update({f"instructalign_{k}": v for k, v in count_objectives(mixed).items()})
         examples += mixed
     if not examples:
@@ -209,18 +221,29 @@ def prepare_data(config: TrainConfig, tokenizer: Any, flatten_packed: bool = Fal
 
             file_pairs, skipped = read_pairs(file, config.max_rows)
             for pair in file_pairs:
-                ids0 = tokenizer(pair.en, add_special_tokens=True, truncation=True, max_length=afp.max_pair_tokens)
-                ids1 = tokenizer(pair.text, add_special_tokens=True, truncation=True, max_length=afp.max_pair_tokens)
+                ids0 = tokenizer(
+                    pair.en, add_special_tokens=True, truncation=True, max_length=afp.max_pair_tokens
+                )
+                ids1 = tokenizer(
+                    pair.text, add_special_tokens=True, truncation=True, max_length=afp.max_pair_tokens
+                )
                 pairs_ids.append((ids0["input_ids"], ids1["input_ids"]))
-            files.append(_file_record(file.path, len(file_pairs) + skipped, len(file_pairs),
-                                      Counter({"empty_pair": skipped} if skipped else {}), "afp_pairs"))
+            files.append(
+                _file_record(
+                    file.path,
+                    len(file_pairs) + skipped,
+                    len(file_pairs),
+                    Counter({"empty_pair": skipped} if skipped else {}),
+                    "afp_pairs",
+                )
+            )
         lm_dataset = AfpDataset(lm_dataset, pairs_ids, config.seed)
         collator = AfpCollator(collator, pad_id)
         stats["afp_pairs"] = len(pairs_ids)
     return PreparedData(lm_dataset, collator, files, dict(stats), dataset.num_tokens)
 
 
-# --- Trainer -------------------------------------------------------------------------------------------------
+# --- Trainer ------------------------------------------------------------------------------------------------
 
 
 def _make_trainer_class():
@@ -260,7 +283,9 @@ def _make_trainer_class():
                 local_items = (inputs["labels"][..., 1:] != IGNORE_INDEX).sum().clamp(min=1)
                 local_mean = local_mean * num_items_in_batch / local_items
                 if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-                    lm_loss = lm_loss * self.accelerator.num_processes  # DDP averages gradients over processes
+                    lm_loss = (
+                        lm_loss * self.accelerator.num_processes
+                    )  # DDP averages gradients over processes
             loss = lm_loss
             display = local_mean
             if self.afp is not None and pair_ids is not None:
@@ -321,7 +346,7 @@ def _make_progress_callback(every_s: float, emit: Callable[[str], None], trainer
             tokens = trainer.tokens_seen * self.world / elapsed
             loss = float(trainer.recent_loss) if trainer.recent_loss is not None else float("nan")
             pct = 100.0 * state.global_step / max(state.max_steps, 1)
-            eta = _format_seconds(left) if left == left else "?"
+            eta = "?" if math.isnan(left) else _format_seconds(left)
             return (
                 f"[train] step {state.global_step}/{state.max_steps} ({pct:.1f}%), loss {loss:.4f}, "
                 f"{tokens:,.0f} tokens/s, {eta} left"
@@ -344,7 +369,12 @@ def _planned_steps(trainer: Any) -> int | None:
     """The number of optimizer steps the Trainer will run in total (None if it cannot be worked out)."""
     try:
         return int(trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1])
-    except Exception:  # a transformers version with another signature: let Trainer decide
+    except (
+        AttributeError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ):  # another transformers API: let Trainer decide
         return None
 
 
@@ -410,7 +440,11 @@ def _apply_lora(model: Any, config: TrainConfig):
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
     peft_config = LoraConfig(
-        task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target
+        task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=target,
     )
     return get_peft_model(model, peft_config)
 
@@ -522,7 +556,9 @@ def _check_previous_config(out_dir: Path, config: TrainConfig, emit: Callable[[s
         except json.JSONDecodeError:
             old = None
         if old != config.to_dict():
-            emit(f"[train] warning: {out_dir} holds a run with a different config; resuming its checkpoints anyway")
+            emit(
+                f"[train] warning: {out_dir} holds a run with a different config; resuming its checkpoints anyway"
+            )
 
 
 def train(
@@ -539,7 +575,7 @@ def train(
     from transformers import AutoTokenizer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     is_main = _rank() == 0
 
     def emit(line: str) -> None:
@@ -551,11 +587,15 @@ def train(
     out_dir = Path(config.output_dir)
     finished = _finished_result(out_dir, config) if config.resume else None
     if finished is not None:
-        emit(f"[train] {out_dir} already holds this run, finished at step {finished.global_step}; nothing to do")
+        emit(
+            f"[train] {out_dir} already holds this run, finished at step {finished.global_step}; nothing to do"
+        )
         return finished
     set_seed(config.seed)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=config.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.base_model, trust_remote_code=config.trust_remote_code
+        )
     except OSError as exc:
         raise OSError(f"cannot load the tokenizer of {config.base_model!r}: {exc}") from exc
     if tokenizer.pad_token_id is None:
@@ -583,7 +623,9 @@ def train(
             emit(f"[train] resuming from {last}")
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / RUN_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        (out_dir / RUN_CONFIG_FILE).write_text(
+            json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
 
     trainer_ref: list = []
     trainer = _make_trainer_class()(
@@ -615,7 +657,11 @@ def train(
         runtime = float(output.metrics.get("train_runtime", 0.0))
 
     tokens = torch.tensor([trainer.tokens_seen], dtype=torch.long, device=trainer.args.device)
-    total_tokens = int(trainer.accelerator.gather(tokens).sum()) if trainer.accelerator.num_processes > 1 else int(tokens)
+    total_tokens = (
+        int(trainer.accelerator.gather(tokens).sum())
+        if trainer.accelerator.num_processes > 1
+        else int(tokens)
+    )
 
     adapter_dir = None
     if config.lora.enabled:
@@ -660,7 +706,7 @@ def train(
             "bf16": bf16,
             "world_size": trainer.accelerator.num_processes,
             "started_at": started,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "resumed_from": last,
             "global_step": result.global_step,
             "steps_this_run": result.steps_this_run,
@@ -670,11 +716,12 @@ def train(
             "loss_curve": [list(point) for point in curve],
             "versions": _versions(),
         }
-        (out_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out_dir / LINEAGE_FILE).write_text(
+            json.dumps(lineage, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         emit(
             f"[train] saved {out_dir} (step {result.global_step}, final loss {result.final_loss}, "
             f"{result.tokens_per_s:,.0f} tokens/s)"
         )
     trainer.accelerator.wait_for_everyone()
     return result
-

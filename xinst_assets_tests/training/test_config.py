@@ -19,8 +19,12 @@ def test_a_config_survives_a_json_round_trip(tmp_path):
         data_files=["a.jsonl", {"path": "b.parquet", "lang": "vi"}],
         lora={"enabled": True, "target_modules": ["q_proj", "v_proj"]},
         afp={"enabled": True, "parallel_files": [{"path": "p.jsonl", "lang": "id"}], "symmetric": True},
-        instructalign={"enabled": True, "parallel_files": ["p.jsonl"], "replay_files": ["r.jsonl"],
-                       "objective_weights": {"translation": 2, "semantic_similarity": 1}},
+        instructalign={
+            "enabled": True,
+            "parallel_files": ["p.jsonl"],
+            "replay_files": ["r.jsonl"],
+            "objective_weights": {"translation": 2, "semantic_similarity": 1},
+        },
     )
     path = config.to_json(tmp_path / "run.json")
     again = TrainConfig.from_json(path)
@@ -61,5 +65,7 @@ def test_inconsistent_settings_are_all_reported_at_once():
 def test_instructalign_without_replay_files_must_turn_replay_off():
     with pytest.raises(ValueError, match="replay_ratio > 0 needs instructalign.replay_files"):
         _config(instructalign={"enabled": True, "parallel_files": ["p.jsonl"]})
-    config = _config(data_files=[], instructalign={"enabled": True, "parallel_files": ["p.jsonl"], "replay_ratio": 0})
+    config = _config(
+        data_files=[], instructalign={"enabled": True, "parallel_files": ["p.jsonl"], "replay_ratio": 0}
+    )
     assert config.data_files == ()

@@ -44,7 +44,9 @@ def test_refined_rows_ask_for_the_style_of_an_ai_assistant():
 
 def test_the_generation_prompt_puts_the_text_between_its_headers():
     prompt = generation_prompt("Hei maailma.")
-    assert prompt.startswith("Below is a text that describes a candidate output. Write an English instruction")
+    assert prompt.startswith(
+        "Below is a text that describes a candidate output. Write an English instruction"
+    )
     assert prompt.endswith("### Text:\nHei maailma.\n\n### English Instruction:\n")
 
 
@@ -101,13 +103,15 @@ def test_a_prompt_longer_than_max_length_drops_the_example_with_a_reason(tokeniz
 
 def test_empty_fields_drop_the_row_with_a_reason_and_a_missing_column_is_an_error():
     file = DataFile("x.jsonl")
-    assert instruction_example({"instruction": " ", "response": "a", "lang_name": "Thai"}, "sft", file, "w") == (
+    assert instruction_example(
+        {"instruction": " ", "response": "a", "lang_name": "Thai"}, "sft", file, "w"
+    ) == (
         None,
         "empty_instruction",
     )
-    assert instruction_example({"instruction": "a", "response": None, "lang_name": "Thai"}, "sft", file, "w")[1] == (
-        "empty_response"
-    )
+    assert instruction_example({"instruction": "a", "response": None, "lang_name": "Thai"}, "sft", file, "w")[
+        1
+    ] == ("empty_response")
     with pytest.raises(DataError, match="missing column 'response'"):
         instruction_example({"instruction": "a"}, "sft", file, "x.jsonl:3")
 

@@ -19,8 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _run_json(tmp_path: Path, model: Path, data: Path, out: Path) -> Path:
     config = TrainConfig(
-        base_model=str(model), output_dir=str(out), data_files=(str(data),), max_steps=4, save_steps=2,
-        logging_steps=1, per_device_batch_size=2, learning_rate=1e-3, max_length=256,
+        base_model=str(model),
+        output_dir=str(out),
+        data_files=(str(data),),
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        per_device_batch_size=2,
+        learning_rate=1e-3,
+        max_length=256,
     )
     return config.to_json(tmp_path / "run.json")
 
@@ -37,7 +44,12 @@ def test_the_cli_trains_as_a_plain_subprocess(tiny_model_dir, instruction_file, 
     run = _run_json(tmp_path, tiny_model_dir, instruction_file, out)
     proc = subprocess.run(
         [sys.executable, "-m", "xinst_assets.training", "--config", str(run)],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[train] step 4/4 (100.0%)" in proc.stderr
@@ -60,7 +72,12 @@ def test_two_processes_under_torchrun_share_the_work_and_rank_0_writes_the_linea
     torchrun = Path(sys.executable).parent / "torchrun"
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "-m", "xinst_assets.training", "--config", str(run)],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lineage = json.loads((out / LINEAGE_FILE).read_text())
@@ -78,7 +95,9 @@ def test_under_dagster_pipes_the_run_reports_its_materialization(tiny_model_dir,
     run = _run_json(tmp_path, tiny_model_dir, instruction_file, out)
 
     @dg.asset(required_resource_keys={"pipes_subprocess_client"})
-    def tuned_checkpoint(context):  # no annotations: this module's are strings, which Dagster cannot resolve here
+    def tuned_checkpoint(
+        context,
+    ):  # no annotations: this module's are strings, which Dagster cannot resolve here
         return context.resources.pipes_subprocess_client.run(
             command=[sys.executable, "-m", "xinst_assets.training", "--config", str(run)],
             context=context,

@@ -75,8 +75,9 @@ def test_thai_is_noised_by_syllables_not_by_whole_phrases():
     assert noisy != text and " " not in noisy
 
 
-@pytest.mark.parametrize("objective", ["translation", "bilingual_denoising", "monolingual_denoising",
-                                       "semantic_similarity"])
+@pytest.mark.parametrize(
+    "objective", ["translation", "bilingual_denoising", "monolingual_denoising", "semantic_similarity"]
+)
 def test_every_prompt_names_the_language_of_the_text_it_shows(objective):
     en_texts = {p.en for p in PAIRS}
     id_texts = {p.text for p in PAIRS}
@@ -117,7 +118,9 @@ def test_translation_goes_both_ways_and_targets_the_named_language():
                 directions["en->id"] += 1
             else:
                 assert example.target == pair.en
-                assert example.prompt.endswith("\nEnglish: ") and f"Indonesian: {pair.text}\n" in example.prompt
+                assert (
+                    example.prompt.endswith("\nEnglish: ") and f"Indonesian: {pair.text}\n" in example.prompt
+                )
                 directions["id->en"] += 1
     assert directions["en->id"] > 20 and directions["id->en"] > 20
 
@@ -138,7 +141,12 @@ def test_semantic_similarity_answers_no_only_for_mismatched_sentences():
 def test_objectives_are_drawn_uniformly_by_default_and_by_weight_otherwise():
     pairs = PAIRS * 100
     counts = count_objectives(alignment_examples(pairs, seed=0))
-    assert set(counts) == {"translation", "bilingual_denoising", "monolingual_denoising", "semantic_similarity"}
+    assert set(counts) == {
+        "translation",
+        "bilingual_denoising",
+        "monolingual_denoising",
+        "semantic_similarity",
+    }
     assert all(160 <= n <= 240 for n in counts.values())  # 800 draws, 200 expected each
     only = count_objectives(alignment_examples(pairs, seed=0, objective_weights={"translation": 1.0}))
     assert only == {"translation": 800}

@@ -19,7 +19,10 @@ from xinst_assets_tests.training.conftest import INSTRUCTION_ROWS
 
 
 def _dataset(tokenizer, max_length=512):
-    examples = [TextExample(response_prompt(r["instruction"], r["lang_name"]), r["response"]) for r in INSTRUCTION_ROWS]
+    examples = [
+        TextExample(response_prompt(r["instruction"], r["lang_name"]), r["response"])
+        for r in INSTRUCTION_ROWS
+    ]
     dataset, stats = tokenize_examples(tokenizer, examples, max_length)
     assert stats["kept"] == len(INSTRUCTION_ROWS)
     return dataset
@@ -71,7 +74,9 @@ def test_a_packed_block_restarts_positions_and_masks_the_first_label_of_each_exa
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("flatten", [False, True], ids=["one-row-per-block", "flattened"])
-def test_the_loss_of_a_packed_batch_equals_the_sum_of_per_example_losses(tiny_model_dir, tokenizer, attn, flatten):
+def test_the_loss_of_a_packed_batch_equals_the_sum_of_per_example_losses(
+    tiny_model_dir, tokenizer, attn, flatten
+):
     model = _model(tiny_model_dir, attn)
     dataset = _dataset(tokenizer)
     pad = PadCollator(tokenizer.pad_token_id)
@@ -82,8 +87,11 @@ def test_the_loss_of_a_packed_batch_equals_the_sum_of_per_example_losses(tiny_mo
     assert _summed_loss(model, batch) == pytest.approx(alone, abs=1e-4)
     # The check has teeth: with a KV cache the model skips packed-sequence masking and the sum changes.
     with torch.no_grad():
-        leaky = float(model(**{k: v for k, v in batch.items() if k != "real_tokens"}, use_cache=True,
-                            num_items_in_batch=1).loss)
+        leaky = float(
+            model(
+                **{k: v for k, v in batch.items() if k != "real_tokens"}, use_cache=True, num_items_in_batch=1
+            ).loss
+        )
     if flatten:
         assert abs(leaky - alone) > 1e-2
 
@@ -96,7 +104,7 @@ def test_changing_one_packed_example_leaves_the_logits_of_its_neighbours_unchang
     first_len = int(packed.base.lengths[packed.blocks[index][0]])
     collate = PackedCollator(tokenizer.pad_token_id, flatten=True)
     changed = dict(item, input_ids=item["input_ids"].copy())
-    changed["input_ids"][: first_len] = tokenizer.eos_token_id  # rewrite the whole first example
+    changed["input_ids"][:first_len] = tokenizer.eos_token_id  # rewrite the whole first example
     with torch.no_grad():
         before = model(**{k: v for k, v in collate([item]).items() if k != "real_tokens"}).logits
         after = model(**{k: v for k, v in collate([changed]).items() if k != "real_tokens"}).logits

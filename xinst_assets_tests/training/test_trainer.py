@@ -11,21 +11,21 @@ import torch
 from xinst_assets.training import TrainConfig, train
 from xinst_assets.training.data import IGNORE_INDEX, file_fingerprint
 from xinst_assets.training.trainer import LINEAGE_FILE, prepare_data
-from xinst_assets_tests.training.conftest import INSTRUCTION_ROWS, write_jsonl
+from xinst_assets_tests.training.conftest import INSTRUCTION_ROWS
 
 
 def _config(model: Path, out: Path, data: Path | None, **kwargs) -> TrainConfig:
-    settings = dict(
-        base_model=str(model),
-        output_dir=str(out),
-        data_files=(str(data),) if data else (),
-        max_steps=4,
-        save_steps=2,
-        logging_steps=1,
-        per_device_batch_size=2,
-        learning_rate=1e-3,
-        max_length=256,
-    )
+    settings: dict = {
+        "base_model": str(model),
+        "output_dir": str(out),
+        "data_files": (str(data),) if data else (),
+        "max_steps": 4,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "per_device_batch_size": 2,
+        "learning_rate": 1e-3,
+        "max_length": 256,
+    }
     settings.update(kwargs)
     return TrainConfig(**settings)
 
@@ -97,7 +97,9 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_model_dir, ins
     assert result.final_loss == pytest.approx(uninterrupted.final_loss, abs=1e-4)
 
 
-def test_a_generator_run_trains_with_the_loss_on_the_instruction_only(tiny_model_dir, instruction_file, tmp_path):
+def test_a_generator_run_trains_with_the_loss_on_the_instruction_only(
+    tiny_model_dir, instruction_file, tmp_path
+):
     from transformers import AutoTokenizer
 
     config = _config(tiny_model_dir, tmp_path / "gen", instruction_file, task="generator")
@@ -109,7 +111,9 @@ def test_a_generator_run_trains_with_the_loss_on_the_instruction_only(tiny_model
         target = [t for t in item["labels"].tolist() if t != IGNORE_INDEX]
         assert target[-1] == tokenizer.eos_token_id
         instructions.add(tokenizer.decode(target[:-1]))
-        assert "### English Instruction:\n" in tokenizer.decode(item["input_ids"][item["labels"] == IGNORE_INDEX])
+        assert "### English Instruction:\n" in tokenizer.decode(
+            item["input_ids"][item["labels"] == IGNORE_INDEX]
+        )
     assert instructions == {r["instruction"] for r in INSTRUCTION_ROWS}
     result = train(config)
     assert result.global_step == 4
@@ -120,8 +124,9 @@ def test_a_lora_run_saves_the_merged_model_and_keeps_the_adapter(tiny_model_dir,
     from safetensors.torch import load_file
 
     out = tmp_path / "lora"
-    config = _config(tiny_model_dir, out, instruction_file, lora={"enabled": True, "r": 4, "alpha": 8},
-                     learning_rate=1e-2)
+    config = _config(
+        tiny_model_dir, out, instruction_file, lora={"enabled": True, "r": 4, "alpha": 8}, learning_rate=1e-2
+    )
     result = train(TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))))
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -139,8 +144,13 @@ def test_an_afp_run_adds_the_contrastive_loss_and_cross_lingual_samples(
     tiny_model_dir, instruction_file, parallel_file, tmp_path, packing
 ):
     out = tmp_path / "afp"
-    config = _config(tiny_model_dir, out, instruction_file, packing=packing,
-                     afp={"enabled": True, "parallel_files": [{"path": str(parallel_file), "lang": "id"}]})
+    config = _config(
+        tiny_model_dir,
+        out,
+        instruction_file,
+        packing=packing,
+        afp={"enabled": True, "parallel_files": [{"path": str(parallel_file), "lang": "id"}]},
+    )
     result = train(config)
     lineage = json.loads((out / LINEAGE_FILE).read_text())
     # Each instruction row also appears in AFP's "{instruction} Answer in {lang}: {output}" format.
@@ -161,29 +171,48 @@ def test_an_instructalign_run_mixes_alignment_and_replay_one_to_one(
     tiny_model_dir, instruction_file, parallel_file, tmp_path
 ):
     out = tmp_path / "ia"
-    config = _config(tiny_model_dir, out, None, instructalign={
-        "enabled": True,
-        "parallel_files": [{"path": str(parallel_file), "lang": "id"}],
-        "replay_files": [str(instruction_file)],
-    })
+    config = _config(
+        tiny_model_dir,
+        out,
+        None,
+        instructalign={
+            "enabled": True,
+            "parallel_files": [{"path": str(parallel_file), "lang": "id"}],
+            "replay_files": [str(instruction_file)],
+        },
+    )
     result = train(config)
     stats = json.loads((out / LINEAGE_FILE).read_text())["data_stats"]
-    aligned = sum(v for k, v in stats.items() if k.startswith("instructalign_") and k != "instructalign_replay")
+    aligned = sum(
+        v for k, v in stats.items() if k.startswith("instructalign_") and k != "instructalign_replay"
+    )
     assert aligned == 8 and stats["instructalign_replay"] == 8
     assert result.global_step == 4
 
 
 def test_packing_and_padding_give_the_same_first_step_loss(tiny_model_dir, instruction_file, tmp_path):
     rows = len(INSTRUCTION_ROWS)
-    common = dict(max_steps=1, max_length=512, learning_rate=1e-5)
-    padded = train(_config(tiny_model_dir, tmp_path / "pad", instruction_file, per_device_batch_size=rows, **common))
-    packed = train(_config(tiny_model_dir, tmp_path / "pack", instruction_file, per_device_batch_size=rows,
-                           packing=True, **common))
+    common = {"max_steps": 1, "max_length": 512, "learning_rate": 1e-5}
+    padded = train(
+        _config(tiny_model_dir, tmp_path / "pad", instruction_file, per_device_batch_size=rows, **common)
+    )
+    packed = train(
+        _config(
+            tiny_model_dir,
+            tmp_path / "pack",
+            instruction_file,
+            per_device_batch_size=rows,
+            packing=True,
+            **common,
+        )
+    )
     # One step over all rows either way: the mean token loss must not depend on packing.
     assert packed.loss_curve[0][1] == pytest.approx(padded.loss_curve[0][1], abs=1e-4)
 
 
-def test_a_crash_after_the_final_checkpoint_is_saved_without_an_extra_step(tiny_model_dir, instruction_file, tmp_path):
+def test_a_crash_after_the_final_checkpoint_is_saved_without_an_extra_step(
+    tiny_model_dir, instruction_file, tmp_path
+):
     out = tmp_path / "out"
     config = _config(tiny_model_dir, out, instruction_file)
     with pytest.raises(KeyboardInterrupt):
@@ -195,7 +224,9 @@ def test_a_crash_after_the_final_checkpoint_is_saved_without_an_extra_step(tiny_
     assert (out / "model.safetensors").is_file() and not (out / "checkpoint-5").exists()
 
 
-def test_rerunning_a_finished_run_does_nothing_and_returns_its_record(tiny_model_dir, instruction_file, tmp_path):
+def test_rerunning_a_finished_run_does_nothing_and_returns_its_record(
+    tiny_model_dir, instruction_file, tmp_path
+):
     config = _config(tiny_model_dir, tmp_path / "out", instruction_file)
     first = train(config)
     lines: list[str] = []

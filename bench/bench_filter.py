@@ -1,0 +1,657 @@
+"""Speed, memory and accuracy of stage 2 (language_filtered_text) against datatrove and the fastText floor.
+
+    .venv/bin/python bench/bench_filter.py                      # 100k and 1M docs, datatrove on 20k
+    .venv/bin/python bench/bench_filter.py --quick              # 20k docs, datatrove on 5k
+    .venv/bin/python bench/bench_filter.py --sizes 100000 --datatrove-docs 20000
+    .venv/bin/python bench/bench_filter.py --profile 20000      # cProfile of xinst's two phases only
+
+What it does:
+
+1. Accuracy on the labelled sample (xinst_assets/data/sample/{raw,labels}): ``run_language_filter`` then
+   ``evaluate_on_labels`` for every language present: recall of the clean documents, precision of the kept set.
+2. Builds (or reuses) a synthetic corpus with bench/corpus.py: sentences of the clean sample recombined into
+   documents of 200-3,000 characters, ~5% exact and ~5% near copies, ~3% other-language documents, one
+   folder of Parquet shards per language. Smaller sizes are prefixes of the largest corpus.
+3. Times each contender in its own subprocess pinned to one core (``sched_setaffinity``, every thread pool
+   set to 1), streaming the corpus in batches of 2,000 documents, and reports wall time (work only: imports
+   and model loading are excluded, reading and writing are included) and peak RSS (``ru_maxrss`` of the
+   child, which includes the interpreter and the libraries):
+
+   * ``fastText raw``: ``model.predict`` on the one-line texts, k=2 - the bare floor;
+   * ``fastText floor``: ``LanguageIdentifier.predict`` (same preprocessing: newlines to spaces, first 2,000
+     characters; plus the label mapping) - the floor the goal refers to;
+   * ``xinst filter``: what the ``document_signals`` asset does per batch (``filter_documents``: length, LID,
+     quality), writing the verdicts and the survivors to Parquet;
+   * ``xinst dedup``: what ``language_filtered_text`` does (``deduplicate`` over all survivors of a language,
+     loaded at once, as the asset loads them from DuckDB), writing the decisions;
+   * ``datatrove filter``: ParquetReader -> LanguageFilter -> GopherQualityFilter -> FineWebQualityFilter ->
+     ParquetWriter, per language with its lang_Script code and the registry's LID threshold, the same local
+     lid.176.ftz (datatrove's own default downloads lid.176.bin);
+   * ``datatrove minhash``: its four MinHash stages (signatures, 14 buckets, clusters, filter) on local
+     folders, over the survivors of its filters.
+
+   The xinst rows call the core functions the assets call, without Dagster and DuckDB (no warehouse reads and
+   writes, no dbt exact-dedup model: ``deduplicate`` removes exact copies itself).
+   ``... stage`` rows add the two phases (docs/s over the input documents; peak RSS is the larger one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus as corpus_mod  # noqa: E402  (bench/corpus.py)
+
+BATCH_DOCS = 2_000  # xinst_assets.assets.filtering.BATCH_DOCS: the batch the document_signals asset uses
+DEFAULT_OUT = ROOT / "bench" / "out"
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",
+    "POLARS_MAX_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONHASHSEED": "0",
+}
+# datatrove's 3-letter language codes (its word tokenizers and filter settings are keyed by them).
+DATATROVE_CODES = {
+    "fi": "fin_Latn",
+    "id": "ind_Latn",
+    "th": "tha_Thai",
+    "tr": "tur_Latn",
+    "vi": "vie_Latn",
+    "bn": "ben_Beng",
+    "hi": "hin_Deva",
+    "sw": "swh_Latn",
+    "ta": "tam_Taml",
+    "ur": "urd_Arab",
+}
+# Gopher's stop-word rule needs stop words of the language (its defaults are English, which drop every other
+# language). FineWeb-2 takes the most frequent words of each language; here: the 8 most frequent words of the
+# sample's clean documents (datatrove's own tokenizer), as many as Gopher's English list.
+STOP_WORDS_PER_LANGUAGE = 8
+
+
+# ----------------------------------------------------------------------------------------------- children
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def _pin_one_core() -> int:
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    import pyarrow as pa
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    return core
+
+
+def _language_folders(corpus: Path) -> list[str]:
+    return corpus_mod.read_manifest(corpus)["languages"]
+
+
+def _batches(corpus: Path, code: str, per_lang: int, columns=("doc_id", "text")):
+    return corpus_mod.iter_batches(corpus / code, per_lang, BATCH_DOCS, columns)
+
+
+def child_fasttext(args: argparse.Namespace, raw: bool) -> dict:
+    from xinst_assets.core.lid import LanguageIdentifier, one_line
+    from xinst_assets.languages import load_registry
+
+    identifier = LanguageIdentifier(registry=load_registry())
+    model = identifier._model  # the bare fastText model, for the raw floor
+    base = _rss_mb()
+    started = time.perf_counter()
+    docs, top = 0, Counter()
+    for code in _language_folders(args.corpus):
+        for batch in _batches(args.corpus, code, args.per_lang):
+            texts = batch.column("text").to_pylist()
+            if raw:
+                labels, _ = model.predict([one_line(t, identifier.max_chars) for t in texts], k=2)
+                top.update(label[0] == f"__label__{code}" for label in labels)
+            else:
+                top.update(p.lang == code for p in identifier.predict(texts))
+            docs += len(texts)
+    return {"docs": docs, "seconds": time.perf_counter() - started, "base_rss_mb": base,
+            "extra": {"top_label_is_partition": top[True]}}
+
+
+def child_xinst_filter(args: argparse.Namespace) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xinst_assets.core.filtering import Document, FilterSettings, filter_documents
+    from xinst_assets.core.lid import LanguageIdentifier
+    from xinst_assets.languages import load_registry
+
+    registry = load_registry()
+    identifier = LanguageIdentifier(registry=registry)
+    signals_schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
+                                ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
+                                ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string())])
+    survivor_schema = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
+    base = _rss_mb()
+    started = time.perf_counter()
+    docs, reasons = 0, Counter()
+    for code in _language_folders(args.corpus):
+        lang = registry.get(code)
+        settings = FilterSettings.for_language(lang)
+        folder = args.work / code
+        folder.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals, \
+                pq.ParquetWriter(folder / "survivors.parquet", survivor_schema) as survivors:
+            for batch in _batches(args.corpus, code, args.per_lang):
+                rows = batch.to_pylist()
+                decisions = filter_documents([Document(r["doc_id"], r["text"]) for r in rows], lang, identifier,
+                                             settings)
+                signals.write_table(pa.Table.from_pylist(
+                    [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
+                      "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
+                      "chars": d.chars, "words": d.words, "reject_reason": d.reason} for d in decisions],
+                    schema=signals_schema))
+                survivors.write_table(pa.Table.from_pylist(
+                    [{"doc_id": r["doc_id"], "text": r["text"]} for r, d in zip(rows, decisions) if d.keep],
+                    schema=survivor_schema))
+                reasons.update((d.reason or "kept").split(":")[0] for d in decisions)
+                docs += len(rows)
+    return {"docs": docs, "seconds": time.perf_counter() - started, "base_rss_mb": base,
+            "extra": {"reasons": dict(reasons)}}
+
+
+def child_xinst_dedup(args: argparse.Namespace) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xinst_assets.core.dedup import DedupCandidate, deduplicate
+    from xinst_assets.core.filtering import FilterSettings
+    from xinst_assets.languages import load_registry
+
+    registry = load_registry()
+    schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()),
+                        ("duplicate_of", pa.string())])
+    base = _rss_mb()
+    started = time.perf_counter()
+    survivors, reasons, removed = 0, Counter(), {}
+    for code in _language_folders(args.corpus):
+        lang = registry.get(code)
+        table = pq.read_table(args.input / code / "survivors.parquet")  # all survivors at once, as the asset
+        candidates = [DedupCandidate(d, t) for d, t in zip(table.column("doc_id").to_pylist(),
+                                                           table.column("text").to_pylist())]
+        del table
+        outcome = deduplicate(candidates, lang.script, FilterSettings.for_language(lang).minhash)
+        del candidates
+        (args.work / code).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(
+            [{"doc_id": d.doc_id, "keep": d.keep, "reason": d.reason, "duplicate_of": d.duplicate_of}
+             for d in outcome.decisions], schema=schema), args.work / code / "dedup.parquet")
+        survivors += len(outcome.decisions)
+        reasons.update(d.reason or "kept" for d in outcome.decisions)
+        removed[code] = [d.doc_id for d in outcome.decisions if not d.keep]
+        del outcome
+    seconds = time.perf_counter() - started
+    return {"docs": args.input_docs, "seconds": seconds, "base_rss_mb": base,
+            "extra": {"survivors_in": survivors, "reasons": dict(reasons),
+                      "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed)}}
+
+
+def _patch_datatrove_lid() -> None:
+    """Make datatrove's LanguageFilter load the local lid.176.ftz instead of downloading lid.176.bin."""
+    import datatrove.utils._import_utils as datatrove_imports
+    import datatrove.utils.lid as datatrove_lid
+
+    from xinst_assets.core.lid import default_lid_model_path
+
+    local = str(default_lid_model_path())
+    datatrove_lid.cached_asset_path_or_download = lambda *args, **kwargs: local
+    # datatrove asks for the distribution fasttext-numpy2-wheel; fasttext-community provides the same module.
+    available = datatrove_imports._is_distribution_available
+    datatrove_imports._is_distribution_available = (
+        lambda name: name == "fasttext-numpy2-wheel" or available(name)
+    )
+
+
+def _quiet_loguru() -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def datatrove_stop_words(code: str) -> list[str]:
+    """The most frequent words of the sample's clean documents of ``code``, by datatrove's tokenizer."""
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    tokenizer = load_word_tokenizer(DATATROVE_CODES[code])
+    counts = Counter()
+    for text in corpus_mod.clean_documents()[code]:
+        counts.update(w.lower() for w in tokenizer.word_tokenize(text) if any(c.isalpha() for c in w))
+    return [w for w, _ in counts.most_common(STOP_WORDS_PER_LANGUAGE)]
+
+
+def child_datatrove_filter(args: argparse.Namespace) -> dict:
+    _patch_datatrove_lid()
+    _quiet_loguru()
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, LanguageFilter
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    from xinst_assets.languages import load_registry
+
+    registry = load_registry()
+    codes = _language_folders(args.corpus)
+    stop_words = {code: datatrove_stop_words(code) for code in codes}
+    base = _rss_mb()
+    started = time.perf_counter()
+    for code in codes:
+        dt_code = DATATROVE_CODES[code]
+        pipeline = [
+            ParquetReader(str(args.corpus / code), text_key="text", id_key="doc_id", limit=args.per_lang,
+                          batch_size=BATCH_DOCS),
+            LanguageFilter(languages=[code], language_threshold=registry.get(code).lid_threshold),
+            GopherQualityFilter(language=dt_code, stop_words=stop_words[code]),
+            FineWebQualityFilter(language=dt_code),
+            ParquetWriter(str(args.work / "filtered" / code)),
+        ]
+        LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=str(args.work / "logs" / code)).run()
+    seconds = time.perf_counter() - started
+    kept = _count_parquet_rows(args.work / "filtered")
+    stats = {}
+    for code in codes:
+        path = args.work / "logs" / code / "stats.json"
+        if path.is_file():
+            stats[code] = _datatrove_drops(json.loads(path.read_text()))
+    return {"docs": args.per_lang * len(codes), "seconds": seconds, "base_rss_mb": base,
+            "extra": {"kept": kept, "stop_words": stop_words, "dropped": stats}}
+
+
+def _datatrove_drops(stats: list[dict]) -> dict:
+    """name -> dropped count from datatrove's stats.json."""
+    out = {}
+    for step in stats:
+        dropped = step.get("stats", {}).get("dropped")
+        if dropped:
+            out[step.get("name", "?")] = dropped if isinstance(dropped, int) else dropped.get("total", dropped)
+    return out
+
+
+def _count_parquet_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.rglob("*.parquet"))
+
+
+def child_datatrove_minhash(args: argparse.Namespace) -> dict:
+    _quiet_loguru()
+    import pyarrow.parquet as pq
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+    from datatrove.pipeline.dedup import MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    config = MinhashConfig()  # 5-grams, 14 buckets x 8 hashes: the settings xinst's MinhashConfig copies
+    codes = _language_folders(args.corpus)
+    base = _rss_mb()
+    started = time.perf_counter()
+    for code in codes:
+        src = str(args.input / "filtered" / code)
+        w = args.work / code
+        logs = args.work / "logs" / code
+        steps = [
+            ([ParquetReader(src), MinhashDedupSignature(str(w / "sigs"), config, language=DATATROVE_CODES[code])], 1),
+            ([MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=config)], config.num_buckets),
+            ([MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=config)], 1),
+            ([ParquetReader(src), MinhashDedupFilter(str(w / "remove_ids")), ParquetWriter(str(w / "deduped"))], 1),
+        ]
+        for i, (pipeline, tasks) in enumerate(steps, 1):
+            LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(logs / f"stage{i}")).run()
+    seconds = time.perf_counter() - started
+    removed = {}
+    for code in codes:
+        before = set()
+        for p in sorted((args.input / "filtered" / code).rglob("*.parquet")):
+            before.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+        after = set()
+        for p in sorted((args.work / code / "deduped").rglob("*.parquet")):
+            after.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+        removed[code] = sorted(before - after)
+    return {"docs": args.input_docs, "seconds": seconds, "base_rss_mb": base,
+            "extra": {"survivors_in": _count_parquet_rows(args.input / "filtered"),
+                      "kept": _count_parquet_rows(args.work),
+                      "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed)}}
+
+
+def _removed_by_kind(corpus: Path, per_lang: int, removed: dict[str, list[str]]) -> dict[str, int]:
+    """How many removed documents the corpus generator made as exact / near copies or as originals."""
+    out: Counter = Counter()
+    for code, ids in removed.items():
+        wanted = set(ids)
+        for batch in corpus_mod.iter_batches(corpus / code, per_lang, 50_000, ("doc_id", "kind")):
+            for doc_id, kind in zip(batch.column("doc_id").to_pylist(), batch.column("kind").to_pylist()):
+                if doc_id in wanted:
+                    out[kind] += 1
+    return dict(out)
+
+
+CHILDREN = {
+    "fasttext_raw": lambda a: child_fasttext(a, raw=True),
+    "fasttext_floor": lambda a: child_fasttext(a, raw=False),
+    "xinst_filter": child_xinst_filter,
+    "xinst_dedup": child_xinst_dedup,
+    "datatrove_filter": child_datatrove_filter,
+    "datatrove_minhash": child_datatrove_minhash,
+}
+
+
+def run_child(args: argparse.Namespace) -> None:
+    core = _pin_one_core()
+    args.work.mkdir(parents=True, exist_ok=True)
+    work = CHILDREN[args.child]
+    if args.profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(work, args)
+        profiler.dump_stats(str(args.profile_to))
+    else:
+        result = work(args)
+    result.update({"name": args.child, "peak_rss_mb": _rss_mb(), "core": core})
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- parent
+
+LABELS = {
+    "fasttext_raw": "fastText raw (model.predict)",
+    "fasttext_floor": "fastText floor (LanguageIdentifier)",
+    "xinst_filter": "xinst filter (LID+quality)",
+    "xinst_dedup": "xinst dedup (exact+MinHash)",
+    "xinst_stage": "xinst stage (filter+dedup)",
+    "datatrove_filter": "datatrove filters (LID+Gopher+FineWeb)",
+    "datatrove_minhash": "datatrove MinHash (4 stages)",
+    "datatrove_stage": "datatrove stage (filters+MinHash)",
+}
+
+
+def spawn(name: str, corpus: Path, per_lang: int, work: Path, input_dir: Path | None = None,
+          input_docs: int = 0, profile_to: Path | None = None) -> dict:
+    """Run one contender in a fresh interpreter pinned to one core; return its RESULT record."""
+    import shutil
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--corpus", str(corpus),
+           "--per-lang", str(per_lang), "--work", str(work), "--input-docs", str(input_docs)]
+    if input_dir is not None:
+        cmd += ["--input", str(input_dir)]
+    if profile_to is not None:
+        cmd += ["--profile-to", str(profile_to)]
+    env = {**os.environ, **THREAD_ENV}
+    log = work.parent / f"{work.name}.log"
+    with open(log, "w") as handle:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=handle, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = log.read_text()[-3000:]
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}); stderr tail:\n{tail}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    print(f"  {LABELS[name]:<42} {result['docs']:>9,} docs {result['seconds']:>8.1f} s "
+          f"{result['docs'] / result['seconds']:>8,.0f} docs/s  peak RSS {result['peak_rss_mb']:,.0f} MB",
+          flush=True)
+    return result
+
+
+def combine(name: str, first: dict, second: dict) -> dict:
+    return {"name": name, "docs": first["docs"], "seconds": first["seconds"] + second["seconds"],
+            "peak_rss_mb": max(first["peak_rss_mb"], second["peak_rss_mb"]), "extra": {}}
+
+
+def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: list[str]) -> dict[str, dict]:
+    per_lang = n_docs // n_langs
+    docs = per_lang * n_langs
+    base = out / "runs" / f"docs-{docs}"
+    results: dict[str, dict] = {}
+    print(f"\n{docs:,} documents ({per_lang:,} per language):", flush=True)
+    if "fasttext" in contenders:
+        results["fasttext_raw"] = spawn("fasttext_raw", corpus, per_lang, base / "fasttext_raw")
+        results["fasttext_floor"] = spawn("fasttext_floor", corpus, per_lang, base / "fasttext_floor")
+    if "xinst" in contenders:
+        results["xinst_filter"] = spawn("xinst_filter", corpus, per_lang, base / "xinst_filter")
+        results["xinst_dedup"] = spawn("xinst_dedup", corpus, per_lang, base / "xinst_dedup",
+                                       base / "xinst_filter", docs)
+        results["xinst_stage"] = combine("xinst_stage", results["xinst_filter"], results["xinst_dedup"])
+    if "datatrove" in contenders:
+        results["datatrove_filter"] = spawn("datatrove_filter", corpus, per_lang, base / "datatrove_filter")
+        results["datatrove_minhash"] = spawn("datatrove_minhash", corpus, per_lang, base / "datatrove_minhash",
+                                             base / "datatrove_filter", docs)
+        results["datatrove_stage"] = combine("datatrove_stage", results["datatrove_filter"],
+                                             results["datatrove_minhash"])
+    return results
+
+
+def rate(result: dict) -> float:
+    return result["docs"] / result["seconds"] if result["seconds"] else float("nan")
+
+
+DATATROVE_COUNTERPART = {
+    "xinst_filter": "datatrove_filter",
+    "xinst_dedup": "datatrove_minhash",
+    "xinst_stage": "datatrove_stage",
+    "datatrove_filter": "datatrove_filter",
+    "datatrove_minhash": "datatrove_minhash",
+    "datatrove_stage": "datatrove_stage",
+    "fasttext_raw": "datatrove_stage",
+    "fasttext_floor": "datatrove_stage",
+}
+
+
+def print_speed_table(by_size: dict[int, dict[str, dict]], datatrove: dict[str, dict]) -> None:
+    header = ["contender", "docs", "wall s", "docs/s/core", "vs datatrove", "vs fastText floor", "peak RSS MB"]
+    rows = []
+    for docs, results in sorted(by_size.items()):
+        floor = results.get("fasttext_floor")
+        for name in LABELS:
+            if name not in results:
+                continue
+            r = results[name]
+            counterpart = datatrove.get(DATATROVE_COUNTERPART[name])
+            vs_dt = f"{rate(r) / rate(counterpart):.2f}x" if counterpart else "-"
+            vs_floor = f"{rate(r) / rate(floor):.2f}x" if floor else "-"
+            rows.append([LABELS[name], f"{docs:,}", f"{r['seconds']:.1f}", f"{rate(r):,.0f}", vs_dt, vs_floor,
+                         f"{r['peak_rss_mb']:,.0f}"])
+    print_table(header, rows)
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def accuracy() -> None:
+    """Recall of clean documents and precision of the kept set, per sample language (xinst's filter)."""
+    from xinst_assets.core.filtering import Document, evaluate_on_labels, run_language_filter
+    from xinst_assets.core.lid import LanguageIdentifier
+    from xinst_assets.core.text import content_id
+    from xinst_assets.languages import load_registry
+
+    registry = load_registry()
+    identifier = LanguageIdentifier(registry=registry)
+    rows = []
+    for labels_path in sorted((corpus_mod.SAMPLE / "labels").glob("*.jsonl")):
+        code = labels_path.stem
+        shards = sorted((corpus_mod.SAMPLE / "raw" / code).glob("*.jsonl"))
+        if code not in registry or not shards:
+            continue
+        labels = {}
+        for line in labels_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                labels[record["url"]] = record
+        originals = {r["duplicate_of"] for r in labels.values() if r.get("duplicate_of")}
+        docs, tags, groups = [], [], []
+        for shard in shards:
+            for line in shard.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                raw = json.loads(line)
+                label = labels[raw["url"]]
+                docs.append(Document(content_id(raw["text"]), raw["text"], published_at=raw.get("timestamp")))
+                tags.append(label["label"])
+                groups.append(label.get("duplicate_of") or (raw["url"] if raw["url"] in originals else None))
+        decisions = run_language_filter(docs, registry.get(code), identifier)
+        result = evaluate_on_labels(decisions, tags, groups)[code]
+        wrong = {label: n for label, n in result.kept_by_label.items() if label != "clean"}
+        lost = result.dropped_by_label.get("clean", {})
+        rows.append([code, str(len(docs)), str(result.clean_total), str(result.clean_kept), str(result.kept_total),
+                     f"{result.recall:.3f}", f"{result.precision:.3f}",
+                     ", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-",
+                     ", ".join(f"{k} {v}" for k, v in sorted(lost.items())) or "-"])
+    print("\nAccuracy on the labelled sample (xinst run_language_filter, lid.176.ftz):")
+    print_table(["lang", "docs", "clean", "clean kept", "kept", "recall", "precision", "kept but not clean",
+                 "clean dropped (reason)"], rows)
+
+
+def print_profile(path: Path, title: str, top: int = 14) -> None:
+    import pstats
+
+    print(f"\n{title} (cProfile, top {top} by own time):")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime")
+    entries = []
+    for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        entries.append((tt, ct, nc, f"{Path(filename).name}:{line}({func})"))
+    total = sum(e[0] for e in entries)
+    for tt, ct, nc, where in sorted(entries, reverse=True)[:top]:
+        print(f"  {tt:8.2f} s own {100 * tt / total:5.1f}%  {ct:8.2f} s cum  {nc:>9,} calls  {where}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated corpus sizes for fastText and xinst")
+    parser.add_argument("--datatrove-docs", type=int, default=20_000,
+                        help="documents for the datatrove comparison (it runs ~150-300 docs/s); 0 skips it")
+    parser.add_argument("--quick", action="store_true", help="20k documents, datatrove on 5k")
+    parser.add_argument("--profile", type=int, default=0, metavar="DOCS",
+                        help="only profile xinst's filter and dedup on DOCS documents")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    # child mode (internal)
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--per-lang", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--input-docs", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        run_child(args)
+        return 0
+
+    sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+    dt_docs = 5_000 if args.quick else args.datatrove_docs
+    if args.profile:
+        sizes, dt_docs = [args.profile], 0
+    if any(s < 1 for s in sizes) or dt_docs < 0:
+        parser.error("sizes must be positive")
+    print(f"bench_filter: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    if not args.skip_accuracy and not args.profile:
+        accuracy()
+
+    largest = max(sizes + [dt_docs])
+    started = time.perf_counter()
+    corpus = corpus_mod.build_corpus(largest, args.seed, args.out / "corpus")
+    manifest = corpus_mod.read_manifest(corpus)
+    n_langs = len(manifest["languages"])
+    print(f"\nCorpus: {corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus} "
+          f"({manifest['docs']:,} docs, languages {', '.join(manifest['languages'])}, mean "
+          f"{manifest['mean_chars']:,.0f} chars, kinds {manifest['kinds']}; ready in "
+          f"{time.perf_counter() - started:.0f} s)", flush=True)
+
+    if args.profile:
+        per_lang = args.profile // n_langs
+        base = args.out / "runs" / f"profile-{per_lang * n_langs}"
+        spawn("xinst_filter", corpus, per_lang, base / "xinst_filter", profile_to=base / "filter.prof")
+        spawn("xinst_dedup", corpus, per_lang, base / "xinst_dedup", base / "xinst_filter", per_lang * n_langs,
+              profile_to=base / "dedup.prof")
+        print_profile(base / "filter.prof", "xinst filter")
+        print_profile(base / "dedup.prof", "xinst dedup")
+        return 0
+
+    by_size: dict[int, dict[str, dict]] = {}
+    datatrove: dict[str, dict] = {}
+    if dt_docs:
+        dt_results = run_size(corpus, dt_docs, n_langs, args.out, ["fasttext", "xinst", "datatrove"])
+        datatrove = {k: v for k, v in dt_results.items() if k.startswith("datatrove")}
+        by_size[dt_results["datatrove_filter"]["docs"]] = dt_results
+    for size in sizes:
+        docs = (size // n_langs) * n_langs
+        if docs in by_size:
+            continue
+        by_size[docs] = run_size(corpus, size, n_langs, args.out, ["fasttext", "xinst"])
+
+    print(f"\nStage 2 speed, one core per contender (load average {os.getloadavg()[0]:.2f} at the end). "
+          f"datatrove measured on {(dt_docs // n_langs) * n_langs:,} docs only; "
+          "'vs datatrove' compares with its matching phase (stage and floor rows: with its whole stage):")
+    print_speed_table(by_size, datatrove)
+
+    print("\nWhat each contender dropped:")
+    for docs, results in sorted(by_size.items()):
+        for name in ("xinst_filter", "xinst_dedup", "datatrove_filter", "datatrove_minhash"):
+            if name in results:
+                extra = {k: v for k, v in results[name]["extra"].items() if k != "stop_words"}
+                print(f"  {docs:>9,} {LABELS[name]}: {json.dumps(extra, ensure_ascii=False)}")
+    if datatrove:
+        stop_words = datatrove["datatrove_filter"]["extra"]["stop_words"]
+        print(f"  datatrove Gopher stop words (8 most frequent sample words): {json.dumps(stop_words, ensure_ascii=False)}")
+
+    print("\nGoals:")
+    for docs, results in sorted(by_size.items()):
+        if "xinst_stage" not in results:
+            continue
+        stage, floor = results["xinst_stage"], results.get("fasttext_floor")
+        parts = [f"{docs:>9,} docs: xinst stage {rate(stage):,.0f} docs/s"]
+        if datatrove:
+            ratio = rate(stage) / rate(datatrove["datatrove_stage"])
+            parts.append(f"{ratio:.2f}x datatrove (goal >= 3x: {'met' if ratio >= 3 else 'MISSED'})")
+        if floor:
+            slow = rate(floor) / rate(stage)
+            parts.append(f"{slow:.2f}x slower than the fastText floor (goal <= 2x: {'met' if slow <= 2 else 'MISSED'})")
+        print("  " + "; ".join(parts))
+    filters = [(docs, r["xinst_filter"]["peak_rss_mb"]) for docs, r in sorted(by_size.items()) if "xinst_filter" in r]
+    if len(filters) > 1:
+        (small, rss_small), (large, rss_large) = filters[0], filters[-1]
+        # 10% of slack: allocator noise, not growth with the corpus
+        flat = rss_large <= rss_small * 1.1
+        print(f"  filter peak RSS {rss_small:,.0f} MB at {small:,} docs, {rss_large:,.0f} MB at {large:,} docs "
+              f"(goal: flat: {'met' if flat else 'MISSED'})")
+        dedups = [(docs, r["xinst_dedup"]["peak_rss_mb"]) for docs, r in sorted(by_size.items()) if "xinst_dedup" in r]
+        print("  dedup peak RSS (holds every survivor of a language, grows by design): "
+              + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in dedups))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Stage 4: scored pairs — 3-level labels by constrained choice, refinement of level-2 pairs, and optional
+rounds of self-training (re-train the generator on level-3 pairs, regenerate the rest, re-label)."""
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+from pydantic import Field
+
+from xinst_assets.assets.checkpoints import current_checkpoint
+from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
+from xinst_assets.assets.reporting import counts_table, figure_markdown, markdown_table
+from xinst_assets.assets.training_runs import file_sha256
+from xinst_assets.assets.transient import retry_transient
+from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
+from xinst_assets.core.curation import CurationRules, refined_rejection
+from xinst_assets.core.progress import Progress
+from xinst_assets.core.prompts import JUDGE_CHOICES, generation_prompt, greedy, judge_prompt, refine_prompt
+from xinst_assets.core.text import stable_hash
+from xinst_assets.inference.base import InferenceError
+from xinst_assets.inference.cache import GenerationCache, choice_logprobs_cached, generate_cached
+from xinst_assets.inference.scoring import SCORE_TASK, PairScore
+from xinst_assets.languages import LanguageRegistry
+from xinst_assets.resources.inference import InferenceSettings, LazyBackend
+from xinst_assets.resources.lid import LidModel
+from xinst_assets.resources.models import ModelSettings
+from xinst_assets.resources.storage import XinstStorage
+from xinst_assets.resources.training import TrainingLauncher
+from xinst_assets.resources.warehouse import Warehouse, sql_path
+
+REFINE_TASK = "refinement"
+REFINE_PARAMS = greedy(max_new_tokens=384, stop=("\n###",))
+SCORED_COLUMNS = ["pair_id", "doc_id", "instruction", "response", "source_url", "refined", "p1", "p2", "p3",
+                  "expected_score", "label", "round", "status"]
+SCORED_DDL = """
+CREATE TABLE IF NOT EXISTS scored_pairs (
+    lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
+    response VARCHAR NOT NULL, source_url VARCHAR, refined BOOLEAN NOT NULL, p1 DOUBLE, p2 DOUBLE, p3 DOUBLE,
+    expected_score DOUBLE NOT NULL, label INTEGER NOT NULL, round INTEGER NOT NULL, status VARCHAR NOT NULL,
+    PRIMARY KEY (lang, pair_id)
+);
+CREATE TABLE IF NOT EXISTS scored_pairs_rounds (
+    lang VARCHAR NOT NULL, round INTEGER NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
+    instruction VARCHAR, label INTEGER, expected_score DOUBLE, refined BOOLEAN, generator VARCHAR, status VARCHAR
+);
+"""
+
+
+class CurationConfig(Config):
+    """Per-run settings of self-curation (editable in the launchpad)."""
+
+    rounds: int = Field(default=1, description="Label/refine rounds; >1 adds self-training of the generator.")
+    accept_label: int = Field(default=3, description="Label at or above which a pair is accepted.")
+
+
+def _score(backend, cache, pairs, lang_name, context, stage):
+    progress = Progress(stage, len(pairs), context.log.info, unit="pairs")
+    dists, stats = choice_logprobs_cached(backend, cache, [judge_prompt(i, r, lang_name) for i, r in pairs],
+                                          list(JUDGE_CHOICES), SCORE_TASK, on_progress=progress.advance)
+    progress.finish()
+    return [PairScore.from_distribution(d) for d in dists], stats
+
+
+def _histogram(scores: list[float]) -> MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(scores, bins=20, range=(1, 3))
+    ax.set_xlabel("expected score (1-3)")
+    ax.set_ylabel("pairs")
+    try:
+        return figure_markdown(fig, "expected score histogram")
+    finally:
+        plt.close(fig)
+
+
+def build_curation_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
+    """``scored_pairs`` (per language)."""
+
+    @asset(
+        name="scored_pairs",
+        partitions_def=partitions_def,
+        deps=["candidate_pairs"],
+        group_name="curation",
+        kinds={"python", "transformers", "duckdb"},
+        owners=["team:ml"],
+        pool="gpu",
+        description=(
+            "Self-curation: each candidate is labelled 3 (good complete answer), 2 (related but partial or noisy, "
+            "fixable) or 1 (unusable) by reading the curation model's probabilities of '1'/'2'/'3' at the answer "
+            "position (never unparseable); stored as a distribution and an expected score. Level-2 pairs are "
+            "rewritten in the language without web boilerplate, re-labelled and marked refined. With rounds > 1 "
+            "the generator is re-trained on level-3 pairs and the rest regenerated and re-labelled; every round "
+            "is kept in scored_pairs_rounds."
+        ),
+    )
+    def scored_pairs(
+        context: AssetExecutionContext, config: CurationConfig, warehouse: Warehouse, inference: InferenceSettings,
+        models: ModelSettings, lid_model: LidModel, training_launcher: TrainingLauncher, storage: XinstStorage,
+    ) -> MaterializeResult:
+        lang = registry.get(context.partition_key)
+        rules = CurationRules(accept_label=config.accept_label)
+        identifier = lid_model.identifier(registry)
+        cache = GenerationCache.from_warehouse(warehouse)
+        with retry_transient(context):
+            generator = current_checkpoint(warehouse, "instruction_generator")
+            with warehouse.read() as con:
+                candidates = con.execute(
+                    "SELECT pair_id, doc_id, instruction, response, source_url FROM candidate_pairs WHERE lang = ? "
+                    "ORDER BY pair_id", [lang.code]).fetchall()
+        curator_model = models.curation_model or generator
+        curator = LazyBackend(inference, curator_model)
+        final: dict[str, dict] = {}  # doc_id -> best row so far
+        history: list[dict] = []
+        counters: Counter = Counter()
+        pending = [dict(zip(("pair_id", "doc_id", "instruction", "response", "source_url"), c)) for c in candidates]
+        try:
+            for round_no in range(1, max(config.rounds, 1) + 1):
+                if not pending:
+                    break
+                scores, stats = _score(curator, cache, [(p["instruction"], p["response"]) for p in pending],
+                                       lang.name, context, f"scored_pairs:{lang.code}:round{round_no}")
+                counters["cache_hits"] += stats.hits
+                counters["cache_misses"] += stats.misses
+                rows = []
+                for p, s in zip(pending, scores):
+                    rows.append({**p, "refined": False, "p1": s.probs[1], "p2": s.probs[2], "p3": s.probs[3],
+                                 "expected_score": s.expected, "label": s.label, "round": round_no})
+                # Refine level-2 pairs, then label the rewrites.
+                to_refine = [r for r in rows if r["label"] == rules.refine_label]
+                if to_refine:
+                    gens, gstats = generate_cached(
+                        curator, cache, [refine_prompt(r["instruction"], r["response"], lang.name) for r in to_refine],
+                        REFINE_PARAMS, REFINE_TASK)
+                    counters["cache_hits"] += gstats.hits
+                    counters["cache_misses"] += gstats.misses
+                    usable = []
+                    for r, g in zip(to_refine, gens):
+                        why = refined_rejection(g.text, r["response"], lang.code, identifier, rules)
+                        if why:
+                            counters[why.split(":")[0]] += 1
+                        else:
+                            usable.append({**r, "response": g.text.strip(), "refined": True,
+                                           "pair_id": stable_hash(r["pair_id"], "refined", g.text.strip())})
+                    if usable:
+                        rescored, _ = _score(curator, cache, [(u["instruction"], u["response"]) for u in usable],
+                                             lang.name, context, f"scored_pairs:{lang.code}:refined{round_no}")
+                        for u, s in zip(usable, rescored):
+                            u.update(p1=s.probs[1], p2=s.probs[2], p3=s.probs[3], expected_score=s.expected,
+                                     label=s.label)
+                        rows += usable
+                for r in rows:
+                    best = final.get(r["doc_id"])
+                    if best is None or (r["label"], r["expected_score"]) > (best["label"], best["expected_score"]):
+                        final[r["doc_id"]] = r
+                    history.append({**r, "generator": generator})
+                if round_no == config.rounds:
+                    break
+                # Self-training: the generator learns from this language's accepted pairs (plus the seeds), then
+                # writes new instructions for the texts whose pairs were not accepted.
+                accepted = [r for r in final.values() if r["label"] >= rules.accept_label]
+                retry_docs = [r for r in final.values() if r["label"] < rules.accept_label]
+                if not accepted or not retry_docs:
+                    break
+                generator = _self_train(context, warehouse, registry, models, training_launcher, storage, lang,
+                                        accepted, round_no)
+                pending = _regenerate(context, inference, cache, generator, retry_docs, identifier, lang.code)
+        except InferenceError as exc:
+            raise Failure(f"self-curation failed for {lang.code}: {exc}") from exc
+        finally:
+            curator.close()
+        out_rows = []
+        for r in final.values():
+            status = "accepted" if r["label"] >= rules.accept_label else "rejected"
+            out_rows.append({**{k: r[k] for k in SCORED_COLUMNS if k != "status"}, "status": status})
+        with retry_transient(context), storage.scratch_dir(f"scored-{lang.code}") as scratch:
+            staged, rounds_file = scratch / "scored.parquet", scratch / "rounds.parquet"
+            pq.write_table(pa.Table.from_pylist(out_rows) if out_rows else _empty_scored(), staged)
+            pq.write_table(pa.Table.from_pylist([{k: h.get(k) for k in (
+                "round", "pair_id", "doc_id", "instruction", "label", "expected_score", "refined", "generator")}
+                for h in history]) if history else pa.table({"round": pa.array([], pa.int64())}), rounds_file)
+            with warehouse.write() as con:
+                con.execute(SCORED_DDL)
+                con.execute("DELETE FROM scored_pairs WHERE lang = ?", [lang.code])
+                con.execute("DELETE FROM scored_pairs_rounds WHERE lang = ?", [lang.code])
+                if out_rows:
+                    con.execute(f"INSERT INTO scored_pairs BY NAME SELECT ? AS lang, * FROM read_parquet('{sql_path(staged)}')",
+                                [lang.code])
+                if history:
+                    con.execute(f"INSERT INTO scored_pairs_rounds BY NAME SELECT ? AS lang, *, 'scored' AS status "
+                                f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
+        labels = Counter(r["label"] for r in out_rows)
+        return MaterializeResult(metadata={
+            "dagster/row_count": len(out_rows),
+            "candidates_in": len(candidates),
+            "accepted": sum(r["status"] == "accepted" for r in out_rows),
+            "refined_accepted": sum(r["status"] == "accepted" and r["refined"] for r in out_rows),
+            "labels": counts_table({f"label {k}": v for k, v in sorted(labels.items())}, key="label"),
+            "score_histogram": _histogram([r["expected_score"] for r in out_rows]) if out_rows else "no pairs",
+            "refinement_drops": counts_table({k: v for k, v in counters.items() if k.startswith("refine")}),
+            "cache_hits": counters["cache_hits"],
+            "cache_misses": counters["cache_misses"],
+            "model_loads": curator.loads,
+            "curation_model": curator_model,
+            "rounds": config.rounds,
+            "examples": markdown_table([(r["label"], round(r["expected_score"], 2), r["refined"], r["instruction"])
+                                        for r in out_rows[:8]], ["label", "score", "refined", "instruction"]),
+        })
+
+    return [scored_pairs]
+
+
+def _empty_scored() -> pa.Table:
+    types = {"refined": pa.bool_(), "label": pa.int64(), "round": pa.int64()}
+    for name in ("p1", "p2", "p3", "expected_score"):
+        types[name] = pa.float64()
+    return pa.table({c: pa.array([], types.get(c, pa.string())) for c in SCORED_COLUMNS})
+
+
+def _self_train(context, warehouse, registry, models, launcher, storage, lang, accepted, round_no) -> str:
+    """Re-train the generator on the seeds plus this language's accepted pairs; return the new checkpoint."""
+    with storage.scratch_dir(f"selftrain-{lang.code}") as scratch:
+        data = scratch / "rows.jsonl"
+        export_seed_rows(warehouse, registry, data)
+        with open(data, "a", encoding="utf-8") as out:
+            for r in accepted:
+                out.write(json.dumps({"instruction": r["instruction"], "response": r["response"],
+                                      "lang_name": lang.name}, ensure_ascii=False) + "\n")
+        data_dir = storage.paths.models / "instruction_generator" / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_file = data_dir / f"selftrain-{lang.code}-r{round_no}-{file_sha256(data)[:16]}.jsonl"
+        if not data_file.exists():
+            data.replace(data_file)
+    context.log.info(f"{lang.code}: self-training round {round_no} on {len(accepted)} accepted pairs + seeds")
+    path, _ = train_generator(context, models, launcher, storage, data_file, f"instruction_generator_{lang.code}")
+    return path
+
+
+def _regenerate(context, inference, cache, generator, rows, identifier, lang_code) -> list[dict]:
+    """New instructions for the texts of ``rows`` from ``generator``; candidate filters applied."""
+    backend = LazyBackend(inference, generator)
+    try:
+        gens, _ = generate_cached(backend, cache, [generation_prompt(r["response"]) for r in rows],
+                                  GENERATION_PARAMS, GENERATION_TASK)
+    finally:
+        backend.close()
+    instructions = [clean_instruction(g.text) for g in gens]
+    reasons = candidate_rejections(instructions, [r["response"] for r in rows], [g.finish_reason for g in gens],
+                                   identifier, CandidateRules())
+    return [{"pair_id": stable_hash(lang_code, r["doc_id"], i), "doc_id": r["doc_id"], "instruction": i,
+             "response": r["response"], "source_url": r["source_url"]}
+            for r, i, why in zip(rows, instructions, reasons) if why is None]

@@ -1,0 +1,206 @@
+"""Stage 3: the instruction generator and the candidate (English instruction, native response) pairs."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+
+from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
+from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
+from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
+from xinst_assets.assets.transient import retry_transient
+from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
+from xinst_assets.core.progress import Progress
+from xinst_assets.core.prompts import RELEASED_DECODING, generation_prompt
+from xinst_assets.core.text import stable_hash
+from xinst_assets.inference.base import InferenceError
+from xinst_assets.inference.cache import GenerationCache, generate_cached
+from xinst_assets.languages import LanguageRegistry
+from xinst_assets.resources.inference import InferenceSettings, LazyBackend
+from xinst_assets.resources.lid import LidModel
+from xinst_assets.resources.models import ModelSettings
+from xinst_assets.resources.storage import XinstStorage
+from xinst_assets.resources.training import TrainingLauncher
+from xinst_assets.resources.warehouse import Warehouse, sql_path
+from xinst_assets.training.config import TrainConfig
+
+GENERATION_TASK = "instruction_generation"
+# The generation prompt's "### English Instruction:" is followed by one instruction: stop at the next section.
+GENERATION_PARAMS = RELEASED_DECODING.with_max_new_tokens(128)
+CANDIDATES_DDL = """
+CREATE TABLE IF NOT EXISTS candidate_pairs (
+    lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
+    response VARCHAR NOT NULL, source_url VARCHAR, generator VARCHAR NOT NULL, PRIMARY KEY (lang, pair_id)
+);
+CREATE TABLE IF NOT EXISTS candidate_rejections (
+    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR, reason VARCHAR NOT NULL
+);
+"""
+
+
+def export_seed_rows(warehouse: Warehouse, registry: LanguageRegistry, dest: Path) -> int:
+    """Write every language's seed pairs as training rows {instruction, response, lang_name}; return rows."""
+    names = {lang.code: lang.name for lang in registry}
+    with warehouse.read() as con:
+        rows = con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "w", encoding="utf-8") as out:
+        for lang, instruction, response in rows:
+            if lang in names:
+                out.write(json.dumps({"instruction": instruction, "response": response,
+                                      "lang_name": names[lang]}, ensure_ascii=False) + "\n")
+    return len(rows)
+
+
+def train_generator(context, models: ModelSettings, launcher: TrainingLauncher, storage: XinstStorage,
+                    data_file: Path, name: str) -> tuple[str, dict]:
+    """Fine-tune the base model response -> instruction on ``data_file``; reuse an identical finished run."""
+    base = models.resolve_base_model(storage.paths.models, context.log.warning)
+    settings = dict(base_model=base, task="generator", data_files=[str(data_file)], output_dir="",
+                    max_steps=models.generator_max_steps, num_epochs=models.generator_epochs,
+                    learning_rate=models.generator_learning_rate, per_device_batch_size=models.generator_batch_size,
+                    save_steps=max(50, (models.generator_max_steps or 500) // 4), logging_steps=5)
+    fingerprint = run_fingerprint(settings, [data_file])
+    run_dir = storage.paths.models / name / fingerprint
+    config = TrainConfig.from_dict({**settings, "output_dir": str(run_dir)})
+    reported = launch_training(context, launcher, config, run_dir)
+    lineage_file = run_dir / "xinst_training.json"
+    lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.exists() else {}
+    return str(run_dir), {"fingerprint": fingerprint, "base_model": base, "reported": reported, "lineage": lineage}
+
+
+def build_generation_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
+    """``instruction_generator`` (all languages) and ``candidate_pairs`` (per language)."""
+
+    @asset(
+        name="instruction_generator",
+        deps=["seed_pairs"],
+        group_name="generation",
+        kinds={"python", "pytorch", "transformers"},
+        owners=["team:ml"],
+        pool="gpu",
+        description=(
+            "The model that writes an English instruction for a text in language L: the base model fine-tuned in "
+            "the reverse direction (response -> instruction) on the seed pairs of every language with "
+            "X-Instruction's generation prompt, loss on the instruction only; or, with generator_mode "
+            "zero_shot, an existing instruct model used with the same prompt. Trained in its own process "
+            "(Dagster Pipes); an identical finished run is reused."
+        ),
+    )
+    def instruction_generator(
+        context: AssetExecutionContext, warehouse: Warehouse, models: ModelSettings,
+        training_launcher: TrainingLauncher, storage: XinstStorage,
+    ) -> MaterializeResult:
+        if models.generator_mode == "zero_shot":
+            if not models.zero_shot_model:
+                raise Failure("generator_mode is zero_shot but ModelSettings.zero_shot_model is not set")
+            LazyBackend(InferenceSettings(), models.zero_shot_model)  # validates the model before recording it
+            record_checkpoint(warehouse, "instruction_generator", models.zero_shot_model, "zero_shot")
+            return MaterializeResult(metadata={"mode": "zero_shot", "model": models.zero_shot_model})
+        if models.generator_mode != "trained":
+            raise Failure(f"unknown generator_mode {models.generator_mode!r}: use trained or zero_shot")
+        with storage.scratch_dir("generator-data") as scratch:
+            data_dir = storage.paths.models / "instruction_generator" / "data"
+            rows = export_seed_rows(warehouse, registry, scratch / "seed.jsonl")
+            if rows == 0:
+                raise Failure("no seed pairs: materialize seed_pairs for at least one language first")
+            # Name the data file by content so the run fingerprint (and the checkpoint folder) follow the data.
+            data_file = data_dir / f"seed-{file_sha256(scratch / 'seed.jsonl')[:16]}.jsonl"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            if not data_file.exists():
+                (scratch / "seed.jsonl").replace(data_file)
+        path, info = train_generator(context, models, training_launcher, storage, data_file, "instruction_generator")
+        record_checkpoint(warehouse, "instruction_generator", path, info["fingerprint"])
+        lineage = info["lineage"]
+        return MaterializeResult(metadata={
+            "mode": "trained",
+            "path": MetadataValue.path(path),
+            "base_model": info["base_model"],
+            "seed_rows": rows,
+            "steps": lineage.get("global_step"),
+            "final_loss": lineage.get("final_loss"),
+            "loss_curve": loss_curve_markdown(lineage.get("loss_curve", []), "instruction generator loss"),
+            "run_fingerprint": info["fingerprint"],
+        })
+
+    @asset(
+        name="candidate_pairs",
+        partitions_def=partitions_def,
+        deps=["language_filtered_text", "instruction_generator"],
+        group_name="generation",
+        kinds={"python", "transformers", "duckdb"},
+        owners=["team:ml"],
+        pool="gpu",
+        description=(
+            "Candidate (English instruction, response in L) pairs: the instruction generator writes an instruction "
+            "for each filtered text with X-Instruction's released decoding (T 0.7, top-p 0.9, top-k 50, no "
+            "repeated 6-grams). Kept: non-empty English instructions within length bounds that do not copy the "
+            "text; the others are in candidate_rejections with the reason. Generations are cached by (model, "
+            "prompt, parameters): a rerun makes no model call for texts already done."
+        ),
+    )
+    def candidate_pairs(
+        context: AssetExecutionContext, warehouse: Warehouse, inference: InferenceSettings, lid_model: LidModel,
+        storage: XinstStorage,
+    ) -> MaterializeResult:
+        lang = registry.get(context.partition_key)
+        with retry_transient(context):
+            generator = current_checkpoint(warehouse, "instruction_generator")
+            with warehouse.read() as con:
+                docs = con.execute("SELECT doc_id, text, url FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
+                                   [lang.code]).fetchall()
+        backend = LazyBackend(inference, generator)
+        progress = Progress(f"candidate_pairs:{lang.code}", len(docs), context.log.info, unit="texts")
+        try:
+            generations, stats = generate_cached(
+                backend, GenerationCache.from_warehouse(warehouse), [generation_prompt(t) for _, t, _ in docs],
+                GENERATION_PARAMS, GENERATION_TASK, on_progress=progress.advance)
+        except InferenceError as exc:
+            raise Failure(f"instruction generation failed for {lang.code}: {exc}") from exc
+        finally:
+            backend.close()
+        progress.finish()
+        instructions = [clean_instruction(g.text) for g in generations]
+        reasons = candidate_rejections(instructions, [t for _, t, _ in docs],
+                                       [g.finish_reason for g in generations], lid_model.identifier(registry),
+                                       CandidateRules())
+        kept = [{"pair_id": stable_hash(lang.code, d, i), "doc_id": d, "instruction": i, "response": t,
+                 "source_url": u} for (d, t, u), i, r in zip(docs, instructions, reasons) if r is None]
+        rejected = [{"doc_id": d, "instruction": i, "reason": r}
+                    for (d, _, _), i, r in zip(docs, instructions, reasons) if r is not None]
+        with retry_transient(context), storage.scratch_dir(f"candidates-{lang.code}") as scratch:
+            kept_file, rejected_file = scratch / "kept.parquet", scratch / "rejected.parquet"
+            pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
+                [(n, pa.string()) for n in ("pair_id", "doc_id", "instruction", "response", "source_url")])), kept_file)
+            pq.write_table(pa.Table.from_pylist(rejected, schema=pa.schema(
+                [(n, pa.string()) for n in ("doc_id", "instruction", "reason")])), rejected_file)
+            with warehouse.write() as con:
+                con.execute(CANDIDATES_DDL)
+                con.execute("DELETE FROM candidate_pairs WHERE lang = ?", [lang.code])
+                con.execute("DELETE FROM candidate_rejections WHERE lang = ?", [lang.code])
+                con.execute(f"INSERT INTO candidate_pairs SELECT ?, pair_id, doc_id, instruction, response, "
+                            f"source_url, ? FROM read_parquet('{sql_path(kept_file)}')", [lang.code, generator])
+                con.execute(f"INSERT INTO candidate_rejections SELECT ?, doc_id, instruction, reason "
+                            f"FROM read_parquet('{sql_path(rejected_file)}')", [lang.code])
+        by_reason: dict[str, int] = {}
+        for row in rejected:
+            key = row["reason"].split(":")[0] if row["reason"].startswith("candidate_not_english") else row["reason"]
+            by_reason[key] = by_reason.get(key, 0) + 1
+        return MaterializeResult(metadata={
+            "dagster/row_count": len(kept),
+            "texts_in": len(docs),
+            "candidates_kept": len(kept),
+            "rejected": len(rejected),
+            "rejected_by_reason": counts_table(by_reason),
+            "cache_hits": stats.hits,
+            "cache_misses": stats.misses,
+            "model_loads": backend.loads,
+            "generator": generator,
+            "decoding": MetadataValue.json(GENERATION_PARAMS.to_dict()),
+            "examples": markdown_table([(r["instruction"], r["response"][:80]) for r in kept[:8]],
+                                       ["instruction", "response"]),
+        })
+
+    return [instruction_generator, candidate_pairs]
