@@ -29,6 +29,11 @@ from xinst_assets.training.config import TrainConfig
 GENERATION_TASK = "instruction_generation"
 # The generation prompt's "### English Instruction:" is followed by one instruction: stop at the next section.
 GENERATION_PARAMS = RELEASED_DECODING.with_max_new_tokens(128)
+# A randomly initialised demo model learns nothing at fine-tuning rates (1e-5) in a few steps: the demo trains
+# it briefly at a from-scratch rate on short sequences so it writes instruction-like English.
+DEMO_GENERATOR_STEPS = 150
+DEMO_LEARNING_RATE = 3e-3
+DEMO_MAX_LENGTH = 256
 CANDIDATES_DDL = """
 CREATE TABLE IF NOT EXISTS candidate_pairs (
     lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
@@ -58,10 +63,14 @@ def train_generator(context, models: ModelSettings, launcher: TrainingLauncher, 
                     data_file: Path, name: str) -> tuple[str, dict]:
     """Fine-tune the base model response -> instruction on ``data_file``; reuse an identical finished run."""
     base = models.resolve_base_model(storage.paths.models, context.log.warning)
+    demo = models.base_model is None
+    max_steps = models.generator_max_steps or (DEMO_GENERATOR_STEPS if demo else None)
     settings = dict(base_model=base, task="generator", data_files=[str(data_file)], output_dir="",
-                    max_steps=models.generator_max_steps, num_epochs=models.generator_epochs,
-                    learning_rate=models.generator_learning_rate, per_device_batch_size=models.generator_batch_size,
-                    save_steps=max(50, (models.generator_max_steps or 500) // 4), logging_steps=5)
+                    max_steps=max_steps, num_epochs=models.generator_epochs,
+                    learning_rate=models.generator_learning_rate or (DEMO_LEARNING_RATE if demo else None),
+                    max_length=DEMO_MAX_LENGTH if demo else 512,
+                    per_device_batch_size=models.generator_batch_size,
+                    save_steps=max(25, (max_steps or 500) // 4), logging_steps=5)
     fingerprint = run_fingerprint(settings, [data_file])
     run_dir = storage.paths.models / name / fingerprint
     config = TrainConfig.from_dict({**settings, "output_dir": str(run_dir)})

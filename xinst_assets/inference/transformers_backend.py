@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 from typing import Any, Iterator, Sequence
@@ -47,6 +48,9 @@ class TransformersBackend:
 
     ``batch_size`` bounds prompts per forward pass; ``max_batch_tokens`` (``None``: off) additionally bounds the
     padded size of a batch (prompt + new tokens, times rows), which keeps long-prompt batches within memory.
+    ``num_threads`` (CPU; ``None``: torch's default) sets torch's intra-op threads during each call and restores
+    them after: small models run fastest on one thread, and on a busy machine spinning worker threads can make
+    a tiny model 20 times slower.
     The model is loaded when the backend is built, after :meth:`ModelSpec.validate`, so a bad path fails before
     any work starts.
     """
@@ -57,11 +61,15 @@ class TransformersBackend:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_batch_tokens: int | None = None,
         add_special_tokens: bool = True,
+        num_threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_batch_tokens is not None and max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be positive or None (off), got {max_batch_tokens}")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be positive or None (torch's default), got {num_threads}")
+        self.num_threads = num_threads
         spec.validate()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -108,6 +116,10 @@ class TransformersBackend:
         prompts = check_prompts(prompts)
         if not prompts:
             return []
+        with self._threads():
+            return self._generate(prompts, params)
+
+    def _generate(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
         encoded = self._encode(prompts, params.max_new_tokens)
         if params.do_sample and params.seed is not None:
             self._torch.manual_seed(params.seed)
@@ -123,6 +135,10 @@ class TransformersBackend:
         prompts = check_prompts(prompts)
         if not prompts:
             return []
+        with self._threads():
+            return self._choice_logprobs(prompts, choices)
+
+    def _choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float]]:
         encoded = self._encode(prompts, 0)
         out: list[dict[str, float] | None] = [None] * len(prompts)
         for batch in self._batches([len(ids) for ids in encoded], 0):
@@ -150,7 +166,8 @@ class TransformersBackend:
         encoded = self._encode(prompts, 0)
         out: list[list[tuple[int, str, float]]] = [[] for _ in prompts]
         for batch in self._batches([len(ids) for ids in encoded], 0):
-            logprobs = self._last_logprobs([encoded[i] for i in batch])
+            with self._threads():
+                logprobs = self._last_logprobs([encoded[i] for i in batch])
             values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
             for row, index in enumerate(batch):
                 out[index] = [
@@ -164,7 +181,7 @@ class TransformersBackend:
         enc = self.tokenizer(text, add_special_tokens=self.add_special_tokens, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             logits = self.model(torch.tensor([ids], device=self.device)).logits[0].float()
         logprobs = logits.log_softmax(-1)
         result: list[tuple[int, str, int, float | None]] = []
@@ -192,7 +209,7 @@ class TransformersBackend:
         out = [0.0] * len(prompts)
         for batch in self._batches([len(ids) for ids in joined], 0):
             input_ids, mask = self._pad([joined[i] for i in batch])
-            with torch.inference_mode():
+            with torch.inference_mode(), self._threads():
                 logits = self.model(
                     input_ids=input_ids, attention_mask=mask, position_ids=_position_ids(mask)
                 ).logits.float()
@@ -206,6 +223,19 @@ class TransformersBackend:
         return out
 
     # --- internals -------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Run with ``num_threads`` torch threads (when set), restoring the previous count after."""
+        if self.num_threads is None:
+            yield
+            return
+        previous = self._torch.get_num_threads()
+        self._torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            self._torch.set_num_threads(previous)
 
     def _encode(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
         encoded = self.tokenizer(list(prompts), add_special_tokens=self.add_special_tokens)["input_ids"]
@@ -277,8 +307,6 @@ class TransformersBackend:
         )
         if params.do_sample:  # under greedy decoding the sampling knobs stay unset (transformers warns otherwise)
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
-        if params.stop:
-            kwargs["stop_strings"] = list(params.stop)
         return GenerationConfig(**kwargs)
 
     def _generate_batch(self, rows: list[list[int]], config: Any, params: DecodingParams) -> list[Generation]:
@@ -286,7 +314,9 @@ class TransformersBackend:
         try:
             input_ids, mask = self._pad(rows)
             with torch.inference_mode():
-                extra = {"tokenizer": self.tokenizer} if params.stop else {}
+                extra = {}
+                if params.stop:
+                    extra["stopping_criteria"] = _stop_criteria(self.tokenizer, input_ids.shape[1], params.stop)
                 output = self.model.generate(
                     input_ids=input_ids, attention_mask=mask, generation_config=config, **extra
                 )
@@ -312,7 +342,8 @@ class TransformersBackend:
             text_ids = new_ids
             while text_ids and text_ids[-1] == self.pad_id:  # rows that finished on a stop string are padded
                 text_ids = text_ids[:-1]
-            completion_tokens, finish = len(text_ids), "length"
+            completion_tokens = len(text_ids)
+            finish = "length" if completion_tokens >= params.max_new_tokens else "stop"
         text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
         text, stopped = truncate_at_stop(text, params.stop)
         if stopped:
@@ -322,6 +353,29 @@ class TransformersBackend:
 
     def __repr__(self) -> str:
         return f"TransformersBackend({self.spec.model!r}, device={self.device!r}, dtype={self.torch_dtype})"
+
+
+def _stop_criteria(tokenizer: Any, prompt_width: int, stop: Sequence[str]) -> Any:
+    """A stopping criterion that ends a row once its GENERATED text contains a stop string.
+
+    transformers' own ``stop_strings`` also match across the prompt boundary (a prompt ending in "n" plus a
+    generated "a" stops on "na"); vLLM and OpenAI servers match in the generated text only, and so does this.
+    Only the last few tokens are decoded at each step: a stop string of L characters spans at most 4L tokens
+    (a byte-level tokenizer may spend one token per byte, and a UTF-8 character has up to 4 bytes).
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    tail = 4 * max(len(s) for s in stop) + 2
+
+    class GeneratedTextStop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            generated = input_ids[:, prompt_width:]
+            window = generated[:, -tail:].tolist()
+            texts = tokenizer.batch_decode(window, skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([GeneratedTextStop()])
 
 
 def _position_ids(mask: Any) -> Any:

@@ -272,7 +272,8 @@ class TokenizedDataset:
         lengths = np.array([len(e.input_ids) for e in examples], dtype=np.int64)
         offsets = np.zeros(len(examples) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((t for e in examples for t in e.input_ids), dtype=np.int64, count=int(offsets[-1]))
+        parts = [np.asarray(e.input_ids, dtype=np.int64) for e in examples]
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return cls(flat, offsets, np.array([e.prompt_len for e in examples], dtype=np.int64))
 
     def __len__(self) -> int:

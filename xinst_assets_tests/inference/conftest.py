@@ -59,7 +59,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def backend(tiny_model_dir: Path) -> Iterator[TransformersBackend]:
     """The tiny model on CPU in float32, 2 prompts per batch (so 5 prompts make 3 batches)."""
-    loaded = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=2)
+    loaded = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=2, num_threads=1)
     yield loaded
     loaded.close()
 

@@ -28,8 +28,8 @@ def test_greedy_output_is_the_same_alone_and_batched_with_longer_prompts(backend
 
 
 def test_a_token_budget_per_batch_gives_the_same_outputs_in_input_order(tiny_model_dir: Path) -> None:
-    budgeted = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=8, max_batch_tokens=64)
-    plain = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=1)
+    budgeted = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=8, max_batch_tokens=64, num_threads=1)
+    plain = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=1, num_threads=1)
     assert [g.text for g in budgeted.generate(PROMPTS, greedy(6))] == [g.text for g in plain.generate(PROMPTS, greedy(6))]
 
 
@@ -55,7 +55,7 @@ def test_a_model_that_ends_at_once_gives_an_empty_text_with_finish_reason_stop(
     config = json.loads(config_path.read_text())
     config["eos_token_id"] = [backend.tokenizer.eos_token_id, first_token]  # its greedy first token ends it
     config_path.write_text(json.dumps(config))
-    [generation] = TransformersBackend(ModelSpec(str(copy), device="cpu")).generate(["Pasar"], greedy(8))
+    [generation] = TransformersBackend(ModelSpec(str(copy), device="cpu"), num_threads=1).generate(["Pasar"], greedy(8))
     assert (generation.text, generation.finish_reason, generation.completion_tokens) == ("", "stop", 1)
 
 
@@ -68,13 +68,11 @@ def test_a_stop_string_ends_the_text_before_it(backend: TransformersBackend) -> 
     assert stopped.text == free.text[: free.text.find(stop)]
 
 
-def test_no_repeat_ngram_size_blocks_repeated_ngrams(backend: TransformersBackend) -> None:
-    [repeating] = backend.generate(["Pasar"], greedy(40))
-    [blocked] = backend.generate(["Pasar"], DecodingParams(do_sample=False, no_repeat_ngram_size=2, max_new_tokens=40))
-    ids = backend.tokenizer.encode(blocked.text, add_special_tokens=False)
-    bigrams = list(zip(ids, ids[1:]))
-    assert len(set(bigrams)) >= len(bigrams) - 1  # re-tokenizing the text may merge a token at most once
-    assert blocked.text != repeating.text
+def test_no_repeat_ngram_size_reaches_generation_and_breaks_loops(backend: TransformersBackend) -> None:
+    [looping] = backend.generate(["Hujan"], greedy(24))
+    assert looping.text == "an" * 24  # this random tiny model loops on one token
+    [blocked] = backend.generate(["Hujan"], DecodingParams(do_sample=False, no_repeat_ngram_size=1, max_new_tokens=24))
+    assert "anan" not in blocked.text  # no token twice
 
 
 def test_choice_probabilities_sum_to_one_and_are_deterministic(backend: TransformersBackend) -> None:

@@ -1,0 +1,184 @@
+"""The HTTP backend against a real local OpenAI-compatible server: results, retries, timeouts, keys, limits."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+
+import pytest
+
+from xinst_assets.core.prompts import JUDGE_CHOICES, DecodingParams, greedy, judge_prompt
+from xinst_assets.inference.base import (
+    InferenceBackend,
+    InferenceError,
+    InferenceHTTPError,
+    InferenceTimeout,
+    TransientHTTPError,
+    TransientInferenceError,
+)
+from xinst_assets.inference.http_backend import (
+    HTTPBackend,
+    HTTPConfig,
+    backoff_delay,
+    completion_body,
+    echoed_continuation_logprob,
+    generation_from_response,
+)
+from xinst_assets.inference.transformers_backend import TransformersBackend
+from xinst_assets_tests.inference.conftest import PAIRS, PROMPTS
+from xinst_assets_tests.inference.openai_server import OpenAICompletionsServer
+
+FAST_RETRIES = dict(max_retries=2, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+
+def flat(dists: list[dict[str, float]]) -> list[float]:
+    return [d[c] for d in dists for c in JUDGE_CHOICES]
+
+
+def make_backend(server: OpenAICompletionsServer, **overrides) -> HTTPBackend:
+    settings = dict(base_url=server.base_url, model="tiny", timeout_s=10.0, **FAST_RETRIES)
+    settings.update(overrides)
+    return HTTPBackend(HTTPConfig(**settings))
+
+
+def test_generations_over_http_equal_the_served_model_in_process(
+    live_server: OpenAICompletionsServer, backend: TransformersBackend
+) -> None:
+    client = make_backend(live_server, max_concurrency=3)
+    assert isinstance(client, InferenceBackend)
+    remote = client.generate(PROMPTS, greedy(6))
+    assert [g.text for g in remote] == [g.text for g in backend.generate(PROMPTS, greedy(6))]
+    assert all(g.finish_reason == "length" and g.completion_tokens == 6 for g in remote)
+    assert live_server.requests[0]["temperature"] == 0.0 and live_server.requests[0]["max_tokens"] == 6
+
+
+def test_choice_probabilities_over_http_equal_the_in_process_ones(
+    live_server: OpenAICompletionsServer, backend: TransformersBackend
+) -> None:
+    prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS]
+    local = backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
+    client = make_backend(live_server, top_logprobs=len(backend.tokenizer))  # the whole vocabulary listed
+    assert flat(client.choice_logprobs(prompts, list(JUDGE_CHOICES))) == pytest.approx(flat(local), abs=1e-5)
+    assert all("echo" not in body for body in live_server.requests)
+
+
+def test_choices_missing_from_the_top_k_are_scored_exactly_through_echo(
+    live_server: OpenAICompletionsServer, backend: TransformersBackend
+) -> None:
+    prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS[:2]]
+    local = backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
+    client = make_backend(live_server, top_logprobs=1, max_concurrency=1)
+    assert flat(client.choice_logprobs(prompts, list(JUDGE_CHOICES))) == pytest.approx(flat(local), abs=1e-5)
+    assert any(body.get("echo") for body in live_server.requests)
+
+
+def test_guided_choice_is_sent_in_the_extra_body_when_configured(live_server: OpenAICompletionsServer) -> None:
+    client = make_backend(live_server, guided_choice=True, top_logprobs=1, exact_fallback=False)
+    [dist] = client.choice_logprobs([judge_prompt(*PAIRS[0], "Indonesian")], list(JUDGE_CHOICES))
+    assert live_server.requests[0]["guided_choice"] == ["1", "2", "3"]
+    assert sum(dist.values()) == pytest.approx(1.0)  # the forced choice token always carries a probability
+
+
+def test_503s_are_retried_with_backoff_until_the_server_answers(live_server: OpenAICompletionsServer) -> None:
+    live_server.fail_next = 2
+    client = make_backend(live_server)
+    [generation] = client.generate(["Pasar"], greedy(3))
+    assert generation.completion_tokens == 3
+    assert (client.requests_sent, client.retries) == (3, 2)
+
+
+def test_a_server_still_failing_after_the_retries_raises_a_transient_error_with_the_status(
+    live_server: OpenAICompletionsServer,
+) -> None:
+    live_server.fail_next = 10
+    client = make_backend(live_server)
+    with pytest.raises(TransientHTTPError, match="HTTP 503 on attempt 3 of 3") as info:
+        client.generate(["Pasar"], greedy(3))
+    assert info.value.status == 503 and client.requests_sent == 3
+
+
+def test_a_timeout_is_retried_then_reported_clearly(live_server: OpenAICompletionsServer) -> None:
+    live_server.delay_s = 1.0
+    client = make_backend(live_server, timeout_s=0.2, max_retries=1)
+    started = time.perf_counter()
+    with pytest.raises(InferenceTimeout, match=r"timed out after 0.2 s .* on attempt 2 of 2; .*raise timeout_s"):
+        client.generate(["Pasar"], greedy(3))
+    assert time.perf_counter() - started < 3.0
+    assert isinstance(InferenceTimeout("x"), TimeoutError)
+
+
+def test_a_refused_connection_is_a_transient_error_naming_the_url() -> None:
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HTTPBackend(HTTPConfig(base_url=f"http://127.0.0.1:{port}/v1", model="tiny", **FAST_RETRIES))
+    with pytest.raises(TransientInferenceError, match=f"POST http://127.0.0.1:{port}/v1/completions failed"):
+        client.generate(["Pasar"], greedy(3))
+    assert client.requests_sent == 3
+
+
+def test_the_api_key_comes_from_the_named_environment_variable_and_is_never_shown(
+    live_server: OpenAICompletionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_server.reset(api_key="sk-test-secret-123")
+    monkeypatch.setenv("XINST_TEST_API_KEY", "sk-test-secret-123")
+    client = make_backend(live_server, api_key_env="XINST_TEST_API_KEY")
+    assert client.generate(["Pasar"], greedy(2))[0].completion_tokens == 2
+    assert "sk-test-secret-123" not in repr(client) and "sk-test-secret-123" not in repr(client.config)
+
+
+def test_a_wrong_key_fails_at_once_without_retries(
+    live_server: OpenAICompletionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live_server.reset(api_key="sk-right")
+    monkeypatch.setenv("XINST_TEST_API_KEY", "sk-wrong")
+    client = make_backend(live_server, api_key_env="XINST_TEST_API_KEY")
+    with pytest.raises(InferenceHTTPError, match="HTTP 401") as info:
+        client.generate(["Pasar"], greedy(2))
+    assert info.value.status == 401 and client.requests_sent == 1
+    assert "sk-wrong" not in str(info.value)
+
+
+def test_a_missing_key_variable_is_a_clear_error_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XINST_TEST_API_KEY", raising=False)
+    with pytest.raises(InferenceError, match="XINST_TEST_API_KEY .* is not set"):
+        HTTPBackend(HTTPConfig(base_url="http://127.0.0.1:9/v1", model="tiny", api_key_env="XINST_TEST_API_KEY"))
+
+
+def test_no_more_than_max_concurrency_requests_are_in_flight(live_server: OpenAICompletionsServer) -> None:
+    live_server.delay_s = 0.05
+    client = make_backend(live_server, max_concurrency=2)
+    outputs = client.generate(["Pasar"] * 6, greedy(2))
+    assert len(outputs) == 6
+    assert live_server.max_in_flight == 2
+
+
+def test_sampling_params_map_to_the_completions_body() -> None:
+    body, warnings = completion_body("m", "p", DecodingParams(max_new_tokens=9, stop=("###",)))
+    assert body == {"model": "m", "prompt": "p", "max_tokens": 9, "n": 1, "temperature": 0.7, "top_p": 0.9,
+                    "top_k": 50, "seed": 0, "stop": ["###"]}
+    assert warnings and "no_repeat_ngram_size=6" in warnings[0]
+    greedy_body, none = completion_body("m", "p", greedy(4), send_top_k=False)
+    assert (greedy_body["temperature"], "top_k" in greedy_body, none) == (0.0, False, [])
+    with pytest.raises(InferenceError, match="not part of the OpenAI completions API"):
+        completion_body("m", "p", DecodingParams(), no_repeat_ngram="error")
+
+
+def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after() -> None:
+    rng = random.Random(0)
+    delays = [backoff_delay(a, 1.0, 60.0, None, rng) for a in range(8)]
+    assert all(0 <= d <= min(60.0, 2**a) for a, d in enumerate(delays))
+    assert backoff_delay(0, 1.0, 60.0, 30.0, rng) >= 30.0
+    assert backoff_delay(0, 1.0, 60.0, 3600.0, rng) == 60.0
+
+
+def test_responses_map_to_generations_and_echo_offsets_to_a_choice_logprob() -> None:
+    data = {"choices": [{"text": "Hujan###x", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    assert generation_from_response(data, ["###"]).text == "Hujan"
+    echoed = {"choices": [{"logprobs": {"text_offset": [0, 3, 5, 6], "token_logprobs": [None, -1.0, -0.5, -2.0]}}]}
+    assert echoed_continuation_logprob(echoed, 5, "1") == -0.5  # the token at offset 5, not the generated one
+    assert echoed_continuation_logprob(echoed, 4, "1") is None  # no token starts there: merged with the prompt
+    with pytest.raises(InferenceError, match="unexpected completions response"):
+        generation_from_response({"error": "x"})
