@@ -55,6 +55,9 @@ import corpus as corpus_mod  # noqa: E402  (bench/corpus.py)
 
 BATCH_DOCS = 2_000  # xinst_assets.assets.filtering.BATCH_DOCS: the batch the document_signals asset uses
 DEFAULT_OUT = ROOT / "bench" / "out"
+# The raw-predict row only shows what the label mapping of LanguageIdentifier costs; at 1M documents it would
+# add minutes to the run and tell nothing new.
+RAW_FLOOR_MAX_DOCS = 200_000
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -462,11 +465,6 @@ def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: lis
         results["datatrove_stage"] = combine("datatrove_stage", results["datatrove_filter"],
                                              results["datatrove_minhash"])
     return results
-
-
-# The raw-predict row only shows what the label mapping of LanguageIdentifier costs; at 1M documents it would
-# add minutes to the run and tell nothing new.
-RAW_FLOOR_MAX_DOCS = 200_000
 
 
 def rate(result: dict) -> float:

@@ -7,6 +7,7 @@ import dagster as dg
 from xinst_assets.assets.curated import build_curated_assets
 from xinst_assets.assets.curation import build_curation_assets
 from xinst_assets.assets.generation import build_generation_assets
+from xinst_assets.assets.diversification import build_diversification_assets
 from xinst_assets.assets.dbt_transforms import build_dbt_assets
 from xinst_assets.assets.filtering import build_filtering_assets
 from xinst_assets.assets.raw import build_raw_web_text
@@ -15,6 +16,7 @@ from xinst_assets.config import XinstConfig
 from xinst_assets.partitions import language_partitions
 from xinst_assets.resources.curated_sources import CuratedSources
 from xinst_assets.resources.dbt import dbt_project, dbt_resource
+from xinst_assets.resources.embedding import EmbeddingModel
 from xinst_assets.resources.inference import InferenceSettings
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.training import TrainingLauncher
@@ -35,12 +37,14 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         *build_curated_assets(partitions),
         *build_generation_assets(partitions, config.registry),
         *build_curation_assets(partitions, config.registry),
+        *build_diversification_assets(partitions, config.registry),
     ]
     resources = {
         "dbt": dbt_resource(project),
         "lid_model": LidModel(),
         "curated_sources": CuratedSources(),
         "inference": InferenceSettings(),
+        "embedding_model": EmbeddingModel(),
         "models": ModelSettings(),
         "training_launcher": TrainingLauncher(),
         "warehouse": Warehouse(path=str(config.warehouse)),
