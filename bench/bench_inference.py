@@ -27,7 +27,13 @@ from pathlib import Path
 
 from xinst_assets.core.prompts import generation_prompt, greedy
 from xinst_assets.core.tiny_model import build_tiny_model
-from xinst_assets.inference import GenerationCache, ModelSpec, generate_cached, label_by_generation, score_pairs
+from xinst_assets.inference import (
+    GenerationCache,
+    ModelSpec,
+    generate_cached,
+    label_by_generation,
+    score_pairs,
+)
 from xinst_assets.inference.transformers_backend import TransformersBackend
 
 SAMPLE = Path(__file__).resolve().parents[1] / "xinst_assets" / "data" / "sample"
@@ -173,7 +179,7 @@ def main() -> None:
         counting.calls = 0
         start = time.perf_counter()
         with GenerationCache.from_warehouse(warehouse, flush_every=args.flush_every) as cache:
-            rerun, rerun_stats = generate_cached(counting, cache, prompts, params, task="bench")
+            _, rerun_stats = generate_cached(counting, cache, prompts, params, task="bench")
         rerun_s = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -184,7 +190,7 @@ def main() -> None:
         parse_s = time.perf_counter() - start
 
     tokens = sum(g.completion_tokens for g in cached)
-    same = sum(a.text == b for a, b in zip(cached, bare["texts"]))
+    same = sum(a.text == b.text == c for a, b, c in zip(cached, plain, bare["texts"]))
     labels = {k: sum(s.label == k for s in scores) for k in (1, 2, 3)}
     rows = [
         ("(a) bare model.generate loop, input order", f"{bare['tokens'] / bare['seconds']:,.0f} tok/s",
@@ -205,10 +211,10 @@ def main() -> None:
     for name, rate, wall, note in rows:
         print(f"{name:{width}}  {rate:>18}  {wall:>9}  {note}")
     print(
-        f"\nmodel={'tiny llama hidden %d x %d layers' % (args.hidden_size, args.layers) if not args.model else args.model}, "
+        f"\nmodel={args.model or f'tiny llama hidden {args.hidden_size} x {args.layers} layers'}, "
         f"device={args.device}, threads={args.threads}, prompts={len(prompts)}, max_new_tokens={args.max_new_tokens}, "
         f"batch={args.batch_size}, flush_every={args.flush_every}, pairs={len(pairs)}; first cached run: "
-        f"{first_calls} backend calls, {stats.stored} rows stored; identical texts cached vs bare: "
+        f"{first_calls} backend calls, {stats.stored} rows stored; identical texts bare = backend = cached: "
         f"{same}/{len(prompts)}"
     )
 

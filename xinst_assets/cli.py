@@ -23,8 +23,27 @@ def _prepare_environment(home: Path) -> Path:
     return Path(os.environ["DAGSTER_HOME"])
 
 
-def _run_partitions(languages: list[str] | None, selection: str | None) -> int:
-    """Run the pipeline job for each language partition, in this process, recorded in the Dagster instance."""
+# The demo's tiny model cannot judge or answer well: the demo accepts level-2 pairs so that data reaches every
+# stage, trains the tuned model briefly and keeps answers short. Real runs use the defaults.
+DEMO_DATA_RUN_CONFIG = {
+    "ops": {
+        "scored_pairs": {"config": {"accept_label": 2}},
+        "diversified_dataset": {"config": {"accept_label": 2}},
+    }
+}
+DEMO_TUNING_RUN_CONFIG = {
+    "ops": {
+        "tuned_checkpoint": {"config": {"max_steps": 40, "batch_size": 8, "max_length": 256}},
+        "evaluation": {"config": {"max_new_tokens": 48}},
+    }
+}
+
+
+def _run_partitions(
+    languages: list[str] | None, selection: str | None, run_config: dict | None = None, tune: bool = False
+) -> int:
+    """Run the pipeline job for each language partition (then the tuning job when ``tune``), in this process,
+    recorded in the Dagster instance."""
     import dagster as dg
 
     from xinst_assets.config import XinstConfig
@@ -44,6 +63,7 @@ def _run_partitions(languages: list[str] | None, selection: str | None) -> int:
             result = job.execute_in_process(
                 partition_key=code,
                 instance=instance,
+                run_config=(run_config or {}) if not selection else {},
                 asset_selection=[dg.AssetKey(k) for k in selection.split(",")] if selection else None,
                 raise_on_error=False,
             )
@@ -51,6 +71,15 @@ def _run_partitions(languages: list[str] | None, selection: str | None) -> int:
             print(f"xinst: {code} {status} in {time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
             if not result.success:
                 failures.append(code)
+        if tune and not failures:
+            started = time.monotonic()
+            print("xinst: tuning and evaluating the model on every language ...", flush=True)
+            result = defs.resolve_job_def("xinst_tuning").execute_in_process(
+                instance=instance, run_config=DEMO_TUNING_RUN_CONFIG, raise_on_error=False)
+            print(f"xinst: tuning {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s "
+                  f"(run {result.run_id})", flush=True)
+            if not result.success:
+                failures.append("tuning")
     if failures:
         print(f"xinst: failed languages: {', '.join(failures)}", file=sys.stderr)
         return 1
@@ -101,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
              "-h", "127.0.0.1", "-p", str(args.port)]
         )
     languages = args.languages.split(",") if args.languages else None
-    code = _run_partitions(languages, getattr(args, "select", None))
+    if args.command == "demo":
+        code = _run_partitions(languages, None, DEMO_DATA_RUN_CONFIG, tune=True)
+    else:
+        code = _run_partitions(languages, args.select)
     _print_where(home, dagster_home)
     return code
 

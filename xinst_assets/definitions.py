@@ -8,6 +8,7 @@ from xinst_assets.assets.curated import build_curated_assets
 from xinst_assets.assets.curation import build_curation_assets
 from xinst_assets.assets.generation import build_generation_assets
 from xinst_assets.assets.diversification import build_diversification_assets
+from xinst_assets.assets.tuning import build_tuning_assets
 from xinst_assets.assets.dbt_transforms import build_dbt_assets
 from xinst_assets.assets.filtering import build_filtering_assets
 from xinst_assets.assets.raw import build_raw_web_text
@@ -26,6 +27,9 @@ from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.warehouse import Warehouse
 
 
+TUNING_ASSETS = ("dataset_export", "tuned_checkpoint", "evaluation")
+
+
 def build_definitions(config: XinstConfig) -> dg.Definitions:
     """Assemble the asset graph for a deployment's configuration."""
     partitions = language_partitions(config.registry)
@@ -38,6 +42,7 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         *build_generation_assets(partitions, config.registry),
         *build_curation_assets(partitions, config.registry),
         *build_diversification_assets(partitions, config.registry),
+        *build_tuning_assets(config.registry),
     ]
     resources = {
         "dbt": dbt_resource(project),
@@ -51,16 +56,22 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         "storage": XinstStorage(home=str(config.home)),
         "raw_sources": RawSources(patterns=config.raw_patterns),
     }
+    tuning = dg.AssetSelection.assets(*TUNING_ASSETS)
     pipeline_job = dg.define_asset_job(
         "xinst_pipeline",
-        selection=dg.AssetSelection.all(),
-        partitions_def=partitions,
-        description="Every stage of the X-Instruction pipeline for one language partition.",
+        selection=dg.AssetSelection.all() - tuning,
+        description="Stages 1-5 for one language partition: raw text to the diversified dataset (the instruction "
+        "generator is trained once and reused while its seed data is unchanged).",
+    )
+    tuning_job = dg.define_asset_job(
+        "xinst_tuning",
+        selection=tuning,
+        description="Stages 6-7 over every language: export the dataset, tune the model, evaluate it.",
     )
     return dg.Definitions(
         assets=assets,
         resources=resources,
-        jobs=[pipeline_job],
+        jobs=[pipeline_job, tuning_job],
         schedules=[build_nightly_schedule(pipeline_job, config.registry, config.nightly_cron, config.timezone)],
         sensors=[build_new_shard_sensor(pipeline_job, config.registry)],
     )

@@ -83,7 +83,11 @@ class FilterSettings:
             "jaccard_threshold": round(self.minhash.threshold, 3),
             "fingerprint": self.minhash.fingerprint,
         }
-        return {"quality": self.quality.as_metadata(), "lid_policy": asdict(self.lid_policy), "minhash": minhash}
+        return {
+            "quality": self.quality.as_metadata(),
+            "lid_policy": asdict(self.lid_policy),
+            "minhash": minhash,
+        }
 
 
 def filter_documents(

@@ -193,7 +193,7 @@ class DecodingParams:
                 data[name] = None
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
-    def with_max_new_tokens(self, max_new_tokens: int) -> "DecodingParams":
+    def with_max_new_tokens(self, max_new_tokens: int) -> DecodingParams:
         """A copy with another ``max_new_tokens``."""
         return replace(self, max_new_tokens=max_new_tokens)
 

@@ -74,9 +74,12 @@ class QualityThresholds:
     # footers, share buttons), in any of the registry's languages. One footer line in a short article is
     # 1 line in 6 (17%); a menu or form page is mostly such lines.
     max_boilerplate_lines_ratio: float | None = 0.2
-    # Only lines of at most this many characters count: interface strings are short, while a paragraph that
-    # mentions passwords or cookies is content. 160 characters holds a two-sentence cookie banner.
+    # Only lines of at most this many characters count: a notice is short, while a paragraph that mentions
+    # cookies is content. 160 characters holds a two-sentence cookie banner.
     boilerplate_line_chars: int = 160
+    # Interface strings ("Log in", "Forgot your password?", "Read more") count on lines of at most 8 words:
+    # enough for a form row ("Belum punya akun? Daftar sekarang"), while a sentence about passwords is longer.
+    interface_line_words: int = 8
     # C4: any "lorem ipsum" marks a template page.
     reject_lorem_ipsum: bool = True
 
@@ -229,183 +232,83 @@ _BULLETS = (
 _ELLIPSES = ("...", "…")
 _MAX_NGRAM = 10  # the longest n-gram of Gopher's repetition rules
 
-# Boilerplate markers, matched case-insensitively inside a line. Phrases rather than single common words
-# ("masuk" means both "log in" and "enter" in Indonesian), so that an ordinary sentence rarely matches.
-BOILERPLATE_MARKERS: dict[str, tuple[str, ...]] = {
-    "any": (
-        "©",
-        "lorem ipsum",
-        "javascript",
-        "cookie",
-        "copyright",
-        "login",
-        "log in",
-        "sign in",
-        "sign up",
-        "privacy policy",
-        "terms of use",
-        "terms and conditions",
-        "all rights reserved",
-        "newsletter",
-        "subscribe",
-        "read more",
-        "share on",
-        "skip to content",
-        "facebook | twitter",
-        "whatsapp |",
-    ),
-    "fi": (
-        "eväste",
-        "kirjaudu",
-        "tietosuojaseloste",
-        "tietosuojakäytäntö",
-        "käyttöehdot",
-        "kaikki oikeudet pidätetään",
-        "tilaa uutiskirje",
-        "lue lisää",
-        "jaa facebookissa",
-        "rekisteröidy",
-    ),
-    "id": (
-        "kebijakan privasi",
-        "syarat dan ketentuan",
-        "hak cipta",
-        "masuk / daftar",
-        "masuk | daftar",
-        "daftar sekarang",
-        "kata sandi",
-        "berlangganan",
-        "baca juga",
-        "bagikan:",
-        "tinggalkan komentar",
-        "halaman sebelumnya",
-        "halaman berikutnya",
-    ),
-    "th": (
-        "คุกกี้",
-        "นโยบายความเป็นส่วนตัว",
-        "เข้าสู่ระบบ",
-        "สมัครสมาชิก",
-        "สงวนลิขสิทธิ์",
-        "ลิขสิทธิ์",
-        "อ่านเพิ่มเติม",
-        "ข้อกำหนดการใช้งาน",
-        "รหัสผ่าน",
-        "แชร์",
-    ),
-    "tr": (
-        "çerez",
-        "gizlilik politikası",
-        "kullanım koşulları",
-        "tüm hakları saklıdır",
-        "giriş yap",
-        "üye ol",
-        "kayıt ol",
-        "abone ol",
-        "devamını oku",
-        "şifremi unuttum",
-        "paylaş",
-    ),
-    "vi": (
-        "chính sách bảo mật",
-        "điều khoản sử dụng",
-        "bản quyền",
-        "đăng nhập",
-        "quên mật khẩu",
-        "đọc thêm",
-        "xem thêm",
-        "chia sẻ",
-        "đăng ký nhận tin",
-    ),
-    "bn": (
-        "কুকি",
-        "গোপনীয়তা নীতি",
-        "সর্বস্বত্ব সংরক্ষিত",
-        "লগইন",
-        "লগ ইন",
-        "সাইন ইন",
-        "আরও পড়ুন",
-        "শেয়ার করুন",
-        "কপিরাইট",
-        "পাসওয়ার্ড",
-    ),
-    "hi": (
-        "कुकी",
-        "गोपनीयता नीति",
-        "सर्वाधिकार सुरक्षित",
-        "लॉग इन",
-        "लॉगिन",
-        "साइन इन",
-        "रजिस्टर करें",
-        "और पढ़ें",
-        "शेयर करें",
-        "कॉपीराइट",
-        "नियम और शर्तें",
-        "पासवर्ड",
-    ),
-    "sw": (
-        "vidakuzi",
-        "sera ya faragha",
-        "haki zote zimehifadhiwa",
-        "jisajili",
-        "soma zaidi",
-        "hakimiliki",
-        "masharti ya matumizi",
-        "nenosiri",
-        "ingia kwenye akaunti",
-    ),
-    "ta": (
-        "குக்கீ",
-        "தனியுரிமைக் கொள்கை",
-        "உரிமைகளும் பாதுகாக்கப்பட்ட",
-        "உள்நுழை",
-        "மேலும் படிக்க",
-        "பதிப்புரிமை",
-        "கடவுச்சொல்",
-    ),
-    "ur": (
-        "کوکیز",
-        "رازداری کی پالیسی",
-        "جملہ حقوق محفوظ",
-        "لاگ ان",
-        "سائن ان",
-        "رجسٹر کریں",
-        "مزید پڑھیں",
-        "شیئر کریں",
-        "کاپی رائٹ",
-        "پاس ورڈ",
-    ),
+# Boilerplate markers, matched case-insensitively inside a line, in every registry language (and English,
+# which web pages of every language carry). Phrases rather than single common words ("masuk" means both "log
+# in" and "enter" in Indonesian), so that an ordinary sentence rarely matches. Two kinds:
+#   * legal and consent notices (cookies, privacy policy, copyright) count on any line up to
+#     ``boilerplate_line_chars`` characters: a paragraph that long is rarely a notice;
+#   * interface strings (log in, password, read more, share) count only on lines of at most
+#     ``interface_line_words`` words: a sentence about a password is content, a lone "Password" is a form.
+BOILERPLATE_MARKERS: dict[str, str] = {
+    "en": "©|lorem ipsum|javascript|cookie|copyright|privacy policy|terms of use|terms and conditions"
+    "|all rights reserved",
+    "fi": "eväste|tietosuojaseloste|tietosuojakäytäntö|käyttöehdot|kaikki oikeudet pidätetään",
+    "id": "kebijakan privasi|syarat dan ketentuan|hak cipta",
+    "th": "คุกกี้|นโยบายความเป็นส่วนตัว|สงวนลิขสิทธิ์|ลิขสิทธิ์|ข้อกำหนดการใช้งาน",
+    "tr": "çerez|gizlilik politikası|kullanım koşulları|tüm hakları saklıdır",
+    "vi": "chính sách bảo mật|điều khoản sử dụng|bản quyền",
+    "bn": "কুকি|গোপনীয়তা নীতি|সর্বস্বত্ব সংরক্ষিত|কপিরাইট",
+    "hi": "कुकी|गोपनीयता नीति|सर्वाधिकार सुरक्षित|कॉपीराइट|नियम और शर्तें",
+    "sw": "vidakuzi|sera ya faragha|haki zote zimehifadhiwa|hakimiliki|masharti ya matumizi",
+    "ta": "குக்கீ|தனியுரிமைக் கொள்கை|உரிமைகளும் பாதுகாக்கப்பட்ட|பதிப்புரிமை",
+    "ur": "کوکیز|رازداری کی پالیسی|جملہ حقوق محفوظ|کاپی رائٹ",
+}
+INTERFACE_MARKERS: dict[str, str] = {
+    "en": "login|log in|sign in|sign up|password|newsletter|subscribe|read more|share on|skip to content"
+    "|facebook | twitter|whatsapp |",
+    "fi": "kirjaudu|salasana|tilaa uutiskirje|lue lisää|jaa facebookissa|rekisteröidy",
+    "id": "masuk / daftar|masuk | daftar|daftar sekarang|kata sandi|berlangganan|baca juga|bagikan:"
+    "|tinggalkan komentar|halaman sebelumnya|halaman berikutnya",
+    "th": "เข้าสู่ระบบ|สมัครสมาชิก|อ่านเพิ่มเติม|รหัสผ่าน|แชร์",
+    "tr": "giriş yap|üye ol|kayıt ol|abone ol|devamını oku|şifremi unuttum|paylaş",
+    "vi": "đăng nhập|quên mật khẩu|đọc thêm|xem thêm|chia sẻ|đăng ký nhận tin",
+    "bn": "লগইন|লগ ইন|সাইন ইন|আরও পড়ুন|শেয়ার করুন|পাসওয়ার্ড",
+    "hi": "लॉग इन|लॉगिन|साइन इन|रजिस्टर करें|और पढ़ें|शेयर करें|पासवर्ड",
+    "sw": "jisajili|soma zaidi|nenosiri|ingia kwenye akaunti",
+    "ta": "உள்நுழை|மேலும் படிக்க|கடவுச்சொல்",
+    "ur": "لاگ ان|سائن ان|رجسٹر کریں|مزید پڑھیں|شیئر کریں|پاس ورڈ",
 }
 
 
-def _marker_table() -> tuple[tuple[str, bool], ...]:
+def _marker_table(markers: Mapping[str, str]) -> tuple[tuple[str, bool], ...]:
     # (lower-cased marker, whether it must start a word). A marker that starts with a letter must start a word
     # ("baca juga" is not in "membaca juga"); it may end inside one ("cookie" finds "cookies"). Thai has no
     # spaces between words, so no boundary there.
     table = {
         (marker.lower(), marker[0].isalnum() and lang != "th")
-        for lang, markers in BOILERPLATE_MARKERS.items()
-        for marker in markers
+        for lang, joined in markers.items()
+        for marker in joined.split("|")
+        if marker
     }
     return tuple(sorted(table))
 
 
-_MARKERS = _marker_table()
+_NOTICE_MARKERS = _marker_table(BOILERPLATE_MARKERS)
+_INTERFACE_MARKERS = _marker_table(INTERFACE_MARKERS)
 
 
-def has_boilerplate_marker(line: str) -> bool:
-    """Whether ``line`` contains one of :data:`BOILERPLATE_MARKERS` (case-insensitive).
-
-    Plain substring searches (about 150 of them, in C) are much faster here than one regex alternation.
-    """
+def _contains_marker(line: str, table: tuple[tuple[str, bool], ...]) -> bool:
+    # Plain substring searches (a hundred or so, in C) are much faster here than one regex alternation.
     low = line.lower()
-    for marker, word_start in _MARKERS:
+    for marker, word_start in table:
         at = low.find(marker)
         while at >= 0:
             if not word_start or at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_"):
                 return True
             at = low.find(marker, at + 1)
     return False
+
+
+def is_boilerplate_line(line: str, max_chars: int = 160, max_interface_words: int = 8) -> bool:
+    """Whether ``line`` is a notice (cookie, copyright ...) or an interface string (log in, password ...).
+
+    See :data:`BOILERPLATE_MARKERS` and :data:`INTERFACE_MARKERS` for the two kinds and their length limits.
+    """
+    if len(line) > max_chars:
+        return False
+    if _contains_marker(line, _NOTICE_MARKERS):
+        return True
+    return len(line.split()) <= max_interface_words and _contains_marker(line, _INTERFACE_MARKERS)
 
 
 # A whitespace-separated token with no letter in it: digits, underscores, punctuation, symbols only.
@@ -439,8 +342,10 @@ class _Measured:
     def line_ratio(self, predicate) -> float:
         return sum(1 for line in self.lines if predicate(line)) / len(self.lines) if self.lines else 0.0
 
-    def boilerplate_lines_ratio(self, max_line_chars: int) -> float:
-        return self.line_ratio(lambda line: len(line) <= max_line_chars and has_boilerplate_marker(line))
+    def boilerplate_lines_ratio(self, t: QualityThresholds) -> float:
+        return self.line_ratio(
+            lambda line: is_boilerplate_line(line, t.boilerplate_line_chars, t.interface_line_words)
+        )
 
     @cached_property
     def dup_lines(self) -> tuple[float, float]:
@@ -561,7 +466,7 @@ def _first_failure(m: _Measured, t: QualityThresholds) -> str | None:
         return BOILERPLATE
     if (
         t.max_boilerplate_lines_ratio is not None
-        and m.boilerplate_lines_ratio(t.boilerplate_line_chars) > t.max_boilerplate_lines_ratio
+        and m.boilerplate_lines_ratio(t) > t.max_boilerplate_lines_ratio
     ):
         return BOILERPLATE
     if (
@@ -627,7 +532,7 @@ def quality_signals(
         "line_punct_ratio": round(m.line_ratio(_ends_with_terminal), 4),
         "short_lines_ratio": round(m.line_ratio(lambda s: len(s) <= t.short_line_chars), 4),
         "lines_per_word": round(m.lines_per_word, 4),
-        "boilerplate_lines_ratio": round(m.boilerplate_lines_ratio(t.boilerplate_line_chars), 4),
+        "boilerplate_lines_ratio": round(m.boilerplate_lines_ratio(t), 4),
         "has_lorem_ipsum": int(bool(_LOREM.search(text))),
         "dup_line_fraction": round(dup_line_fraction, 4),
         "dup_line_char_fraction": round(dup_line_char_fraction, 4),

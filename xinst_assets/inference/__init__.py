@@ -33,7 +33,13 @@ from xinst_assets.inference.cache import (
     choice_logprobs_cached,
     generate_cached,
 )
-from xinst_assets.inference.scoring import GeneratedLabels, PairScore, label_by_generation, parse_label, score_pairs
+from xinst_assets.inference.scoring import (
+    GeneratedLabels,
+    PairScore,
+    label_by_generation,
+    parse_label,
+    score_pairs,
+)
 
 __all__ = [
     "BackendUnavailableError",

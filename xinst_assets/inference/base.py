@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from xinst_assets.core.prompts import DecodingParams
 
@@ -76,7 +77,7 @@ class Generation:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Generation":
+    def from_dict(cls, data: Mapping[str, Any]) -> Generation:
         return cls(
             text=str(data["text"]),
             finish_reason=data["finish_reason"],
@@ -165,7 +166,7 @@ class ModelSpec:
     def local_path(self) -> Path | None:
         return Path(self.model).expanduser().resolve() if self.is_local else None
 
-    def validate(self) -> "ModelSpec":
+    def validate(self) -> ModelSpec:
         """Fail now, with the fix in the message, when the model cannot be loaded offline; return ``self``."""
         if self.is_local:
             path = self.local_path
@@ -225,7 +226,7 @@ def folder_fingerprint(folder: Path) -> str:
             digest.update(b"C" + rel.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
         elif path.suffix in _WEIGHT_SUFFIXES:
             stat = path.stat()
-            digest.update(f"W{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode("utf-8"))
+            digest.update(f"W{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()[:16]
 
 

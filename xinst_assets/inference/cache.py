@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Self
 
 import duckdb
 import pyarrow as pa
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 # prompts to sort by length.
 DEFAULT_FLUSH_EVERY = 256
 
-ConnectionFactory = Callable[[], ContextManager[duckdb.DuckDBPyConnection]]
+ConnectionFactory = Callable[[], contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
 def generation_key(fingerprint: str, task: str, params: DecodingParams, prompt: str) -> str:
@@ -87,7 +88,7 @@ class CacheStats:
     backend_s: float = 0.0
     write_s: float = 0.0
 
-    def add(self, other: "CacheStats") -> None:
+    def add(self, other: CacheStats) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -119,12 +120,12 @@ class GenerationCache:
         self.rows_written = 0  # rows offered to those transactions
 
     @classmethod
-    def from_warehouse(cls, warehouse: Any, flush_every: int = DEFAULT_FLUSH_EVERY) -> "GenerationCache":
+    def from_warehouse(cls, warehouse: Any, flush_every: int = DEFAULT_FLUSH_EVERY) -> GenerationCache:
         """A cache on a ``Warehouse`` resource (anything with ``read()`` and ``write()`` context managers)."""
         return cls(warehouse.read, warehouse.write, flush_every)
 
     @classmethod
-    def in_memory(cls, flush_every: int = DEFAULT_FLUSH_EVERY) -> "GenerationCache":
+    def in_memory(cls, flush_every: int = DEFAULT_FLUSH_EVERY) -> GenerationCache:
         """A cache in a private in-memory DuckDB (for benchmarks and notebooks; gone when the process ends)."""
         con = duckdb.connect()
 
@@ -196,7 +197,7 @@ class GenerationCache:
         """Results buffered and not yet written."""
         return len(self._buffer)
 
-    def __enter__(self) -> "GenerationCache":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,9 +27,10 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import httpx
 
@@ -316,7 +317,7 @@ class HTTPBackend:
             return [func(item) for item in items]
         with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(items))) as pool:
             futures = [pool.submit(func, item) for item in items]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in futures if f.done() and f.exception() is not None), None)
             if failed is not None:
                 for future in pending:

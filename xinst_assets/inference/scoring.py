@@ -10,8 +10,8 @@ is the usual alternative (let the model write, then look for a digit); it exists
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from xinst_assets.core.prompts import JUDGE_CHOICES, DecodingParams, greedy, judge_prompt
 from xinst_assets.inference.base import InferenceBackend
@@ -36,7 +36,7 @@ class PairScore:
     label: int
 
     @classmethod
-    def from_distribution(cls, dist: Mapping[str, float]) -> "PairScore":
+    def from_distribution(cls, dist: Mapping[str, float]) -> PairScore:
         """Build from a choice distribution keyed "1"/"2"/"3" (as :meth:`choice_logprobs` returns it)."""
         total = sum(dist.get(c, 0.0) for c in JUDGE_CHOICES)
         if not total > 0:  # the backends always return a distribution; this guards a foreign backend

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.inference.base import (
@@ -78,15 +79,19 @@ class TransformersBackend:
         self.add_special_tokens = add_special_tokens
         self.device = _resolve_device(spec.device)
         self.torch_dtype = _resolve_dtype(spec.dtype, self.device)
-        common = dict(
-            revision=spec.revision,
-            trust_remote_code=spec.trust_remote_code,
-            local_files_only=not spec.allow_download,
-        )
+        common = {
+            "revision": spec.revision,
+            "trust_remote_code": spec.trust_remote_code,
+            "local_files_only": not spec.allow_download,
+        }
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(spec.load_path(), **common)
-            self.model = AutoModelForCausalLM.from_pretrained(spec.load_path(), dtype=self.torch_dtype, **common)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+            # On a GPU the weights load straight onto it (device_map), not through CPU memory first.
+            placement = {"device_map": self.device} if self.device.startswith("cuda") else {}
+            self.model = AutoModelForCausalLM.from_pretrained(
+                spec.load_path(), dtype=self.torch_dtype, **placement, **common
+            )
+        except Exception as exc:
             raise InferenceError(f"Could not load the model {spec.model!r} with transformers: {exc}") from exc
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
@@ -281,7 +286,7 @@ class TransformersBackend:
         torch = self._torch
         input_ids, mask = self._pad(rows)
         with torch.inference_mode():
-            kwargs = dict(input_ids=input_ids, attention_mask=mask, position_ids=_position_ids(mask))
+            kwargs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": _position_ids(mask)}
             try:
                 logits = self.model(**kwargs, logits_to_keep=1).logits  # only the last position's logits
             except TypeError:  # architectures without logits_to_keep
@@ -298,13 +303,13 @@ class TransformersBackend:
     def _generation_config(self, params: DecodingParams) -> Any:
         from transformers import GenerationConfig
 
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=params.do_sample,
-            pad_token_id=self.pad_id,
-            eos_token_id=list(self.eos_ids),
-            no_repeat_ngram_size=params.no_repeat_ngram_size or 0,  # 0 = off in transformers
-        )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.do_sample,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": list(self.eos_ids),
+            "no_repeat_ngram_size": params.no_repeat_ngram_size or 0,  # 0 = off in transformers
+        }
         if params.do_sample:  # under greedy decoding the sampling knobs stay unset (transformers warns otherwise)
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
         return GenerationConfig(**kwargs)

@@ -24,8 +24,9 @@ only the chosen answer is needed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.inference.base import (
@@ -211,7 +212,7 @@ class VLLMBackend:
         self._vllm = vllm
         try:
             self._llm = vllm.LLM(**engine_kwargs(spec, self.config))
-        except Exception as exc:  # noqa: BLE001 - re-raised with the model named
+        except Exception as exc:
             raise InferenceError(f"vLLM could not load {spec.model!r}: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
         self._warned: set[str] = set()

@@ -37,6 +37,9 @@ class ModelSettings(ConfigurableResource):
     generator_epochs: float = Field(default=3.0, description="Generator training epochs.")
     generator_learning_rate: float | None = Field(default=None, description="None: the trainer's default.")
     generator_batch_size: int = Field(default=8, description="Per-device batch size for generator training.")
+    judge_model: str | None = Field(
+        default=None, description="Model that judges answers pairwise in evaluation (None: the tuned model)."
+    )
     demo_hidden_size: int = Field(default=128, description="Width of the tiny demo model.")
 
     def resolve_base_model(self, models_dir: Path, log=None) -> str:

@@ -12,7 +12,6 @@ from xinst_assets.core.filtering import (
     reason_counts,
     run_language_filter,
 )
-from xinst_assets.core.text import content_id
 from xinst_assets.languages import load_registry
 from xinst_assets.settings import SAMPLE_DIR
 
@@ -47,34 +46,9 @@ ENGLISH = (
 )
 
 
-def load_sample(code: str) -> tuple[list[Document], list[str], list[str | None]] | None:
-    """Documents, labels and duplicate groups of one sample language, or None when its files are missing."""
-    labels_path = SAMPLE_DIR / "labels" / f"{code}.jsonl"
-    shards = sorted((SAMPLE_DIR / "raw" / code).glob("*.jsonl"))
-    if not labels_path.is_file() or not shards:
-        return None
-    labels = {}
-    for line in labels_path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            labels[record["url"]] = record
-    originals = {r["duplicate_of"] for r in labels.values() if r.get("duplicate_of")}
-    docs, tags, groups = [], [], []
-    for shard in shards:
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            raw = json.loads(line)
-            label = labels[raw["url"]]
-            docs.append(Document(content_id(raw["text"]), raw["text"], published_at=raw.get("timestamp")))
-            tags.append(label["label"])
-            groups.append(label.get("duplicate_of") or (raw["url"] if raw["url"] in originals else None))
-    return docs, tags, groups
-
-
 @pytest.mark.parametrize("code", load_registry().codes)
-def test_the_whole_filter_keeps_the_clean_sample_documents_and_only_them(code, identifier, registry):
-    sample = load_sample(code)
+def test_the_whole_filter_keeps_the_clean_sample_documents_and_only_them(code, identifier, registry, sample):
+    sample = sample(code)
     if sample is None:
         pytest.skip(f"no sample data for {code} yet")
     docs, labels, groups = sample
@@ -85,8 +59,8 @@ def test_the_whole_filter_keeps_the_clean_sample_documents_and_only_them(code, i
     assert result.precision >= MIN_PRECISION, detail
 
 
-def test_the_sample_has_labelled_documents_for_at_least_one_language():
-    present = [code for code in load_registry().codes if load_sample(code) is not None]
+def test_the_sample_has_labelled_documents_for_at_least_one_language(sample):
+    present = [code for code in load_registry().codes if sample(code) is not None]
     assert present, f"no labelled sample language under {SAMPLE_DIR}"
 
 

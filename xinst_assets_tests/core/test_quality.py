@@ -4,10 +4,12 @@ import pytest
 
 from xinst_assets.core.quality import (
     BOILERPLATE_MARKERS,
+    INTERFACE_MARKERS,
     QualityThresholds,
     apply_overrides,
     assess_quality,
     check_quality,
+    is_boilerplate_line,
     quality_signals,
     thresholds_for,
 )
@@ -98,8 +100,19 @@ def test_a_long_paragraph_that_mentions_a_password_is_content_not_boilerplate(th
     assert check_quality(text, "Latn", th("id")) is None
 
 
-def test_every_registry_language_has_boilerplate_markers():
-    assert set(BOILERPLATE_MARKERS) >= {"fi", "id", "th", "tr", "vi", "bn", "hi", "sw", "ta", "ur"}
+def test_every_registry_language_has_notice_and_interface_markers(registry):
+    assert set(BOILERPLATE_MARKERS) >= set(registry.codes) and set(INTERFACE_MARKERS) >= set(registry.codes)
+
+
+def test_a_sentence_about_passwords_is_content_but_a_lone_password_label_is_interface():
+    sentence = "আমরা অনেকেই সব অ্যাকাউন্টে একই পাসওয়ার্ড ব্যবহার করি, আর সেটি হয় নিজের নাম বা জন্মসাল।"
+    assert not is_boilerplate_line(sentence)
+    assert is_boilerplate_line("পাসওয়ার্ড")
+    assert is_boilerplate_line("© 2024 সর্বস্বত্ব সংরক্ষিত। এই সাইটের কোনো লেখা অনুমতি ছাড়া ব্যবহার করা যাবে না।")
+    assert not is_boilerplate_line(
+        "Waktu membaca juga menjadi saat paling dekat di antara kami."
+    )  # "baca juga"
+    assert is_boilerplate_line("Tietosuojaseloste ja evästeet")
 
 
 def test_hindi_bullet_list_lines(th):
@@ -220,3 +233,22 @@ def test_quality_signals_measure_every_rule():
         "dup_10gram_char_fraction",
         "boilerplate_lines_ratio",
     } <= set(signals)
+
+
+@pytest.mark.parametrize("code", ["fi", "id", "th", "tr", "vi", "bn", "hi", "sw", "ta", "ur"])
+def test_on_the_sample_quality_keeps_clean_documents_and_rejects_boilerplate_and_fragments(
+    code, registry, sample
+):
+    loaded = sample(code)
+    if loaded is None:
+        pytest.skip(f"no sample data for {code} yet")
+    docs, labels, _ = loaded
+    lang = registry.get(code)
+    thresholds = thresholds_for(lang)
+    reasons = [check_quality(doc.text, lang.script, thresholds) for doc in docs]
+    clean = [reason for reason, label in zip(reasons, labels) if label == "clean"]
+    assert sum(reason is None for reason in clean) / len(clean) >= 0.95, [r for r in clean if r]
+    junk = [
+        (label, reason) for reason, label in zip(reasons, labels) if label in {"boilerplate", "too_short"}
+    ]
+    assert junk and all(reason is not None for _, reason in junk), junk

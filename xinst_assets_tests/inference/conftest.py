@@ -5,8 +5,8 @@ Everything heavy is session-scoped: the model is built once (well under a second
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

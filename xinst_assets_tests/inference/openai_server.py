@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.inference.transformers_backend import TransformersBackend
@@ -39,7 +39,7 @@ class OpenAICompletionsServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 server._handle(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -51,7 +51,7 @@ class OpenAICompletionsServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "OpenAICompletionsServer":
+    def start(self) -> OpenAICompletionsServer:
         self._thread.start()
         return self
 
@@ -67,7 +67,7 @@ class OpenAICompletionsServer:
             self.in_flight = self.max_in_flight = 0
             self.api_key = api_key
 
-    def __enter__(self) -> "OpenAICompletionsServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -135,9 +135,9 @@ class OpenAICompletionsServer:
             ranked = self.backend.top_logprobs([prompt], len(tokenizer))[0]  # whole vocabulary, best first
             if guided:
                 ranked_choice = [r for r in ranked if r[1].strip() in guided]
-                token_id, text, logprob = ranked_choice[0]
+                _, text, logprob = ranked_choice[0]
             else:
-                token_id, text, logprob = ranked[0]
+                _, text, logprob = ranked[0]
             k = int(want_logprobs or 0)
             top = {t: lp for _, t, lp in ranked[:k]}
             logprobs = {"tokens": [text], "token_logprobs": [logprob], "top_logprobs": [top],
@@ -165,8 +165,7 @@ class OpenAICompletionsServer:
                 "text_offset": [offset for _, _, offset, _ in echoed],
             }
             if logprobs is not None:
-                for name in head:
-                    head[name] = head[name] + logprobs[name]
+                head = {name: values + logprobs[name] for name, values in head.items()}
             logprobs = head
             text = prompt + text
         return {

@@ -112,3 +112,19 @@ def test_choice_probabilities_sum_the_spellings_and_renormalise_over_the_choices
 def test_text_is_cut_before_the_earliest_stop_string() -> None:
     assert truncate_at_stop("an answer\n###\nmore", ["\n\n", "###"]) == ("an answer\n", True)
     assert truncate_at_stop("no stop here", ["###"]) == ("no stop here", False)
+
+
+def test_choice_tokens_are_found_for_a_sentencepiece_style_tokenizer() -> None:
+    """SentencePiece-style vocabularies (Llama 2, Gemma) spell a lone "1" as "▁1" and "1" after a newline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    raw.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], show_progress=False)
+    raw.train_from_iterator(["Rating 1 2 3 the answer is 1 and 2 or 3 .\n rating: 3\n"] * 20, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    table = choice_variant_table(tokenizer, ["1", "2", "3"], context=":\n")
+    for choice, ids in table.items():
+        assert tokenizer.convert_ids_to_tokens(list(ids)) == [choice, "▁" + choice]

@@ -73,9 +73,9 @@ def test_results_are_written_every_flush_every_and_a_crash_keeps_the_finished_ch
     backend: TransformersBackend, warehouse: Warehouse
 ) -> None:
     crashing = CountingBackend(backend, fail_on_call=3)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        with GenerationCache.from_warehouse(warehouse, flush_every=2) as cache:
-            generate_cached(crashing, cache, PROMPTS, PARAMS, "test")
+    cache = GenerationCache.from_warehouse(warehouse, flush_every=2)
+    with pytest.raises(RuntimeError, match="simulated crash"), cache:
+        generate_cached(crashing, cache, PROMPTS, PARAMS, "test")
     assert cache.writes == 2  # two chunks of 2 finished and were written before the third call crashed
     with warehouse.read() as con:
         assert con.execute(f"SELECT count(*), min(task), min(model) FROM {TABLE}").fetchone() == (

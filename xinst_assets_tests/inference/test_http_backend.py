@@ -29,7 +29,7 @@ from xinst_assets.inference.transformers_backend import TransformersBackend
 from xinst_assets_tests.inference.conftest import PAIRS, PROMPTS
 from xinst_assets_tests.inference.openai_server import OpenAICompletionsServer
 
-FAST_RETRIES = dict(max_retries=2, backoff_initial_s=0.01, backoff_max_s=0.05)
+FAST_RETRIES = {"max_retries": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 
 
 def flat(dists: list[dict[str, float]]) -> list[float]:

@@ -100,7 +100,7 @@ def test_request_outputs_become_generations() -> None:
 
 
 def test_choice_distributions_are_read_from_the_top_logprobs_by_token_id() -> None:
-    Logprob = lambda v: SimpleNamespace(logprob=v)  # noqa: E731 - vLLM's Logprob has .logprob
+    Logprob = lambda v: SimpleNamespace(logprob=v)
     top = {20: Logprob(math.log(0.3)), 303: Logprob(math.log(0.1)), 21: Logprob(math.log(0.4)), 5: Logprob(-0.1)}
     output = _request_output("2", "length", [1, 2], [21], logprobs=[top])
     found = top_logprobs_from_output(output)
@@ -110,7 +110,7 @@ def test_choice_distributions_are_read_from_the_top_logprobs_by_token_id() -> No
 
 
 def test_the_exact_pass_reads_the_logprob_of_the_last_prompt_token() -> None:
-    Logprob = lambda v: SimpleNamespace(logprob=v)  # noqa: E731
+    Logprob = lambda v: SimpleNamespace(logprob=v)
     output = _request_output("", "length", [1, 2, 22], [0], prompt_logprobs=[None, {2: Logprob(-1.0)},
                                                                              {22: Logprob(-3.5), 9: Logprob(-0.2)}])
     assert last_prompt_logprob(output) == -3.5

@@ -1,0 +1,257 @@
+"""Stages 6 and 7: the tuned checkpoint (SFT, optionally AFP and InstructAlign) and its evaluation."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
+from xinst_assets.assets.generation import DEMO_LEARNING_RATE
+from xinst_assets.assets.reporting import loss_curve_markdown, markdown_table
+from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
+from xinst_assets.assets.transient import retry_transient
+from xinst_assets.core.evaluation import heldout_loss, language_fidelity, pairwise_verdict
+from xinst_assets.core.progress import Progress
+from xinst_assets.core.prompts import greedy, pairwise_judge_prompt, response_prompt
+from xinst_assets.inference.cache import GenerationCache, generate_cached
+from xinst_assets.languages import LanguageRegistry
+from xinst_assets.resources.inference import InferenceSettings, LazyBackend
+from xinst_assets.resources.lid import LidModel
+from xinst_assets.resources.models import ModelSettings
+from xinst_assets.resources.storage import XinstStorage
+from xinst_assets.resources.training import TrainingLauncher
+from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.training.config import TrainConfig
+
+EVAL_DDL = """
+CREATE TABLE IF NOT EXISTS evaluation_results (
+    lang VARCHAR NOT NULL, model VARCHAR NOT NULL, questions INTEGER, language_fidelity DOUBLE,
+    wins INTEGER, ties INTEGER, losses INTEGER, unjudged INTEGER, heldout_loss DOUBLE, PRIMARY KEY (lang, model)
+);
+CREATE TABLE IF NOT EXISTS evaluation_answers (
+    lang VARCHAR NOT NULL, question_id VARCHAR NOT NULL, model VARCHAR NOT NULL, answer VARCHAR, verdict VARCHAR
+);
+"""
+
+
+class TuningConfig(Config):
+    """Settings of the tuned checkpoint (editable per run in the launchpad)."""
+
+    languages: list[str] | None = Field(default=None, description="Languages to train on (None: all with data).")
+    lora: bool = Field(default=False, description="LoRA adapters (merged at the end) instead of full fine-tuning.")
+    packing: bool = Field(default=True, description="Pack several samples per sequence (no cross-sample leakage).")
+    afp: bool = Field(default=False, description="Add AFP's multilingual contrastive loss on parallel pairs.")
+    instructalign: bool = Field(default=False, description="Add InstructAlign objectives with 1:1 replay.")
+    max_steps: int | None = Field(default=None, description="Training steps (None: epochs).")
+    epochs: float = Field(default=3.0, description="Epochs when max_steps is None.")
+    learning_rate: float | None = Field(default=None, description="None: 1e-5 full FT / 2e-4 LoRA.")
+    batch_size: int = Field(default=4, description="Per-device batch size.")
+    max_length: int = Field(default=512, description="Tokens per sequence (AFP: 512).")
+
+
+class EvaluationConfig(Config):
+    """Settings of the evaluation run."""
+
+    max_new_tokens: int = Field(default=256, description="Longest answer generated per question.")
+
+
+def _write_jsonl(rows, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def _content_file(rows, folder: Path, stem: str, scratch: Path) -> Path:
+    """Write rows to a file named by its content hash (so a run's fingerprint follows its data)."""
+    tmp = _write_jsonl(rows, scratch / f"{stem}.jsonl")
+    final = folder / f"{stem}-{file_sha256(tmp)[:16]}.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        tmp.replace(final)
+    return final
+
+
+def build_tuning_assets(registry: LanguageRegistry) -> list:
+    """``tuned_checkpoint`` and ``evaluation`` (both over all languages)."""
+    names = {lang.code: lang.name for lang in registry}
+
+    @asset(
+        name="tuned_checkpoint",
+        deps=["diversified_dataset", "parallel_pairs"],
+        group_name="tuning",
+        kinds={"python", "pytorch", "transformers"},
+        owners=["team:ml"],
+        pool="gpu",
+        description=(
+            "The base model fine-tuned on the diversified data with X-Instruction's response prompt ('Answer in "
+            "{Language}.', the assistant-style variant for refined samples), loss on response tokens only, "
+            "packing, full FT or LoRA; optionally AFP's contrastive alignment and InstructAlign's objectives with "
+            "replay. Trained in its own process via Dagster Pipes (accelerate/torchrun for multi-GPU); resumes "
+            "after a crash. Output: a Hugging Face folder."
+        ),
+    )
+    def tuned_checkpoint(
+        context: AssetExecutionContext, config: TuningConfig, warehouse: Warehouse, models: ModelSettings,
+        training_launcher: TrainingLauncher, storage: XinstStorage,
+    ) -> MaterializeResult:
+        wanted = config.languages or list(names)
+        for code in wanted:
+            registry.get(code)
+        with retry_transient(context), warehouse.read() as con:
+            pairs = con.execute(
+                "SELECT lang, instruction, response, refined FROM diversified_dataset WHERE list_contains(?, lang) "
+                "ORDER BY lang, rank", [wanted]).fetchall()
+            parallel = con.execute("SELECT lang, en, text FROM parallel_pairs WHERE list_contains(?, lang) "
+                                   "ORDER BY lang, id", [wanted]).fetchall() if (config.afp or config.instructalign) else []
+        if not pairs and not (config.instructalign and parallel):
+            raise Failure("no training rows: materialize diversified_dataset for the chosen languages first")
+        base = models.resolve_base_model(storage.paths.models, context.log.warning)
+        demo = models.base_model is None
+        data_dir = storage.paths.models / "tuned_checkpoint" / "data"
+        with storage.scratch_dir("tuning-data") as scratch:
+            sft_file = _content_file(
+                [{"instruction": i, "response": r, "lang_name": names[lang], "refined": bool(ref)}
+                 for lang, i, r, ref in pairs], data_dir, "sft", scratch)
+            parallel_file = _content_file(
+                [{"en": en, "text": text, "lang_name": names[lang]} for lang, en, text in parallel],
+                data_dir, "parallel", scratch) if parallel else None
+        settings = dict(
+            base_model=base, task="sft", data_files=[str(sft_file)] if pairs else [], output_dir="",
+            packing=config.packing, max_length=config.max_length, lora={"enabled": config.lora},
+            max_steps=config.max_steps, num_epochs=config.epochs,
+            learning_rate=config.learning_rate or (DEMO_LEARNING_RATE if demo else None),
+            per_device_batch_size=config.batch_size, logging_steps=5,
+            save_steps=max(25, (config.max_steps or 500) // 4),
+            afp={"enabled": config.afp, "parallel_files": [str(parallel_file)] if config.afp and parallel_file else []},
+            instructalign={"enabled": config.instructalign,
+                           "parallel_files": [str(parallel_file)] if config.instructalign and parallel_file else [],
+                           "replay_files": [str(sft_file)] if config.instructalign and pairs else [],
+                           "replay_ratio": 1.0 if pairs else 0.0},
+        )
+        data_files = [sft_file] + ([parallel_file] if parallel_file else [])
+        fingerprint = run_fingerprint(settings, data_files)
+        run_dir = storage.paths.models / "tuned_checkpoint" / fingerprint
+        try:
+            train_config = TrainConfig.from_dict({**settings, "output_dir": str(run_dir)})
+        except ValueError as exc:
+            raise Failure(str(exc)) from exc
+        launch_training(context, training_launcher, train_config, run_dir)
+        record_checkpoint(warehouse, "tuned_checkpoint", str(run_dir), fingerprint)
+        record_checkpoint(warehouse, "base_model", base, None)
+        lineage = json.loads((run_dir / "xinst_training.json").read_text(encoding="utf-8"))
+        per_lang = Counter(lang for lang, *_ in pairs)
+        return MaterializeResult(metadata={
+            "path": MetadataValue.path(str(run_dir)),
+            "base_model": base,
+            "rows_by_language": markdown_table(sorted(per_lang.items()), ["lang", "pairs"]),
+            "parallel_pairs": len(parallel),
+            "objectives": ", ".join(["sft"] + (["afp"] if config.afp else []) + (["instructalign"] if config.instructalign else [])),
+            "steps": lineage.get("global_step"),
+            "final_loss": lineage.get("final_loss"),
+            "loss_curve": loss_curve_markdown(lineage.get("loss_curve", []), "tuned model loss"),
+            "run_fingerprint": fingerprint,
+        })
+
+    @asset(
+        name="evaluation",
+        deps=["tuned_checkpoint", "eval_questions", "seed_pairs"],
+        group_name="tuning",
+        kinds={"python", "transformers", "duckdb"},
+        owners=["team:ml"],
+        pool="gpu",
+        check_specs=[AssetCheckSpec("tuned_not_worse_than_base", asset="evaluation",
+                                    description="Warns when the tuned model loses to the base model in a language.")],
+        description=(
+            "Per language, for the tuned model and the base model: language fidelity (share of answers in the "
+            "requested language), X-Instruction's pairwise judging (0-10 scores, both orders, win/tie/loss) with "
+            "the configured judge, and held-out loss on the seed pairs. Tables: evaluation_results, "
+            "evaluation_answers."
+        ),
+    )
+    def evaluation(
+        context: AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse,
+        inference: InferenceSettings, models: ModelSettings, lid_model: LidModel,
+    ):
+        with retry_transient(context):
+            tuned_path = current_checkpoint(warehouse, "tuned_checkpoint")
+            base_path = current_checkpoint(warehouse, "base_model")
+            with warehouse.read() as con:
+                questions = con.execute("SELECT lang, id, question FROM eval_questions ORDER BY lang, id").fetchall()
+                heldout = con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()
+        judge_model = models.judge_model or tuned_path
+        if not models.judge_model:
+            context.log.warning("no judge_model configured: the tuned model judges itself (set ModelSettings.judge_model)")
+        identifier = lid_model.identifier(registry)
+        cache = GenerationCache.from_warehouse(warehouse)
+        params = greedy(max_new_tokens=config.max_new_tokens, stop=("\n###",))
+        answers: dict[str, list[str]] = {}
+        for name, path in (("tuned", tuned_path), ("base", base_path)):
+            backend = LazyBackend(inference, path)
+            prompts = [response_prompt(q, names[lang]) for lang, _, q in questions]
+            progress = Progress(f"evaluation:{name}", len(prompts), context.log.info, unit="answers")
+            try:
+                gens, _ = generate_cached(backend, cache, prompts, params, "evaluation_answer", progress.advance)
+            finally:
+                backend.close()
+            answers[name] = [g.text.strip() for g in gens]
+        judge = LazyBackend(inference, judge_model)
+        judge_params = greedy(max_new_tokens=48)
+        first = [pairwise_judge_prompt(q, t, b, names[lang]) for (lang, _, q), t, b in
+                 zip(questions, answers["tuned"], answers["base"])]
+        second = [pairwise_judge_prompt(q, b, t, names[lang]) for (lang, _, q), t, b in
+                  zip(questions, answers["tuned"], answers["base"])]
+        try:
+            judged, _ = generate_cached(judge, cache, first + second, judge_params, "pairwise_judge")
+        finally:
+            judge.close()
+        verdicts = [pairwise_verdict(a.text, b.text) for a, b in zip(judged[: len(first)], judged[len(first):])]
+        results, answer_rows = [], []
+        for code in sorted({lang for lang, _, _ in questions}):
+            idx = [i for i, (lang, _, _) in enumerate(questions) if lang == code]
+            rows = [{"instruction": i, "response": r, "lang_name": names[code]} for lang, i, r in heldout if lang == code]
+            tally = Counter(verdicts[i].verdict for i in idx)
+            for name, path in (("tuned", tuned_path), ("base", base_path)):
+                wins, losses = (tally["win"], tally["loss"]) if name == "tuned" else (tally["loss"], tally["win"])
+                results.append((code, name, len(idx), language_fidelity([answers[name][i] for i in idx], code, identifier),
+                                wins, tally["tie"], losses, tally["unjudged"], heldout_loss(path, rows)))
+                answer_rows += [(code, questions[i][1], name, answers[name][i], verdicts[i].verdict) for i in idx]
+        with retry_transient(context), warehouse.write() as con:
+            con.execute(EVAL_DDL)
+            con.execute("DELETE FROM evaluation_results")
+            con.execute("DELETE FROM evaluation_answers")
+            if results:
+                con.executemany("INSERT INTO evaluation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", results)
+                con.executemany("INSERT INTO evaluation_answers VALUES (?, ?, ?, ?, ?)", answer_rows)
+        table = [(r[0], r[1], f"{r[3]:.2f}", f"{r[4]}/{r[5]}/{r[6]}", r[7],
+                  "-" if r[8] is None else f"{r[8]:.3f}") for r in results]
+        yield MaterializeResult(metadata={
+            "dagster/row_count": len(results),
+            "results": markdown_table(table, ["lang", "model", "fidelity", "win/tie/loss", "unjudged", "held-out loss"]),
+            "judge_model": judge_model,
+            "questions": len(questions),
+        })
+        worse = []
+        by_key = {(r[0], r[1]): r for r in results}
+        for code in {r[0] for r in results}:
+            tuned, base = by_key[(code, "tuned")], by_key[(code, "base")]
+            if tuned[4] < tuned[6] or tuned[3] < base[3]:
+                worse.append(code)
+        yield AssetCheckResult(check_name="tuned_not_worse_than_base", asset_key="evaluation", passed=not worse,
+                               severity=AssetCheckSeverity.WARN,
+                               metadata={"languages_worse": ", ".join(sorted(worse)) or "none"})
+
+    return [tuned_checkpoint, evaluation]
