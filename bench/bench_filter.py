@@ -257,7 +257,7 @@ def child_datatrove_filter(args: argparse.Namespace) -> dict:
     from xinst_assets.languages import load_registry
 
     registry = load_registry()
-    codes = _language_folders(args.corpus)
+    codes, skipped = datatrove_languages(_language_folders(args.corpus))
     stop_words = {code: datatrove_stop_words(code) for code in codes}
     base = _rss_mb()
     started = time.perf_counter()
@@ -281,7 +281,25 @@ def child_datatrove_filter(args: argparse.Namespace) -> dict:
         if path.is_file():
             stats[code] = _datatrove_drops(json.loads(path.read_text()))
     return {"docs": args.per_lang * len(codes), "seconds": seconds, "base_rss_mb": base,
-            "extra": {"kept": kept, "stop_words": stop_words, "dropped": stats}}
+            "extra": {"kept": kept, "stop_words": stop_words, "dropped": stats, "languages_skipped": skipped}}
+
+
+def datatrove_languages(codes: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The languages datatrove can run here (a code and a working word tokenizer), and why others cannot."""
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    usable, skipped = [], {}
+    for code in codes:
+        if code not in DATATROVE_CODES:
+            skipped[code] = "no datatrove language code known to the bench"
+            continue
+        try:
+            load_word_tokenizer(DATATROVE_CODES[code]).word_tokenize("a b")
+        except Exception as error:  # noqa: BLE001 - a missing optional tokenizer package, reported in the table
+            skipped[code] = f"{type(error).__name__}: {error}"
+            continue
+        usable.append(code)
+    return usable, skipped
 
 
 def _datatrove_drops(stats: list[dict]) -> dict:
@@ -326,7 +344,7 @@ def child_datatrove_minhash(args: argparse.Namespace) -> dict:
     from datatrove.pipeline.writers import ParquetWriter
 
     config = MinhashConfig()  # 5-grams, 14 buckets x 8 hashes: the settings xinst's MinhashConfig copies
-    codes = _language_folders(args.corpus)
+    codes = [code for code in _language_folders(args.corpus) if (args.input / "filtered" / code).is_dir()]
     base = _rss_mb()
     started = time.perf_counter()
     for code in codes:
@@ -461,7 +479,7 @@ def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: lis
     if "datatrove" in contenders:
         results["datatrove_filter"] = spawn("datatrove_filter", corpus, per_lang, base / "datatrove_filter")
         results["datatrove_minhash"] = spawn("datatrove_minhash", corpus, per_lang, base / "datatrove_minhash",
-                                             base / "datatrove_filter", docs)
+                                             base / "datatrove_filter", results["datatrove_filter"]["docs"])
         results["datatrove_stage"] = combine("datatrove_stage", results["datatrove_filter"],
                                              results["datatrove_minhash"])
     return results
@@ -650,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {docs:>9,} {LABELS[name]}: {json.dumps(extra, ensure_ascii=False)}")
     if datatrove:
         stop_words = datatrove["datatrove_filter"]["extra"]["stop_words"]
+        skipped = datatrove["datatrove_filter"]["extra"].get("languages_skipped") or {}
+        print(f"  datatrove languages left out: {json.dumps(skipped) if skipped else 'none'}")
         print(f"  datatrove Gopher stop words (8 most frequent sample words): {json.dumps(stop_words, ensure_ascii=False)}")
 
     print("\nGoals:")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import multiprocessing
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from xinst_assets.settings import default_home
@@ -39,51 +41,97 @@ DEMO_TUNING_RUN_CONFIG = {
 }
 
 
-def _run_partitions(
-    languages: list[str] | None, selection: str | None, run_config: dict | None = None, tune: bool = False
-) -> int:
-    """Run the pipeline job for each language partition (then the tuning job when ``tune``), in this process,
-    recorded in the Dagster instance."""
+CURATED_ASSETS = ["seed_pairs", "parallel_pairs", "eval_questions"]
+
+
+def _share_cores(workers: int) -> None:
+    """Give each of ``workers`` processes its share of the cores (torch would otherwise take them all in each)."""
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_one(
+    code: str, selection: list[str] | None, run_config: dict | None, workers: int = 1
+) -> tuple[str, bool, float, str]:
+    """Materialize the pipeline job (or ``selection``) for one language; runs in a worker process."""
     import dagster as dg
 
     from xinst_assets.config import XinstConfig
     from xinst_assets.definitions import build_definitions
 
-    config = XinstConfig.from_env()
-    defs = build_definitions(config)
-    langs = languages or config.registry.codes
-    for code in langs:
-        config.registry.get(code)  # fail early on an unknown language
-    job = defs.resolve_job_def("xinst_pipeline")
-    failures = []
+    started = time.monotonic()
+    _share_cores(workers)
+    defs = build_definitions(XinstConfig.from_env())
     with dg.DagsterInstance.get() as instance:
-        for code in langs:
-            started = time.monotonic()
-            print(f"xinst: materializing language {code} ...", flush=True)
-            result = job.execute_in_process(
-                partition_key=code,
-                instance=instance,
-                run_config=(run_config or {}) if not selection else {},
-                asset_selection=[dg.AssetKey(k) for k in selection.split(",")] if selection else None,
-                raise_on_error=False,
-            )
-            status = "ok" if result.success else "FAILED"
-            print(f"xinst: {code} {status} in {time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
-            if not result.success:
+        result = defs.resolve_job_def("xinst_pipeline").execute_in_process(
+            partition_key=code,
+            instance=instance,
+            asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
+            run_config=run_config or {},
+            raise_on_error=False,
+        )
+    return code, result.success, time.monotonic() - started, result.run_id
+
+
+def _run_partitions(
+    languages: list[str], selection: list[str] | None, run_config: dict | None = None, workers: int = 1
+) -> list[str]:
+    """Run the pipeline job for each language, ``workers`` languages at a time in separate processes (the
+    warehouse serialises their writes); return the languages that failed."""
+    failures = []
+    with ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_one, code, selection, run_config, workers) for code in languages]
+        for future in as_completed(futures):
+            code, ok, seconds, run_id = future.result()
+            print(f"xinst: {code} {'ok' if ok else 'FAILED'} in {seconds:.1f}s (run {run_id})", flush=True)
+            if not ok:
                 failures.append(code)
-        if tune and not failures:
-            started = time.monotonic()
-            print("xinst: tuning and evaluating the model on every language ...", flush=True)
-            result = defs.resolve_job_def("xinst_tuning").execute_in_process(
-                instance=instance, run_config=DEMO_TUNING_RUN_CONFIG, raise_on_error=False)
-            print(f"xinst: tuning {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s "
-                  f"(run {result.run_id})", flush=True)
-            if not result.success:
-                failures.append("tuning")
+    return failures
+
+
+def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: dict | None) -> bool:
+    import dagster as dg
+
+    from xinst_assets.config import XinstConfig
+    from xinst_assets.definitions import build_definitions
+
+    started = time.monotonic()
+    defs = build_definitions(XinstConfig.from_env())
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config=run_config or {}, raise_on_error=False,
+            asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
+        )
+    print(f"xinst: {job_name}{selection or ''} {'ok' if result.success else 'FAILED'} in "
+          f"{time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
+    return result.success
+
+
+def _demo(languages: list[str], workers: int) -> int:
+    """The whole pipeline on the embedded sample: curated inputs, the generator once, every language's data
+    stages (two at a time), then tuning and evaluation over all languages."""
+    print(f"xinst: demo over {', '.join(languages)}", flush=True)
+    failures = _run_partitions(languages, CURATED_ASSETS, None, workers)
+    if not failures and not _run_unpartitioned("xinst_pipeline", ["instruction_generator"], None):
+        failures.append("instruction_generator")
+    if not failures:
+        failures += _run_partitions(languages, None, DEMO_DATA_RUN_CONFIG, workers)
+    if not failures and not _run_unpartitioned("xinst_tuning", None, DEMO_TUNING_RUN_CONFIG):
+        failures.append("tuning")
     if failures:
-        print(f"xinst: failed languages: {', '.join(failures)}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"xinst: failed: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _init_instance() -> None:
+    """Create the Dagster instance's storage once, before worker processes share it."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get():
+        pass
 
 
 def _print_where(home: Path, dagster_home: Path) -> None:
@@ -113,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run every stage for every language on the embedded sample")
     demo.add_argument("--languages", help="comma-separated language codes (default: all)")
+    demo.add_argument("--workers", type=int, default=2, help="languages run at the same time (default 2)")
     run = sub.add_parser("materialize", help="materialize the pipeline (or some assets) for languages")
     run.add_argument("--languages", required=True, help="comma-separated language codes")
     run.add_argument("--select", help="comma-separated asset names (default: the whole pipeline)")
+    run.add_argument("--workers", type=int, default=1, help="languages run at the same time")
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -129,11 +179,18 @@ def main(argv: list[str] | None = None) -> int:
             [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "xinst_assets.definitions",
              "-h", "127.0.0.1", "-p", str(args.port)]
         )
-    languages = args.languages.split(",") if args.languages else None
+    from xinst_assets.config import XinstConfig
+
+    registry = XinstConfig.from_env().registry
+    languages = args.languages.split(",") if args.languages else registry.codes
+    for language in languages:
+        registry.get(language)  # an unknown code fails here, before any work
+    _init_instance()
     if args.command == "demo":
-        code = _run_partitions(languages, None, DEMO_DATA_RUN_CONFIG, tune=True)
+        code = _demo(languages, args.workers)
     else:
-        code = _run_partitions(languages, args.select)
+        selection = args.select.split(",") if args.select else None
+        code = 1 if _run_partitions(languages, selection, None, args.workers) else 0
     _print_where(home, dagster_home)
     return code
 

@@ -30,8 +30,9 @@ from xinst_assets.resources.warehouse import Warehouse
 TUNING_ASSETS = ("dataset_export", "tuned_checkpoint", "evaluation")
 
 
-def build_definitions(config: XinstConfig) -> dg.Definitions:
-    """Assemble the asset graph for a deployment's configuration."""
+def build_definitions(config: XinstConfig, resource_overrides: dict | None = None) -> dg.Definitions:
+    """Assemble the asset graph for a deployment's configuration (``resource_overrides`` replace resources by
+    key, e.g. smaller models in tests)."""
     partitions = language_partitions(config.registry)
     project = dbt_project()
     assets = [
@@ -55,6 +56,7 @@ def build_definitions(config: XinstConfig) -> dg.Definitions:
         "warehouse": Warehouse(path=str(config.warehouse)),
         "storage": XinstStorage(home=str(config.home)),
         "raw_sources": RawSources(patterns=config.raw_patterns),
+        **(resource_overrides or {}),
     }
     tuning = dg.AssetSelection.assets(*TUNING_ASSETS)
     pipeline_job = dg.define_asset_job(

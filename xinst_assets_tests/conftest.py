@@ -59,13 +59,16 @@ def resources(xinst_config: XinstConfig) -> dict[str, Any]:
     }
 
 
-def materialize(config: XinstConfig, selection: str | list[str], partition: str | None = None, **kwargs):
+def materialize(
+    config: XinstConfig, selection: str | list[str], partition: str | None = None,
+    resource_overrides: dict | None = None, **kwargs,
+):
     """Materialize assets of the real definitions (resources bound from ``config``) in process."""
     import dagster as dg
 
     from xinst_assets.definitions import build_definitions
 
-    defs = build_definitions(config)
+    defs = build_definitions(config, resource_overrides)
     graph = defs.resolve_asset_graph()
     assets = [graph.assets_def_for_key(key) for key in graph.get_all_asset_keys()]
     unique = list({id(a): a for a in assets}.values())

@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+from pydantic import Field
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
 
 from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
@@ -31,7 +32,7 @@ GENERATION_TASK = "instruction_generation"
 GENERATION_PARAMS = RELEASED_DECODING.with_max_new_tokens(128)
 # A randomly initialised demo model learns nothing at fine-tuning rates (1e-5) in a few steps: the demo trains
 # it briefly at a from-scratch rate on short sequences so it writes instruction-like English.
-DEMO_GENERATOR_STEPS = 150
+DEMO_GENERATOR_STEPS = 120
 DEMO_LEARNING_RATE = 3e-3
 DEMO_MAX_LENGTH = 256
 CANDIDATES_DDL = """
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS candidate_rejections (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR, reason VARCHAR NOT NULL
 );
 """
+
+
+class CandidateConfig(Config):
+    """Per-run settings of candidate generation."""
+
+    max_text_chars: int = Field(default=4000, description="Longer filtered texts are not sent to the generator.")
 
 
 def export_seed_rows(warehouse: Warehouse, registry: LanguageRegistry, dest: Path) -> int:
@@ -151,15 +158,20 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         ),
     )
     def candidate_pairs(
-        context: AssetExecutionContext, warehouse: Warehouse, inference: InferenceSettings, lid_model: LidModel,
+        context: AssetExecutionContext, config: CandidateConfig, warehouse: Warehouse, inference: InferenceSettings, lid_model: LidModel,
         storage: XinstStorage,
     ) -> MaterializeResult:
         lang = registry.get(context.partition_key)
         with retry_transient(context):
             generator = current_checkpoint(warehouse, "instruction_generator")
             with warehouse.read() as con:
-                docs = con.execute("SELECT doc_id, text, url FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
+                rows = con.execute("SELECT doc_id, text, url FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
                                    [lang.code]).fetchall()
+        # Responses longer than this would not fit a model's context in the prompt (and are far longer than
+        # X-Instruction's ~1,000-1,300-character responses): they are recorded as dropped, not sent.
+        docs = [r for r in rows if len(r[1]) <= config.max_text_chars]
+        too_long = [{"doc_id": d, "instruction": None, "reason": "candidate_text_too_long"}
+                    for d, t, _ in rows if len(t) > config.max_text_chars]
         backend = LazyBackend(inference, generator)
         progress = Progress(f"candidate_pairs:{lang.code}", len(docs), context.log.info, unit="texts")
         try:
@@ -177,8 +189,8 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
                                        CandidateRules())
         kept = [{"pair_id": stable_hash(lang.code, d, i), "doc_id": d, "instruction": i, "response": t,
                  "source_url": u} for (d, t, u), i, r in zip(docs, instructions, reasons) if r is None]
-        rejected = [{"doc_id": d, "instruction": i, "reason": r}
-                    for (d, _, _), i, r in zip(docs, instructions, reasons) if r is not None]
+        rejected = too_long + [{"doc_id": d, "instruction": i, "reason": r}
+                               for (d, _, _), i, r in zip(docs, instructions, reasons) if r is not None]
         with retry_transient(context), storage.scratch_dir(f"candidates-{lang.code}") as scratch:
             kept_file, rejected_file = scratch / "kept.parquet", scratch / "rejected.parquet"
             pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
@@ -199,7 +211,7 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
             by_reason[key] = by_reason.get(key, 0) + 1
         return MaterializeResult(metadata={
             "dagster/row_count": len(kept),
-            "texts_in": len(docs),
+            "texts_in": len(rows),
             "candidates_kept": len(kept),
             "rejected": len(rejected),
             "rejected_by_reason": counts_table(by_reason),

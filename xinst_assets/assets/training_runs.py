@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, PipesSubprocessClient
 
 from xinst_assets.resources.training import TrainingLauncher
 from xinst_assets.training.config import TrainConfig
+from xinst_assets.training.trainer import finished_result
 
 
 def file_sha256(path: Path) -> str:
@@ -37,6 +38,10 @@ def launch_training(
     A folder that already holds a finished run of the same config is reused by the trainer (no retraining);
     an interrupted run resumes from its last checkpoint.
     """
+    finished = finished_result(run_dir, config)
+    if finished is not None:  # no process to start, no model to load
+        context.log.info(f"training: {run_dir} already holds this finished run (step {finished.global_step}); reused")
+        return {"reused": True, "global_step": finished.global_step, "final_loss": finished.final_loss}
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = config.to_json(run_dir / "run.json")
     command = launcher.command(config_path)

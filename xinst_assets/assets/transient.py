@@ -11,9 +11,12 @@ from typing import Iterator
 import httpx
 from dagster import AssetExecutionContext, RetryRequested
 
+from xinst_assets.inference.base import TransientInferenceError
 from xinst_assets.resources.warehouse import WarehouseLockTimeout
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (WarehouseLockTimeout, httpx.TransportError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    WarehouseLockTimeout, TransientInferenceError, httpx.TransportError,
+)
 MAX_RETRIES = 3
 BASE_DELAY_S = 15
 

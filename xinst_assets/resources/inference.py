@@ -20,6 +20,10 @@ class InferenceSettings(ConfigurableResource):
     batch_size: int = Field(default=16, description="Prompts per forward pass (transformers).")
     max_batch_tokens: int | None = Field(default=None, description="Bound on padded tokens per batch.")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (transformers).")
+    num_threads: int | None = Field(
+        default=None, description="CPU threads per call (transformers); None: torch's default. Set 1 when "
+        "several stages or partitions share a few cores: oversubscribed threads slow small models many-fold."
+    )
     dtype: str = Field(default="auto", description="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
     trust_remote_code: bool = Field(default=False, description="Run code shipped with a hub model (off).")
     allow_download: bool = Field(default=False, description="Fetch hub ids missing from the local cache.")
@@ -30,6 +34,10 @@ class InferenceSettings(ConfigurableResource):
     # OpenAI-compatible server
     base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8000/v1 (openai backend).")
     served_model: str | None = Field(default=None, description="The served model name (default: the model).")
+    served_revision: str | None = Field(
+        default=None, description="Version of the served weights (part of cache keys: change it when the server "
+        "starts serving other weights under the same name)."
+    )
     api_key_env: str | None = Field(default=None, description="Name of the env var holding the API key.")
     timeout_s: float = Field(default=120.0, description="HTTP read timeout per request.")
     max_retries: int = Field(default=5, description="HTTP retries with exponential backoff on 429/5xx.")
@@ -45,7 +53,8 @@ class InferenceSettings(ConfigurableResource):
         if self.backend == "transformers":
             from xinst_assets.inference.transformers_backend import TransformersBackend
 
-            return TransformersBackend(spec, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+            return TransformersBackend(spec, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+                                       num_threads=self.num_threads)
         if self.backend == "vllm":
             from xinst_assets.inference.vllm_backend import VLLMBackend, VLLMConfig
 
@@ -61,6 +70,7 @@ class InferenceSettings(ConfigurableResource):
                 raise ValueError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
             return HTTPBackend(HTTPConfig(
                 base_url=self.base_url, model=self.served_model or model, api_key_env=self.api_key_env,
+                model_revision=self.served_revision,
                 timeout_s=self.timeout_s, max_retries=self.max_retries, max_concurrency=self.max_concurrency,
                 guided_choice=self.guided_choice,
             ))
@@ -92,7 +102,8 @@ class LazyBackend:
 
     def fingerprint(self) -> str:
         if self.settings.backend == "openai":
-            return f"http:{self.settings.served_model or self.model}"
+            served = self.settings.served_model or self.model
+            return f"http:{served}@{self.settings.served_revision or 'unversioned'}"
         precision = self.settings.dtype
         if precision == "auto":
             import torch

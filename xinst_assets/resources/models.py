@@ -51,8 +51,9 @@ class ModelSettings(ConfigurableResource):
         out = models_dir / f"demo-base-h{self.demo_hidden_size}"
         with file_lock(models_dir / ".demo-base.lock", exclusive=True, timeout_s=600):
             if not (out / "config.json").exists():
+                # 8k positions: a tiny tokenizer spends about a token per character on Indic scripts.
                 build_tiny_model(out, _sample_texts(), hidden_size=self.demo_hidden_size, num_layers=2,
-                                 num_heads=4, vocab_size=4096)
+                                 num_heads=4, vocab_size=4096, max_positions=8192)
         return str(out)
 
 

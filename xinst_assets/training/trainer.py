@@ -548,6 +548,11 @@ def _finished_result(out_dir: Path, config: TrainConfig) -> TrainResult | None:
     )
 
 
+def finished_result(out_dir: str | Path, config: TrainConfig) -> TrainResult | None:
+    """The result of a finished run of exactly ``config`` in ``out_dir``, or None (cheap: reads one file)."""
+    return _finished_result(Path(out_dir), config)
+
+
 def _check_previous_config(out_dir: Path, config: TrainConfig, emit: Callable[[str], None]) -> None:
     previous = out_dir / RUN_CONFIG_FILE
     if previous.is_file():

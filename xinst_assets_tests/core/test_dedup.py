@@ -58,10 +58,18 @@ RICE_NEAR = edited(RICE, {"pekan ini": "minggu ini", "ujarnya": "katanya", "Mesk
 RICE_SYNDICATED = "Diperbarui: Jumat, 21 Juni 2024\n" + RICE.replace(". ", ".\n")
 
 
-def test_the_lsh_threshold_arithmetic_matches_datatrove():
+def test_the_banding_arithmetic_keeps_datatrove_permutations_and_finds_short_document_edits():
     config = MinhashConfig()
-    assert config.num_perm == 112
-    assert config.threshold == pytest.approx((1 / 14) ** (1 / 8)) and 0.71 < config.threshold < 0.73
+    assert (config.ngram_size, config.num_perm) == (5, 112)  # datatrove's shingles and signature size
+    assert config.threshold == pytest.approx((1 / 28) ** (1 / 4)) and 0.43 < config.threshold < 0.44
+    assert config.candidate_probability(0.65) > 0.99 and config.candidate_probability(0.1) < 0.01
+    datatrove = MinhashConfig(num_bands=14, rows_per_band=8, min_jaccard=None)
+    assert 0.71 < datatrove.threshold < 0.73 and datatrove.candidate_probability(0.65) < 0.4
+
+
+def test_a_similarity_outside_zero_to_one_is_a_clear_error():
+    with pytest.raises(ValueError, match="min_jaccard must be within"):
+        MinhashConfig(min_jaccard=1.5)
 
 
 def test_vectorised_signatures_equal_datasketch_minhash_update_batch():
@@ -93,7 +101,7 @@ def test_signatures_round_trip_through_bytes_and_reject_other_settings():
     data = signature_to_bytes(signature)
     assert len(data) == 112 * 8
     assert np.array_equal(signature_from_bytes(data, config), signature)
-    with pytest.raises(ValueError, match="has 896 bytes, expected 1024.*recompute"):
+    with pytest.raises(ValueError, match="has 896 bytes, expected 512.*recompute"):
         signature_from_bytes(data, MinhashConfig(num_bands=16))
 
 
@@ -110,6 +118,23 @@ def test_near_duplicates_with_small_edits_are_found_and_point_at_the_earlier_cop
         ("c", False, "dedup_near_duplicate", "a"),
     ]
     assert outcome.cluster_sizes == {"a": 3}
+
+
+def test_a_short_text_with_a_new_header_a_changed_figure_and_a_dropped_sentence_is_a_near_duplicate():
+    first_sentences = RICE.split(". ")
+    edited_copy = "Diperbarui Senin pagi. " + ". ".join(first_sentences[:-1]).replace(
+        "tiga bulan", "empat bulan"
+    )
+    assert len(RICE.split()) == 126  # the size of an X-Instruction response, where edits weigh a lot
+    docs = [DedupCandidate("orig", RICE, "2024-01-01"), DedupCandidate("copy", edited_copy, "2024-01-02")]
+    outcome = deduplicate(docs, "Latn")
+    assert [(d.keep, d.duplicate_of) for d in outcome.decisions] == [(True, None), (False, "orig")]
+
+
+def test_candidates_below_the_similarity_check_are_kept_apart():
+    docs = [DedupCandidate("a", RICE), DedupCandidate("b", RICE_NEAR)]
+    assert deduplicate(docs, "Latn").kept == 1
+    assert deduplicate(docs, "Latn", MinhashConfig(min_jaccard=0.95)).kept == 2
 
 
 def test_different_texts_on_the_same_topic_are_not_merged():

@@ -109,7 +109,8 @@ def test_settings_are_per_language_and_recordable_as_json(registry):
     settings = FilterSettings.for_language(registry.get("fi"))
     assert settings.quality.min_line_punct_ratio == 0.12
     record = json.loads(json.dumps(settings.as_metadata()))
-    assert record["minhash"]["num_perm"] == 112 and record["minhash"]["jaccard_threshold"] == 0.719
+    assert record["minhash"]["num_perm"] == 112 and record["minhash"]["min_jaccard"] == 0.5
+    assert record["minhash"]["jaccard_threshold"] == 0.435
     assert record["quality"]["max_top_ngram_char_fraction"][0] == [2, 0.2]
     assert record["lid_policy"] == {"confusable_margin": 0.1, "accept_runner_up": True}
 
