@@ -30,9 +30,10 @@ STOP_GRACE_S = 15
 DAGSTER_YAML = """\
 # Written by the e2e tests: a local instance that queues runs and runs at most three at a time.
 run_queue:
-  max_concurrent_runs: 3
   dequeue_interval_seconds: 1
 concurrency:
+  runs:
+    max_concurrent_runs: 3
   pools:
     # Unconfigured pools (the `gpu` pool of the model stages) run one step at a time on this machine.
     default_limit: 1
@@ -199,7 +200,7 @@ def _location_loaded(server: DagsterServer) -> bool:
     for entry in entries:
         error = entry["locationOrLoadError"] or {}
         if error.get("__typename") == "PythonError":
-            raise RuntimeError(f"code location {entry['name']} failed to load: {error['message']}")
+            raise RuntimeError(f"code location {entry['name']} failed to load: {error['message']}\n{server.logs()}")
     return bool(entries) and all(
         e["loadStatus"] == "LOADED" and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
         for e in entries
@@ -215,7 +216,7 @@ def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster
     xinst_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
     languages_file = root / "languages.yaml"
-    languages_file.write_text(f"only: [{', '.join(E2E_LANGUAGES)}]\n", encoding="utf-8")
+    languages_file.write_text(f"languages: {{}}\nonly: [{', '.join(E2E_LANGUAGES)}]\n", encoding="utf-8")
     env = e2e_environment(dagster_home, xinst_home, languages_file)
 
     # Create the instance's storage once, before two processes open it at the same time.
