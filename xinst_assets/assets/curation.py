@@ -11,7 +11,8 @@ from pydantic import Field
 
 from xinst_assets.assets.checkpoints import current_checkpoint
 from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
-from xinst_assets.assets.reporting import counts_table, figure_markdown, markdown_table
+from xinst_assets.assets.reporting import counts_table, markdown_table
+from xinst_assets.core.plots import figure_markdown, score_histogram_figure
 from xinst_assets.assets.training_runs import file_sha256
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
@@ -64,19 +65,7 @@ def _score(backend, cache, pairs, lang_name, context, stage):
 
 
 def _histogram(scores: list[float]) -> MetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(scores, bins=20, range=(1, 3))
-    ax.set_xlabel("expected score (1-3)")
-    ax.set_ylabel("pairs")
-    try:
-        return figure_markdown(fig, "expected score histogram")
-    finally:
-        plt.close(fig)
+    return MetadataValue.md(figure_markdown(score_histogram_figure(scores, title="Expected score"), "scores"))
 
 
 def build_curation_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any, Iterable, Mapping, Sequence
 
 from dagster import MetadataValue
+
+from xinst_assets.core.plots import figure_markdown, loss_curve_figure
 
 
 def markdown_table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> MetadataValue:
@@ -28,30 +28,8 @@ def counts_table(counts: Mapping[str, int], key: str = "reason", value: str = "r
     return markdown_table(rows, [key, value])
 
 
-def figure_markdown(fig: Any, alt: str) -> MetadataValue:
-    """A matplotlib figure embedded as a PNG in Markdown (renders in the asset's metadata panel)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
-
-
 def loss_curve_markdown(curve: Sequence[Sequence[float]], title: str) -> MetadataValue:
     """The training loss by step as a picture (or a note when the run logged no loss)."""
     if not curve:
         return MetadataValue.md("_no loss logged_")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    steps, losses = zip(*[(float(s), float(v)) for s, v in curve])
-    ax.plot(steps, losses, marker=".")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    try:
-        return figure_markdown(fig, title)
-    finally:
-        plt.close(fig)
+    return MetadataValue.md(figure_markdown(loss_curve_figure(curve, title), title))

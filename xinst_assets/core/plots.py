@@ -101,3 +101,16 @@ def figure_markdown(fig: Figure, alt: str = "figure") -> str:
     """A Markdown image with the PNG inlined (``MetadataValue.md`` renders it in the Dagster UI)."""
     data = base64.b64encode(figure_png(fig)).decode("ascii")
     return f"![{alt}](data:image/png;base64,{data})"
+
+
+def loss_curve_figure(curve: Sequence[Sequence[float]], title: str = "Training loss") -> Figure:
+    """Training loss by step."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    if curve:
+        steps, losses = zip(*[(float(s), float(v)) for s, v in curve])
+        ax.plot(steps, losses, marker=".", color=_BLUE)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    return fig

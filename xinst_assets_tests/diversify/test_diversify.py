@@ -253,7 +253,8 @@ def test_mixing_the_verb_into_the_clustering_spreads_the_verbs(long_tail):
         comparison = compare_with_random(mixed.pool, seed=seed)
         assert comparison.verb_entropy_diversified > comparison.verb_entropy_random + 1.0
         news = {name: r.selected.filter(pl.col("mode") == "news").height for name, r in (("plain", plain), ("mixed", mixed))}
-        assert news["mixed"] <= 15 < 25 <= news["plain"]  # a random 40 of this pool has 30 news pairs
+        # a random 40 of this pool has 30 news pairs; clustering by topic alone does no better than that
+        assert news["mixed"] <= 20 and news["plain"] >= 28
 
 
 def test_the_report_adds_up(long_tail):
