@@ -27,30 +27,154 @@ import numpy as np
 import polars as pl
 import psutil
 
-from xinst_assets.core.diversify import DiversifyConfig, cluster, compare_with_random, diversify, near_identical
+from xinst_assets.core.diversify import (
+    DiversifyConfig,
+    cluster,
+    compare_with_random,
+    diversify,
+    near_identical,
+)
 from xinst_assets.core.verbs import verb_counts
 from xinst_assets.embedding import default_embedder
 
-EVENTS = ["floods", "an election", "a football final", "rising rice prices", "a heatwave", "a new railway line",
-          "a teachers' strike", "a music festival", "a bus crash", "a solar power plant", "a cholera outbreak",
-          "a new airport", "a fishing ban", "a cyclone", "a tech conference", "fuel shortages", "a bridge collapse",
-          "a marathon", "a film premiere", "a hospital opening", "a drought", "a court ruling", "a coffee harvest",
-          "a port expansion", "a school reform", "a fire at a market", "a new national park", "a bank merger"]
-PLACES = ["Nairobi", "Bangkok", "Hanoi", "Jakarta", "Istanbul", "Helsinki", "Dhaka", "Chennai", "Karachi",
-          "Dar es Salaam", "Mumbai", "Colombo", "Mombasa", "Chiang Mai", "Da Nang", "Surabaya", "Ankara", "Tampere",
-          "Chittagong", "Madurai", "Lahore", "Zanzibar", "Delhi", "Kandy", "Medan", "Izmir", "Hue", "Arusha"]
-TOPICS = ["climate change", "public health", "migration", "ancient history", "renewable energy", "online privacy",
-          "urban farming", "traditional music", "space exploration", "road safety", "child nutrition",
-          "small businesses", "water supply", "mobile banking", "wildlife protection", "local elections",
-          "tourism", "air pollution", "digital education", "womens football", "street food", "housing prices"]
-CONCEPTS = ["how a vaccine works", "photosynthesis", "inflation", "how credit cards work", "the water cycle",
-            "machine learning", "how elections are counted", "compound interest", "plate tectonics", "monsoons",
-            "how solar panels work", "the immune system", "supply and demand", "how the internet works"]
-THINGS = ["recipe", "workout plan", "study schedule", "budget", "travel itinerary", "shopping list", "lesson plan",
-          "marketing slogan", "short story", "poem", "speech", "quiz"]
-AUDIENCES = ["teenagers", "new parents", "farmers", "university students", "small shop owners", "tourists",
-             "retired people", "nurses", "teachers", "office workers"]
-LANGUAGES = ["Swahili", "Thai", "Finnish", "Urdu", "Tamil", "Vietnamese", "Turkish", "Hindi", "Bengali", "Indonesian"]
+EVENTS = [
+    "floods",
+    "an election",
+    "a football final",
+    "rising rice prices",
+    "a heatwave",
+    "a new railway line",
+    "a teachers' strike",
+    "a music festival",
+    "a bus crash",
+    "a solar power plant",
+    "a cholera outbreak",
+    "a new airport",
+    "a fishing ban",
+    "a cyclone",
+    "a tech conference",
+    "fuel shortages",
+    "a bridge collapse",
+    "a marathon",
+    "a film premiere",
+    "a hospital opening",
+    "a drought",
+    "a court ruling",
+    "a coffee harvest",
+    "a port expansion",
+    "a school reform",
+    "a fire at a market",
+    "a new national park",
+    "a bank merger",
+]
+PLACES = [
+    "Nairobi",
+    "Bangkok",
+    "Hanoi",
+    "Jakarta",
+    "Istanbul",
+    "Helsinki",
+    "Dhaka",
+    "Chennai",
+    "Karachi",
+    "Dar es Salaam",
+    "Mumbai",
+    "Colombo",
+    "Mombasa",
+    "Chiang Mai",
+    "Da Nang",
+    "Surabaya",
+    "Ankara",
+    "Tampere",
+    "Chittagong",
+    "Madurai",
+    "Lahore",
+    "Zanzibar",
+    "Delhi",
+    "Kandy",
+    "Medan",
+    "Izmir",
+    "Hue",
+    "Arusha",
+]
+TOPICS = [
+    "climate change",
+    "public health",
+    "migration",
+    "ancient history",
+    "renewable energy",
+    "online privacy",
+    "urban farming",
+    "traditional music",
+    "space exploration",
+    "road safety",
+    "child nutrition",
+    "small businesses",
+    "water supply",
+    "mobile banking",
+    "wildlife protection",
+    "local elections",
+    "tourism",
+    "air pollution",
+    "digital education",
+    "womens football",
+    "street food",
+    "housing prices",
+]
+CONCEPTS = [
+    "how a vaccine works",
+    "photosynthesis",
+    "inflation",
+    "how credit cards work",
+    "the water cycle",
+    "machine learning",
+    "how elections are counted",
+    "compound interest",
+    "plate tectonics",
+    "monsoons",
+    "how solar panels work",
+    "the immune system",
+    "supply and demand",
+    "how the internet works",
+]
+THINGS = [
+    "recipe",
+    "workout plan",
+    "study schedule",
+    "budget",
+    "travel itinerary",
+    "shopping list",
+    "lesson plan",
+    "marketing slogan",
+    "short story",
+    "poem",
+    "speech",
+    "quiz",
+]
+AUDIENCES = [
+    "teenagers",
+    "new parents",
+    "farmers",
+    "university students",
+    "small shop owners",
+    "tourists",
+    "retired people",
+    "nurses",
+    "teachers",
+    "office workers",
+]
+LANGUAGES = [
+    "Swahili",
+    "Thai",
+    "Finnish",
+    "Urdu",
+    "Tamil",
+    "Vietnamese",
+    "Turkish",
+    "Hindi",
+    "Bengali",
+    "Indonesian",
+]
 
 TEMPLATES: list[tuple[float, str]] = [  # (weight, template): the long tail
     (0.30, "Write a news article about {event} in {place}."),
@@ -82,9 +206,14 @@ def generate_instructions(n: int, seed: int) -> list[str]:
     for template in rng.choices([t for _, t in TEMPLATES], weights=weights, k=n):
         out.append(
             template.format(
-                event=rng.choice(EVENTS), place=rng.choice(PLACES), place2=rng.choice(PLACES),
-                topic=rng.choice(TOPICS), concept=rng.choice(CONCEPTS), thing=rng.choice(THINGS),
-                audience=rng.choice(AUDIENCES), language=rng.choice(LANGUAGES),
+                event=rng.choice(EVENTS),
+                place=rng.choice(PLACES),
+                place2=rng.choice(PLACES),
+                topic=rng.choice(TOPICS),
+                concept=rng.choice(CONCEPTS),
+                thing=rng.choice(THINGS),
+                audience=rng.choice(AUDIENCES),
+                language=rng.choice(LANGUAGES),
             )
         )
     return out
@@ -102,7 +231,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="pool size for clustering and selection")
     parser.add_argument("--embed-n", type=int, default=2_000, help="instructions embedded for real")
-    parser.add_argument("--budget", type=int, default=32_000, help="pairs selected (X-Instruction: 32k per language)")
+    parser.add_argument(
+        "--budget", type=int, default=32_000, help="pairs selected (X-Instruction: 32k per language)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not 0 < args.embed_n <= args.n:
@@ -116,8 +247,10 @@ def main() -> None:
         rows.append((what, value, kind))
         print(f"  {what:<48} {value:>18}   {kind}", flush=True)
 
-    print(f"stage-5 benchmark: n={args.n:,} embed_n={args.embed_n:,} budget={args.budget:,} "
-          f"torch threads={torch.get_num_threads()} cores={psutil.cpu_count()}")
+    print(
+        f"stage-5 benchmark: n={args.n:,} embed_n={args.embed_n:,} budget={args.budget:,} "
+        f"torch threads={torch.get_num_threads()} cores={psutil.cpu_count()}"
+    )
     note("RSS at start", f"{rss_mb():,.0f} MB", "measured")
 
     # --- embedding (real) -------------------------------------------------------------------------------
@@ -139,19 +272,36 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sub_budget = max(2, round(args.embed_n * args.budget / args.n))
     real_pairs = pl.DataFrame(
-        {"pair_id": [f"r{i:07d}" for i in range(len(texts))], "instruction": texts, "response": "",
-         "score": np.round(rng.uniform(1.0, 3.0, len(texts)), 2), "label": 3, "refined": False}
+        {
+            "pair_id": [f"r{i:07d}" for i in range(len(texts))],
+            "instruction": texts,
+            "response": "",
+            "score": np.round(rng.uniform(1.0, 3.0, len(texts)), 2),
+            "label": 3,
+            "refined": False,
+        }
     )
     for name, weight in (("plain", None), ("verb_weight=1", 1.0)):
-        result = diversify(real_pairs, real, DiversifyConfig(budget=sub_budget, seed=args.seed, verb_weight=weight))
+        result = diversify(
+            real_pairs, real, DiversifyConfig(budget=sub_budget, seed=args.seed, verb_weight=weight)
+        )
         cmp = compare_with_random(result.pool, seed=args.seed)
         k = result.report.n_clusters
-        note(f"real {args.embed_n:,}, {name}: k / pool / selected", f"{k} / {result.report.pool:,} / {cmp.size:,}",
-             "measured")
-        note(f"  cluster entropy diversified vs random (bits)",
-             f"{cmp.cluster_entropy_diversified:.2f} vs {cmp.cluster_entropy_random:.2f}", "measured")
-        note(f"  verb entropy diversified vs random (bits)",
-             f"{cmp.verb_entropy_diversified:.2f} vs {cmp.verb_entropy_random:.2f}", "measured")
+        note(
+            f"real {args.embed_n:,}, {name}: k / pool / selected",
+            f"{k} / {result.report.pool:,} / {cmp.size:,}",
+            "measured",
+        )
+        note(
+            "  cluster entropy diversified vs random (bits)",
+            f"{cmp.cluster_entropy_diversified:.2f} vs {cmp.cluster_entropy_random:.2f}",
+            "measured",
+        )
+        note(
+            "  verb entropy diversified vs random (bits)",
+            f"{cmp.verb_entropy_diversified:.2f} vs {cmp.verb_entropy_random:.2f}",
+            "measured",
+        )
         top = ", ".join(f"{v} {c}" for v, c in cmp.top_verbs_diversified[:4])
         print(f"    top verbs diversified: {top}")
         top = ", ".join(f"{v} {c}" for v, c in cmp.top_verbs_random[:4])
@@ -169,8 +319,14 @@ def main() -> None:
     del extra
     all_texts = texts + [texts[j] for j in source]
     pairs = pl.DataFrame(
-        {"pair_id": [f"p{i:07d}" for i in range(args.n)], "instruction": all_texts, "response": "",
-         "score": np.round(rng.uniform(1.0, 3.0, args.n), 2), "label": 3, "refined": False}
+        {
+            "pair_id": [f"p{i:07d}" for i in range(args.n)],
+            "instruction": all_texts,
+            "response": "",
+            "score": np.round(rng.uniform(1.0, 3.0, args.n), 2),
+            "label": 3,
+            "refined": False,
+        }
     )
     print(f"full pool: {len(real):,} real + {len(source):,} synthesised vectors (real + noise)")
     config = DiversifyConfig(budget=args.budget, seed=args.seed)
@@ -179,14 +335,19 @@ def main() -> None:
     order = np.asarray(pairs.with_row_index("r").sort(["score", "pair_id"], descending=[True, False])["r"])
     started = time.perf_counter()
     keep, _, _ = near_identical(vectors[order], config.near_identical_cosine)
-    note(f"near-identical pass on {args.n:,} (cos >= {config.near_identical_cosine})",
-         f"{time.perf_counter() - started:.1f} s", "measured")
+    note(
+        f"near-identical pass on {args.n:,} (cos >= {config.near_identical_cosine})",
+        f"{time.perf_counter() - started:.1f} s",
+        "measured",
+    )
     note("  dropped as near-identical", f"{int((~keep).sum()):,}", "measured")
     note("peak RSS after near-identical pass", f"{peak_rss_mb():,.0f} MB", "measured")
 
     started = time.perf_counter()
     cluster(vectors[order][keep], k, config)
-    note(f"MiniBatchKMeans k={k} on {int(keep.sum()):,}", f"{time.perf_counter() - started:.1f} s", "measured")
+    note(
+        f"MiniBatchKMeans k={k} on {int(keep.sum()):,}", f"{time.perf_counter() - started:.1f} s", "measured"
+    )
 
     started = time.perf_counter()
     result = diversify(pairs, vectors, config)
@@ -197,14 +358,24 @@ def main() -> None:
 
     started = time.perf_counter()
     cmp = compare_with_random(result.pool, seed=args.seed)
-    note("compare_with_random (verbs of 100k + 5 draws)", f"{time.perf_counter() - started:.1f} s", "measured")
-    note("cluster entropy diversified vs random (bits)",
-         f"{cmp.cluster_entropy_diversified:.2f} vs {cmp.cluster_entropy_random:.2f}", "measured")
-    note("verb entropy diversified vs random (bits)",
-         f"{cmp.verb_entropy_diversified:.2f} vs {cmp.verb_entropy_random:.2f}", "measured")
+    note(
+        "compare_with_random (verbs of 100k + 5 draws)", f"{time.perf_counter() - started:.1f} s", "measured"
+    )
+    note(
+        "cluster entropy diversified vs random (bits)",
+        f"{cmp.cluster_entropy_diversified:.2f} vs {cmp.cluster_entropy_random:.2f}",
+        "measured",
+    )
+    note(
+        "verb entropy diversified vs random (bits)",
+        f"{cmp.verb_entropy_diversified:.2f} vs {cmp.verb_entropy_random:.2f}",
+        "measured",
+    )
     pool_verbs = verb_counts(all_texts).most_common(5)
     print("    pool top verbs: " + ", ".join(f"{v} {c:,}" for v, c in pool_verbs))
-    note(f"embedding + diversify for {args.n:,}", f"{args.n / rate / 60 + total / 60:.1f} min", "extrapolated")
+    note(
+        f"embedding + diversify for {args.n:,}", f"{args.n / rate / 60 + total / 60:.1f} min", "extrapolated"
+    )
 
     print("\n| step | value | kind |\n|---|---:|---|")
     for what, value, kind in rows:

@@ -43,11 +43,11 @@ class DiversifyConfig:
 
     # Pairs kept per language; None keeps the whole (deduplicated) pool, still clustered for the report.
     budget: int | None = X_INSTRUCTION_BUDGET
-    # Two instructions whose unit embeddings have cosine >= this are "the same instruction" (xinst). Measured
-    # with MiniLM: rewordings score 0.95-0.99 ("... news article about the floods in Kenya." / "... news article
-    # on the floods in Kenya" 0.986; "Write a short news report on ..." 0.958), while the same template with
-    # another topic stays at 0.5-0.8 (floods in Nairobi / in Mombasa 0.81; floods / an election 0.73).
-    # None: no near-identical pass.
+    # Two instructions whose unit embeddings have cosine >= this are "the same instruction" (xinst).
+    # Measured with MiniLM: rewordings score 0.95-0.99 ("... news article about the floods in Kenya." /
+    # "... news article on the floods in Kenya" 0.986; "Write a short news report on ..." 0.958), while the
+    # same template with another topic stays at 0.5-0.8 (floods in Nairobi / in Mombasa 0.81; floods / an
+    # election 0.73). None: no near-identical pass.
     near_identical_cosine: float | None = 0.95
     # Number of k-means clusters; None derives it from the budget (see ``pairs_per_cluster``).
     n_clusters: int | None = None
@@ -55,7 +55,7 @@ class DiversifyConfig:
     # per cluster on average. X-Instruction does not state k. 50 means 640 clusters for a 32k budget: enough
     # that a dominant mode ("write a news article about X") splits into topical sub-clusters, each with
     # enough members to choose the best-scored ones; and MiniBatchKMeans with k=640 on 100k x 384 takes
-    # seconds. Clamped to [2, pool size].
+    # under a minute (bench/bench_diversify.py). Clamped to [2, pool size].
     pairs_per_cluster: int = 50
     # Plain KMeans (Lloyd) up to this many rows; MiniBatchKMeans above (Lloyd is O(n k d) per iteration over
     # all rows: 100k x 640 x 384 ~ 25 GFLOP per iteration, minutes to converge on 2 cores).
@@ -71,19 +71,23 @@ class DiversifyConfig:
     # share one column) scaled by this weight is appended to the unit embedding, so k-means separates tasks
     # before topics. Sentence embeddings group instructions mostly by topic: on a pool where 75% of
     # instructions are "Write a news article about <event> in <city>" (xinst_assets_tests/diversify), plain
-    # clustering (k=8-12, 40 picks) splits the news by city and the round-robin picks news at least as often as
-    # a random sample (31-39 of 40 vs 30; verb entropy 0.2-1.3 bits vs 1.1-1.5 random); with weight 1.0 news
-    # falls to 12-20 of 40 and the verb entropy rises to 2.4-3.0 bits. None: cluster the embeddings alone,
-    # as METHOD.md says.
+    # clustering (k=8-12, 40 picks) splits the news by city and the round-robin picks news at least as often
+    # as a random sample (31-39 of 40 vs 30; verb entropy 0.2-1.3 bits vs 1.1-1.5 random); with weight 1.0
+    # news falls to 12-20 of 40 and the verb entropy rises to 2.4-3.0 bits. None: cluster the embeddings
+    # alone, as METHOD.md says.
     verb_weight: float | None = None
     max_verbs: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget < 1:
-            raise ValueError(f"DiversifyConfig.budget must be at least 1 (or None for no budget), got {self.budget}")
+            raise ValueError(
+                f"DiversifyConfig.budget must be at least 1 (or None for no budget), got {self.budget}"
+            )
         if self.near_identical_cosine is not None and not -1.0 <= self.near_identical_cosine <= 1.0:
-            raise ValueError(f"near_identical_cosine must be within [-1, 1], got {self.near_identical_cosine}")
+            raise ValueError(
+                f"near_identical_cosine must be within [-1, 1], got {self.near_identical_cosine}"
+            )
         if self.n_clusters is not None and self.n_clusters < 1:
             raise ValueError(f"n_clusters must be at least 1 (or None to derive it), got {self.n_clusters}")
         if self.verb_weight is not None and self.verb_weight <= 0:
@@ -138,37 +142,43 @@ class DiversifyResult:
     """The selection and everything needed to audit it."""
 
     selected: pl.DataFrame  # input columns + cluster, cluster_rank, rank (selection order, 0 = first pick)
-    pool: pl.DataFrame  # every row left after the near-identical pass: input columns + cluster, cluster_rank, selected
+    pool: (
+        pl.DataFrame
+    )  # every row left after the near-identical pass: input columns + cluster, cluster_rank, selected
     dropped: pl.DataFrame  # pair_id, reason, duplicate_of, similarity
     selected_embeddings: np.ndarray  # embedding rows of ``selected``, in its order
     report: DiversifyReport
 
 
-# --- entry point ---------------------------------------------------------------------------------------------
+# --- entry point --------------------------------------------------------------------------------------------
 
 
-def diversify(pairs: pl.DataFrame, embeddings: np.ndarray, config: DiversifyConfig = DiversifyConfig()) -> DiversifyResult:
-    """Select a diverse, well-scored subset of ``pairs`` (one language) by clustering their instruction embeddings.
+def diversify(
+    pairs: pl.DataFrame, embeddings: np.ndarray, config: DiversifyConfig = DiversifyConfig()
+) -> DiversifyResult:
+    """Select a diverse, well-scored subset of ``pairs`` (one language) by clustering instruction embeddings.
 
     ``pairs`` needs columns pair_id (unique), instruction, response, score (not null), label, refined; other
     columns are carried through. ``embeddings`` is a ``(len(pairs), dim)`` matrix aligned with the rows (rows
     are normalised to unit length here). See the module docstring for the steps.
     """
     _validate(pairs, embeddings)
-    vectors = _unit_rows(embeddings)
     # Priority order: best score first, ties by pair_id. Everything below works in this order.
     order = np.asarray(
         pairs.with_row_index("_row").sort(["score", "pair_id"], descending=[True, False])["_row"].to_numpy(),
         dtype=np.int64,
     )
     ranked = pairs[order]
-    vectors = vectors[order]
+    vectors = _unit_rows(embeddings[order])
 
     if config.near_identical_cosine is not None and len(ranked) > 1:
         keep, duplicate_of, similarity = near_identical(vectors, config.near_identical_cosine)
     else:
         keep = np.ones(len(ranked), dtype=bool)
-        duplicate_of, similarity = np.full(len(ranked), -1, dtype=np.int64), np.zeros(len(ranked), dtype=np.float32)
+        duplicate_of, similarity = (
+            np.full(len(ranked), -1, dtype=np.int64),
+            np.zeros(len(ranked), dtype=np.float32),
+        )
     ids = ranked["pair_id"]
     gone = np.flatnonzero(~keep)
     dropped = pl.DataFrame(
@@ -184,7 +194,9 @@ def diversify(pairs: pl.DataFrame, embeddings: np.ndarray, config: DiversifyConf
     k = config.clusters_for(len(pool))
     features = pool_vectors
     if config.verb_weight is not None:
-        features = with_verb_features(pool_vectors, pool["instruction"].to_list(), config.verb_weight, config.max_verbs)
+        features = with_verb_features(
+            pool_vectors, pool["instruction"].to_list(), config.verb_weight, config.max_verbs
+        )
     labels = cluster(features, k, config)
     del features
     pool = pool.with_columns(pl.Series("cluster", labels, dtype=pl.Int64))
@@ -243,7 +255,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
-# --- near-identical instructions -----------------------------------------------------------------------------
+# --- near-identical instructions ----------------------------------------------------------------------------
 
 
 def near_identical(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -291,10 +303,12 @@ def near_identical(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     return keep, duplicate_of, similarity
 
 
-# --- clustering ----------------------------------------------------------------------------------------------
+# --- clustering ---------------------------------------------------------------------------------------------
 
 
-def with_verb_features(vectors: np.ndarray, instructions: Sequence[str], weight: float, max_verbs: int) -> np.ndarray:
+def with_verb_features(
+    vectors: np.ndarray, instructions: Sequence[str], weight: float, max_verbs: int
+) -> np.ndarray:
     """``[vectors, weight * one_hot(first verb)] / sqrt(1 + weight**2)``: unit rows that also encode the verb.
 
     The ``max_verbs`` most common verbs (ties alphabetically) get a column each; all other verbs, and
@@ -312,9 +326,8 @@ def with_verb_features(vectors: np.ndarray, instructions: Sequence[str], weight:
     return np.hstack([vectors, one_hot]) / np.float32(np.sqrt(1.0 + weight * weight))
 
 
-
 def cluster(vectors: np.ndarray, k: int, config: DiversifyConfig = DiversifyConfig()) -> np.ndarray:
-    """k-means labels (int64) for ``vectors``, renumbered by cluster size: 0 = largest (ties by first member)."""
+    """k-means labels (int64) for ``vectors``, renumbered by size: 0 = largest (ties by first member)."""
     n = len(vectors)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -328,7 +341,7 @@ def cluster(vectors: np.ndarray, k: int, config: DiversifyConfig = DiversifyConf
             batch_size=config.minibatch_size,
             n_init=config.n_init,
             random_state=config.seed,
-            # k-means++ on a sample of 3 x batch (scikit-learn's default) but never fewer than 3 points a centre.
+            # k-means++ on a sample of 3 x batch (scikit-learn's default), never fewer than 3 points a centre.
             init_size=max(3 * config.minibatch_size, 3 * k),
         )
     else:
@@ -350,7 +363,7 @@ def _renumber_by_size(labels: np.ndarray, k: int) -> np.ndarray:
     return new_id[labels]
 
 
-# --- diversity measures --------------------------------------------------------------------------------------
+# --- diversity measures -------------------------------------------------------------------------------------
 
 
 def cluster_entropy(labels: Iterable[Hashable] | np.ndarray) -> float:
@@ -373,7 +386,7 @@ def cluster_entropy(labels: Iterable[Hashable] | np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class DiversityComparison:
-    """Entropy of the cluster and verb distributions: the diversified set vs random samples of the same size."""
+    """Entropy of cluster and verb distributions: the diversified set vs random samples of the same size."""
 
     size: int
     draws: int

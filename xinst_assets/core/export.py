@@ -52,11 +52,12 @@ MARKER = ".xinst_export"
 # roughly 40-60 MB; the Hub's viewer and `datasets` stream shards of this size comfortably.
 DEFAULT_ROWS_PER_FILE = 100_000
 
-# --- Prompts -------------------------------------------------------------------------------------------------
+# --- Prompts ------------------------------------------------------------------------------------------------
 # TEMPORARY HOME: these texts belong in xinst_assets/core/prompts.py (not written yet); when it lands, import
 # them from there. They are METHOD.md's response prompt, verbatim (note the space after "Answer in ...").
 RESPONSE_PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{instruction} {answer_in} \n\n### Response:\n"
 )
 ANSWER_IN = "Answer in {lang_name}."
@@ -64,7 +65,8 @@ ANSWER_IN_REFINED = "Answer in {lang_name} and the style of an AI assistant."
 
 LICENCE_NOTE = (
     "The responses are web text taken from the source corpus named under Provenance (refined rows are a "
-    "model's rewrite of such text). **The source corpus's licence and terms of use apply to them**, including "
+    "model's rewrite of such text). **The source corpus's licence and terms of use apply to them**, "
+    "including "
     "any rights of the original publishers of the web pages; this export does not relicense them. The "
     "instructions, scores and refinements were produced by the models named under Provenance, whose terms of "
     "use may also apply. The licence of the xinst code does not cover this data. Check both before "
@@ -109,11 +111,15 @@ def to_export_frame(rows: pl.DataFrame, lang_names: Mapping[str, str] | None = N
     if "id" not in rows.columns and "pair_id" in rows.columns:
         rows = rows.rename({"pair_id": "id"})
     if "lang_name" not in rows.columns and "lang" in rows.columns:
-        names = dict(lang_names) if lang_names is not None else _registry_names(rows["lang"].unique().to_list())
+        names = (
+            dict(lang_names) if lang_names is not None else _registry_names(rows["lang"].unique().to_list())
+        )
         unknown = sorted(set(rows["lang"].unique().to_list()) - set(names))
         if unknown:
             raise ValueError(f"export: no language name for {unknown}; pass lang_names")
-        rows = rows.with_columns(pl.col("lang").replace_strict(names, return_dtype=pl.String).alias("lang_name"))
+        rows = rows.with_columns(
+            pl.col("lang").replace_strict(names, return_dtype=pl.String).alias("lang_name")
+        )
     for column in OPTIONAL_COLUMNS:
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=pl.String).alias(column))
@@ -130,7 +136,9 @@ def to_export_frame(rows: pl.DataFrame, lang_names: Mapping[str, str] | None = N
     if frame["id"].n_unique() != len(frame):
         raise ValueError("export: ids must be unique")
     if ALL_CONFIG in frame["lang"].unique().to_list():
-        raise ValueError(f"export: {ALL_CONFIG!r} is reserved for the combined config and cannot be a language")
+        raise ValueError(
+            f"export: {ALL_CONFIG!r} is reserved for the combined config and cannot be a language"
+        )
     return frame
 
 
@@ -162,7 +170,9 @@ def language_stats(frame: pl.DataFrame, verbs: int = 5) -> list[LanguageStats]:
                 instruction_chars_sd=_sd(inst),
                 response_chars_mean=float(resp.mean()),
                 response_chars_sd=_sd(resp),
-                score_mean=float(part["score"].mean()) if part["score"].null_count() < len(part) else float("nan"),
+                score_mean=float(part["score"].mean())
+                if part["score"].null_count() < len(part)
+                else float("nan"),
                 top_verbs=tuple(top_verbs(part["instruction"].to_list(), verbs)),
             )
         )
@@ -170,7 +180,9 @@ def language_stats(frame: pl.DataFrame, verbs: int = 5) -> list[LanguageStats]:
 
 
 def dataset_card(
-    stats: list[LanguageStats], provenance: Mapping[str, Any], title: str = "xinst cross-lingual instruction data"
+    stats: list[LanguageStats],
+    provenance: Mapping[str, Any],
+    title: str = "xinst cross-lingual instruction data",
 ) -> str:
     """The README.md dataset card: YAML header with the configs, statistics, provenance, licence, prompts."""
     codes = [s.lang for s in stats]
@@ -189,7 +201,10 @@ def dataset_card(
                 "data_files": [{"split": "train", "path": "data/*/train-*.parquet"}],
             },
             *(
-                {"config_name": code, "data_files": [{"split": "train", "path": f"data/{code}/train-*.parquet"}]}
+                {
+                    "config_name": code,
+                    "data_files": [{"split": "train", "path": f"data/{code}/train-*.parquet"}],
+                }
                 for code in codes
             ),
         ],
@@ -202,9 +217,11 @@ def dataset_card(
         f"# {title}",
         "",
         "Cross-lingual instruction-tuning pairs: an **English instruction** and a **response in another "
-        "language**, built from natural web text with the X-Instruction method (Li et al., ACL Findings 2024) "
+        "language**, built from natural web text with the X-Instruction method "
+        "(Li et al., ACL Findings 2024) "
         "by xinst: a model wrote an instruction for each web text, pairs were scored on a 3-level scale, "
-        "partial answers were refined, and the final set was sampled across clusters of instruction embeddings.",
+        "partial answers were refined, and the final set was sampled across clusters of instruction "
+        "embeddings.",
         "",
         f"{total:,} pairs in {len(codes)} language(s).",
         "",
@@ -234,7 +251,8 @@ def dataset_card(
         )
     lines += [
         "",
-        "Most common first verbs of the instructions (questions count as `question`, see `xinst_assets/core/verbs.py`):",
+        "Most common first verbs of the instructions "
+        "(questions count as `question`, see `xinst_assets/core/verbs.py`):",
         "",
     ]
     for s in stats:
@@ -251,7 +269,8 @@ def dataset_card(
         "| lang_name | string | English name of that language (used in the prompt) |",
         "| instruction | string | English instruction |",
         "| response | string | response in `lang` |",
-        "| refined | bool | the response was rewritten by the model (train with the assistant-style prompt) |",
+        "| refined | bool | the response was rewritten by the model "
+        "(train with the assistant-style prompt) |",
         "| score | float | expected score of the 3-level judgement (1 unusable ... 3 a good answer) |",
         "| label | int | the judged level (1, 2 or 3) |",
         "| cluster | int | instruction-embedding cluster within its language (0 = largest) |",
@@ -262,7 +281,7 @@ def dataset_card(
         "",
         "The X-Instruction response prompt (`{lang_name}` is the English name of the response language; note "
         "the space before the blank line). Rows with `refined = true` use the assistant-style variant of the "
-        "\"Answer in\" sentence.",
+        '"Answer in" sentence.',
         "",
         "```",
         RESPONSE_PROMPT.format(instruction="{instruction}", answer_in=ANSWER_IN).rstrip("\n"),

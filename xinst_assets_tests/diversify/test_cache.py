@@ -26,7 +26,10 @@ def test_the_second_call_is_served_from_the_cache(minilm, warehouse):
     assert np.allclose(first.matrix, minilm.embed(TEXTS), atol=1e-6)
     with warehouse.read() as con:
         assert con.execute("SELECT count(*), min(dim), min(model) FROM embedding_cache").fetchone() == (
-            3, 384, minilm.fingerprint())
+            3,
+            384,
+            minilm.fingerprint(),
+        )
 
 
 def test_only_new_texts_are_embedded_and_stored_in_chunks(minilm, warehouse):

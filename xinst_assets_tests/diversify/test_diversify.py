@@ -29,7 +29,7 @@ def unit(*rows: list[float]) -> np.ndarray:
     return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
-# --- near-identical instructions -----------------------------------------------------------------------------
+# --- near-identical instructions ----------------------------------------------------------------------------
 
 
 def test_near_identical_instructions_are_dropped_keeping_the_higher_score():
@@ -77,7 +77,9 @@ def test_near_identical_instructions_from_the_real_embedder(minilm):
 
 def test_without_a_near_identical_rule_every_row_stays_in_the_pool():
     pairs = pairs_from([{"pair_id": p, "instruction": "x", "score": 2.0} for p in "abc"])
-    result = diversify(pairs, unit([1, 0], [1, 0], [1, 0]), DiversifyConfig(budget=None, near_identical_cosine=None))
+    result = diversify(
+        pairs, unit([1, 0], [1, 0], [1, 0]), DiversifyConfig(budget=None, near_identical_cosine=None)
+    )
     assert result.report.pool == 3
     assert result.dropped.is_empty()
 
@@ -85,7 +87,9 @@ def test_without_a_near_identical_rule_every_row_stays_in_the_pool():
 def test_the_blocked_near_identical_pass_matches_a_plain_greedy_pass():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(300, 8))
-    vectors = np.vstack([centres, centres[rng.integers(0, 300, 2700)] + rng.normal(scale=0.08, size=(2700, 8))])
+    vectors = np.vstack(
+        [centres, centres[rng.integers(0, 300, 2700)] + rng.normal(scale=0.08, size=(2700, 8))]
+    )
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
     keep, duplicate_of, _ = near_identical(vectors, 0.95)  # 3000 rows: three blocks of 1024
@@ -102,7 +106,7 @@ def test_the_blocked_near_identical_pass_matches_a_plain_greedy_pass():
     assert (duplicate_of[dropped] < dropped).all()
 
 
-# --- clustering and round-robin selection --------------------------------------------------------------------
+# --- clustering and round-robin selection -------------------------------------------------------------------
 
 
 def test_the_selection_is_the_same_for_the_same_seed_and_any_input_order():
@@ -121,7 +125,9 @@ def test_the_selection_is_the_same_for_the_same_seed_and_any_input_order():
 def test_the_budget_is_respected():
     pairs, vectors = blobs(SIZES)
     assert diversify(pairs, vectors, DiversifyConfig(budget=17, n_clusters=5)).report.rows_out == 17
-    everything = diversify(pairs, vectors, DiversifyConfig(budget=1000, n_clusters=5, near_identical_cosine=None))
+    everything = diversify(
+        pairs, vectors, DiversifyConfig(budget=1000, n_clusters=5, near_identical_cosine=None)
+    )
     assert everything.report.rows_out == everything.report.pool == len(pairs)
     no_budget = diversify(pairs, vectors, DiversifyConfig(budget=None, n_clusters=5))
     assert no_budget.report.rows_out == no_budget.report.pool
@@ -145,7 +151,9 @@ def test_within_a_cluster_the_best_scores_are_picked_first():
     pairs, vectors = blobs(SIZES)
     result = diversify(pairs, vectors, DiversifyConfig(budget=20, n_clusters=5))
     for c in range(5):
-        members = result.pool.filter(pl.col("cluster") == c).sort(["score", "pair_id"], descending=[True, False])
+        members = result.pool.filter(pl.col("cluster") == c).sort(
+            ["score", "pair_id"], descending=[True, False]
+        )
         picked = result.selected.filter(pl.col("cluster") == c).sort("rank")
         assert picked["pair_id"].to_list() == members["pair_id"].to_list()[: len(picked)]
         assert picked["cluster_rank"].to_list() == list(range(len(picked)))
@@ -217,14 +225,22 @@ def test_bad_input_is_rejected_with_a_reason(change, message):
         diversify(*change(pairs, vectors))
 
 
-@pytest.mark.parametrize("kwargs", [{"budget": 0}, {"near_identical_cosine": 1.5}, {"n_clusters": 0},
-                                    {"pairs_per_cluster": 0}, {"verb_weight": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"budget": 0},
+        {"near_identical_cosine": 1.5},
+        {"n_clusters": 0},
+        {"pairs_per_cluster": 0},
+        {"verb_weight": 0.0},
+    ],
+)
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(ValueError):
         DiversifyConfig(**kwargs)
 
 
-# --- diversity measures --------------------------------------------------------------------------------------
+# --- diversity measures -------------------------------------------------------------------------------------
 
 
 def test_cluster_entropy_in_bits():
@@ -232,7 +248,9 @@ def test_cluster_entropy_in_bits():
     assert cluster_entropy(np.array([7, 7, 7])) == 0.0
     assert cluster_entropy([]) == 0.0
     assert cluster_entropy(["write", "write", "explain", "question"]) == pytest.approx(1.5)
-    assert cluster_entropy(np.array([0, 0, 0, 1])) == pytest.approx(-(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25)))
+    assert cluster_entropy(np.array([0, 0, 0, 1])) == pytest.approx(
+        -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    )
 
 
 def test_the_diversified_set_has_higher_cluster_entropy_than_a_random_sample(long_tail):
@@ -249,10 +267,15 @@ def test_mixing_the_verb_into_the_clustering_spreads_the_verbs(long_tail):
     pairs, vectors = long_tail
     for seed in (0, 1, 2):
         plain = diversify(pairs, vectors, DiversifyConfig(budget=40, n_clusters=10, seed=seed))
-        mixed = diversify(pairs, vectors, DiversifyConfig(budget=40, n_clusters=10, seed=seed, verb_weight=1.0))
+        mixed = diversify(
+            pairs, vectors, DiversifyConfig(budget=40, n_clusters=10, seed=seed, verb_weight=1.0)
+        )
         comparison = compare_with_random(mixed.pool, seed=seed)
         assert comparison.verb_entropy_diversified > comparison.verb_entropy_random + 1.0
-        news = {name: r.selected.filter(pl.col("mode") == "news").height for name, r in (("plain", plain), ("mixed", mixed))}
+        news = {
+            name: r.selected.filter(pl.col("mode") == "news").height
+            for name, r in (("plain", plain), ("mixed", mixed))
+        }
         # a random 40 of this pool has 30 news pairs; clustering by topic alone does no better than that
         assert news["mixed"] <= 20 and news["plain"] >= 28
 
@@ -262,6 +285,9 @@ def test_the_report_adds_up(long_tail):
     report = diversify(pairs, vectors, DiversifyConfig(budget=50)).report
     assert report.rows_in == len(pairs) == report.pool + report.near_identical_dropped
     assert report.n_clusters == 2  # round(50 / 50) clamped to at least 2
-    assert sum(report.cluster_sizes) == report.pool and sum(report.selected_cluster_sizes) == report.rows_out == 50
+    assert (
+        sum(report.cluster_sizes) == report.pool
+        and sum(report.selected_cluster_sizes) == report.rows_out == 50
+    )
     metadata = report.as_metadata()
     assert metadata["rows_out"] == 50 and metadata["config"]["budget"] == 50

@@ -15,8 +15,11 @@ def test_the_default_embedder_is_minilm_from_the_wheel_and_gives_unit_float32_ro
 
 def test_similar_instructions_are_closer_than_unrelated_ones(minilm):
     a, b, c = minilm.embed(
-        ["Write a news article about the floods in Kenya.", "Write a report on flooding in Kenya.",
-         "Create a recipe for banana bread."]
+        [
+            "Write a news article about the floods in Kenya.",
+            "Write a report on flooding in Kenya.",
+            "Create a recipe for banana bread.",
+        ]
     )
     assert a @ b > 0.7 > 0.3 > a @ c
 

@@ -15,7 +15,10 @@ PROVENANCE = {
     "run_id": "run-1234",
 }
 SW = [
-    ("Write a news article about the floods in Kenya.", "Mvua kubwa imenyesha katika mji wa Nairobi usiku wa jana."),
+    (
+        "Write a news article about the floods in Kenya.",
+        "Mvua kubwa imenyesha katika mji wa Nairobi usiku wa jana.",
+    ),
     ("Summarize the report on rice prices.", "Bei ya mchele imepanda kwa asilimia kumi mwezi huu."),
     ("Explain how mobile banking works.", "Huduma za kifedha kwa simu zinamwezesha mtu kutuma pesa."),
 ]
@@ -30,9 +33,18 @@ def rows() -> pl.DataFrame:
     for lang, pairs in (("sw", SW), ("th", TH)):
         for i, (instruction, response) in enumerate(pairs):
             records.append(
-                {"pair_id": f"{lang}-{i}", "lang": lang, "instruction": instruction, "response": response,
-                 "refined": i == 1, "score": 2.5 + i / 10, "label": 3, "cluster": i,
-                 "source_url": f"https://example.org/{lang}/{i}" if i else None, "source_doc_id": f"doc-{lang}-{i}"}
+                {
+                    "pair_id": f"{lang}-{i}",
+                    "lang": lang,
+                    "instruction": instruction,
+                    "response": response,
+                    "refined": i == 1,
+                    "score": 2.5 + i / 10,
+                    "label": 3,
+                    "cluster": i,
+                    "source_url": f"https://example.org/{lang}/{i}" if i else None,
+                    "source_doc_id": f"doc-{lang}-{i}",
+                }
             )
     return pl.DataFrame(records)
 
@@ -128,7 +140,9 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path):
 def test_large_languages_are_split_into_shards(tmp_path):
     summary = export_dataset(rows(), tmp_path / "export", PROVENANCE, rows_per_file=2)
     assert [f for f in summary.files if f.startswith("data/sw/")] == [
-        "data/sw/train-00000-of-00002.parquet", "data/sw/train-00001-of-00002.parquet"]
+        "data/sw/train-00000-of-00002.parquet",
+        "data/sw/train-00001-of-00002.parquet",
+    ]
 
 
 @pytest.mark.parametrize(

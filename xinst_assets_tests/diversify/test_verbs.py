@@ -61,7 +61,9 @@ def test_questions_are_one_category_that_keeps_the_question_word(instruction, wo
     assert verb_object(instruction) == (QUESTION, word)
 
 
-@pytest.mark.parametrize("instruction", ["Description of a house", "Ingredients for a cake", "", "  ", "12345"])
+@pytest.mark.parametrize(
+    "instruction", ["Description of a house", "Ingredients for a cake", "", "  ", "12345"]
+)
 def test_no_verb_gives_none(instruction):
     assert instruction_verb(instruction) is None
     assert verb_object(instruction) is None
@@ -73,8 +75,17 @@ def test_an_auxiliary_without_a_question_mark_is_not_a_question():
 
 @pytest.mark.parametrize(
     "word, expected",
-    [("Writes", "write"), ("writing", "write"), ("Summarized", "summarize"), ("summarises", "summarize"),
-     ("planning", "plan"), ("identifies", "identify"), ("Lists", "list"), ("news", None), ("house", None)],
+    [
+        ("Writes", "write"),
+        ("writing", "write"),
+        ("Summarized", "summarize"),
+        ("summarises", "summarize"),
+        ("planning", "plan"),
+        ("identifies", "identify"),
+        ("Lists", "list"),
+        ("news", None),
+        ("house", None),
+    ],
 )
 def test_simple_verb_forms_are_reduced_to_the_lemma(word, expected):
     assert lemma(word) == expected
@@ -82,8 +93,16 @@ def test_simple_verb_forms_are_reduced_to_the_lemma(word, expected):
 
 @pytest.mark.parametrize(
     "noun, expected",
-    [("articles", "article"), ("stories", "story"), ("boxes", "box"), ("news", "news"), ("analysis", "analysis"),
-     ("class", "class"), ("tips", "tip"), ("status", "status")],
+    [
+        ("articles", "article"),
+        ("stories", "story"),
+        ("boxes", "box"),
+        ("news", "news"),
+        ("analysis", "analysis"),
+        ("class", "class"),
+        ("tips", "tip"),
+        ("status", "status"),
+    ],
 )
 def test_plural_nouns_are_made_singular(noun, expected):
     assert singular(noun) == expected
@@ -100,5 +119,10 @@ def test_counters_over_a_set_of_instructions():
     ]
     assert verb_counts(instructions) == {"write": 3, "summarize": 1, QUESTION: 1, OTHER: 1}
     assert verb_object_counts(instructions) == {
-        "write article": 2, "write poem": 1, "summarize report": 1, "question what": 1, OTHER: 1}
+        "write article": 2,
+        "write poem": 1,
+        "summarize report": 1,
+        "question what": 1,
+        OTHER: 1,
+    }
     assert top_verbs(instructions, 2) == [("write", 3), ("summarize", 1)]

@@ -89,10 +89,13 @@ def e2e_environment(dagster_home: Path, xinst_home: Path, languages_file: Path |
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        **extra,
     }
+    # Settings of the calling shell must not leak into a test deployment.
+    for name in ("XINST_LANGUAGES_FILE", "XINST_RAW_SOURCES", "XINST_WAREHOUSE"):
+        env.pop(name, None)
     if languages_file is not None:
         env["XINST_LANGUAGES_FILE"] = str(languages_file)
+    env.update(extra)
     return env
 
 
