@@ -359,7 +359,9 @@ def main() -> None:
     started = time.perf_counter()
     cmp = compare_with_random(result.pool, seed=args.seed)
     note(
-        "compare_with_random (verbs of 100k + 5 draws)", f"{time.perf_counter() - started:.1f} s", "measured"
+        f"compare_with_random (verbs of {args.n:,} + 5 draws)",
+        f"{time.perf_counter() - started:.1f} s",
+        "measured",
     )
     note(
         "cluster entropy diversified vs random (bits)",

@@ -54,8 +54,8 @@ class DiversifyConfig:
     # (xinst) With k = round(min(budget, pool) / pairs_per_cluster), a full budget takes about this many pairs
     # per cluster on average. X-Instruction does not state k. 50 means 640 clusters for a 32k budget: enough
     # that a dominant mode ("write a news article about X") splits into topical sub-clusters, each with
-    # enough members to choose the best-scored ones; and MiniBatchKMeans with k=640 on 100k x 384 takes
-    # under a minute (bench/bench_diversify.py). Clamped to [2, pool size].
+    # enough members to choose the best-scored ones; and MiniBatchKMeans with k=640 on 100k x 384 fits in
+    # 35-60 s on 2 cores (2-3 min when they are shared; bench/bench_diversify.py). Clamped to [2, pool].
     pairs_per_cluster: int = 50
     # Plain KMeans (Lloyd) up to this many rows; MiniBatchKMeans above (Lloyd is O(n k d) per iteration over
     # all rows: 100k x 640 x 384 ~ 25 GFLOP per iteration, minutes to converge on 2 cores).

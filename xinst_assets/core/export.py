@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import polars as pl
 import yaml
 
+from xinst_assets.core.prompts import ANSWER_IN, ANSWER_IN_REFINED, RESPONSE_PROMPT
 from xinst_assets.core.verbs import top_verbs
 
 EXPORT_SCHEMA: dict[str, pl.DataType] = {
@@ -51,17 +52,6 @@ MARKER = ".xinst_export"
 # One Parquet / JSONL file per this many rows: a 32k-row language (X-Instruction's budget) is one file of
 # roughly 40-60 MB; the Hub's viewer and `datasets` stream shards of this size comfortably.
 DEFAULT_ROWS_PER_FILE = 100_000
-
-# --- Prompts ------------------------------------------------------------------------------------------------
-# TEMPORARY HOME: these texts belong in xinst_assets/core/prompts.py (not written yet); when it lands, import
-# them from there. They are METHOD.md's response prompt, verbatim (note the space after "Answer in ...").
-RESPONSE_PROMPT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction} {answer_in} \n\n### Response:\n"
-)
-ANSWER_IN = "Answer in {lang_name}."
-ANSWER_IN_REFINED = "Answer in {lang_name} and the style of an AI assistant."
 
 LICENCE_NOTE = (
     "The responses are web text taken from the source corpus named under Provenance (refined rows are a "
