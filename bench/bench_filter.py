@@ -8,7 +8,8 @@
 What it does:
 
 1. Accuracy on the labelled sample (xinst_assets/data/sample/{raw,labels}): ``run_language_filter`` then
-   ``evaluate_on_labels`` for every language present: recall of the clean documents, precision of the kept set.
+   ``evaluate_on_labels`` for every language present: recall of the clean documents, precision of the kept
+   set.
 2. Builds (or reuses) a synthetic corpus with bench/corpus.py: sentences of the clean sample recombined into
    documents of 200-3,000 characters, ~5% exact and ~5% near copies, ~3% other-language documents, one
    folder of Parquet shards per language. Smaller sizes are prefixes of the largest corpus.
@@ -138,8 +139,13 @@ def child_fasttext(args: argparse.Namespace, raw: bool) -> dict:
             else:
                 top.update(p.lang == code for p in identifier.predict(texts))
             docs += len(texts)
-    return {"docs": docs, "seconds": time.perf_counter() - started, "cpu_s": _cpu_s() - cpu, "base_rss_mb": base,
-            "extra": {"top_label_is_partition": top[True]}}
+    return {
+        "docs": docs,
+        "seconds": time.perf_counter() - started,
+        "cpu_s": _cpu_s() - cpu,
+        "base_rss_mb": base,
+        "extra": {"top_label_is_partition": top[True]},
+    }
 
 
 def child_xinst_filter(args: argparse.Namespace) -> dict:
@@ -152,9 +158,18 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
 
     registry = load_registry()
     identifier = LanguageIdentifier(registry=registry)
-    signals_schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
-                                ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
-                                ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string())])
+    signals_schema = pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("lid_label", pa.string()),
+            ("lid_score", pa.float64()),
+            ("lid_runner_up", pa.string()),
+            ("lid_runner_up_score", pa.float64()),
+            ("chars", pa.int64()),
+            ("words", pa.int64()),
+            ("reject_reason", pa.string()),
+        ]
+    )
     survivor_schema = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
     base = _rss_mb()
     started, cpu = time.perf_counter(), _cpu_s()
@@ -164,24 +179,52 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
         settings = FilterSettings.for_language(lang)
         folder = args.work / code
         folder.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals, \
-                pq.ParquetWriter(folder / "survivors.parquet", survivor_schema) as survivors:
+        with (
+            pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals,
+            pq.ParquetWriter(folder / "survivors.parquet", survivor_schema) as survivors,
+        ):
             for batch in _batches(args.corpus, code, args.per_lang):
                 rows = batch.to_pylist()
-                decisions = filter_documents([Document(r["doc_id"], r["text"]) for r in rows], lang, identifier,
-                                             settings)
-                signals.write_table(pa.Table.from_pylist(
-                    [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
-                      "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
-                      "chars": d.chars, "words": d.words, "reject_reason": d.reason} for d in decisions],
-                    schema=signals_schema))
-                survivors.write_table(pa.Table.from_pylist(
-                    [{"doc_id": r["doc_id"], "text": r["text"]} for r, d in zip(rows, decisions) if d.keep],
-                    schema=survivor_schema))
+                decisions = filter_documents(
+                    [Document(r["doc_id"], r["text"]) for r in rows], lang, identifier, settings
+                )
+                signals.write_table(
+                    pa.Table.from_pylist(
+                        [
+                            {
+                                "doc_id": d.doc_id,
+                                "lid_label": d.lid_lang,
+                                "lid_score": d.lid_score,
+                                "lid_runner_up": d.lid_runner_up,
+                                "lid_runner_up_score": d.lid_runner_up_score,
+                                "chars": d.chars,
+                                "words": d.words,
+                                "reject_reason": d.reason,
+                            }
+                            for d in decisions
+                        ],
+                        schema=signals_schema,
+                    )
+                )
+                survivors.write_table(
+                    pa.Table.from_pylist(
+                        [
+                            {"doc_id": r["doc_id"], "text": r["text"]}
+                            for r, d in zip(rows, decisions, strict=True)
+                            if d.keep
+                        ],
+                        schema=survivor_schema,
+                    )
+                )
                 reasons.update((d.reason or "kept").split(":")[0] for d in decisions)
                 docs += len(rows)
-    return {"docs": docs, "seconds": time.perf_counter() - started, "cpu_s": _cpu_s() - cpu, "base_rss_mb": base,
-            "extra": {"reasons": dict(reasons)}}
+    return {
+        "docs": docs,
+        "seconds": time.perf_counter() - started,
+        "cpu_s": _cpu_s() - cpu,
+        "base_rss_mb": base,
+        "extra": {"reasons": dict(reasons)},
+    }
 
 
 def child_xinst_dedup(args: argparse.Namespace) -> dict:
@@ -193,31 +236,54 @@ def child_xinst_dedup(args: argparse.Namespace) -> dict:
     from xinst_assets.languages import load_registry
 
     registry = load_registry()
-    schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()),
-                        ("duplicate_of", pa.string())])
+    schema = pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("keep", pa.bool_()),
+            ("reason", pa.string()),
+            ("duplicate_of", pa.string()),
+        ]
+    )
     base = _rss_mb()
     started, cpu = time.perf_counter(), _cpu_s()
     survivors, reasons, removed = 0, Counter(), {}
     for code in _language_folders(args.corpus):
         lang = registry.get(code)
         table = pq.read_table(args.input / code / "survivors.parquet")  # all survivors at once, as the asset
-        candidates = [DedupCandidate(d, t) for d, t in zip(table.column("doc_id").to_pylist(),
-                                                           table.column("text").to_pylist())]
+        candidates = [
+            DedupCandidate(d, t)
+            for d, t in zip(table["doc_id"].to_pylist(), table["text"].to_pylist(), strict=True)
+        ]
         del table
         outcome = deduplicate(candidates, lang.script, FilterSettings.for_language(lang).minhash)
         del candidates
         (args.work / code).mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(
-            [{"doc_id": d.doc_id, "keep": d.keep, "reason": d.reason, "duplicate_of": d.duplicate_of}
-             for d in outcome.decisions], schema=schema), args.work / code / "dedup.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(
+                [
+                    {"doc_id": d.doc_id, "keep": d.keep, "reason": d.reason, "duplicate_of": d.duplicate_of}
+                    for d in outcome.decisions
+                ],
+                schema=schema,
+            ),
+            args.work / code / "dedup.parquet",
+        )
         survivors += len(outcome.decisions)
         reasons.update(d.reason or "kept" for d in outcome.decisions)
         removed[code] = [d.doc_id for d in outcome.decisions if not d.keep]
         del outcome
     seconds, cpu = time.perf_counter() - started, _cpu_s() - cpu
-    return {"docs": args.input_docs, "seconds": seconds, "cpu_s": cpu, "base_rss_mb": base,
-            "extra": {"survivors_in": survivors, "reasons": dict(reasons),
-                      "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed)}}
+    return {
+        "docs": args.input_docs,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "base_rss_mb": base,
+        "extra": {
+            "survivors_in": survivors,
+            "reasons": dict(reasons),
+            "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed),
+        },
+    }
 
 
 def _patch_datatrove_lid() -> None:
@@ -231,8 +297,8 @@ def _patch_datatrove_lid() -> None:
     datatrove_lid.cached_asset_path_or_download = lambda *args, **kwargs: local
     # datatrove asks for the distribution fasttext-numpy2-wheel; fasttext-community provides the same module.
     available = datatrove_imports._is_distribution_available
-    datatrove_imports._is_distribution_available = (
-        lambda name: name == "fasttext-numpy2-wheel" or available(name)
+    datatrove_imports._is_distribution_available = lambda name: (
+        name == "fasttext-numpy2-wheel" or available(name)
     )
 
 
@@ -272,9 +338,14 @@ def child_datatrove_filter(args: argparse.Namespace) -> dict:
     for code in codes:
         dt_code = DATATROVE_CODES[code]
         pipeline = [
-            ParquetReader(str(args.corpus / code), text_key="text", id_key="doc_id", limit=args.per_lang,
-                          read_metadata=False,  # kind and dup_of stay out: the writer wants one schema
-                          batch_size=BATCH_DOCS),
+            ParquetReader(
+                str(args.corpus / code),
+                text_key="text",
+                id_key="doc_id",
+                limit=args.per_lang,
+                read_metadata=False,  # kind and dup_of stay out: the writer wants one schema
+                batch_size=BATCH_DOCS,
+            ),
             LanguageFilter(languages=[code], language_threshold=registry.get(code).lid_threshold),
             GopherQualityFilter(language=dt_code, stop_words=stop_words[code]),
             FineWebQualityFilter(language=dt_code),
@@ -288,8 +359,13 @@ def child_datatrove_filter(args: argparse.Namespace) -> dict:
         path = args.work / "logs" / code / "stats.json"
         if path.is_file():
             stats[code] = _datatrove_drops(json.loads(path.read_text()))
-    return {"docs": args.per_lang * len(codes), "seconds": seconds, "cpu_s": cpu, "base_rss_mb": base,
-            "extra": {"kept": kept, "stop_words": stop_words, "dropped": stats, "languages_skipped": skipped}}
+    return {
+        "docs": args.per_lang * len(codes),
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "base_rss_mb": base,
+        "extra": {"kept": kept, "stop_words": stop_words, "dropped": stats, "languages_skipped": skipped},
+    }
 
 
 def datatrove_languages(codes: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -303,7 +379,7 @@ def datatrove_languages(codes: list[str]) -> tuple[list[str], dict[str, str]]:
             continue
         try:
             load_word_tokenizer(DATATROVE_CODES[code]).word_tokenize("a b")
-        except Exception as error:  # noqa: BLE001 - a missing optional tokenizer package, reported in the table
+        except Exception as error:  # noqa: BLE001 - a missing tokenizer package, reported in the table
             skipped[code] = f"{type(error).__name__}: {error}"
             continue
         usable.append(code)
@@ -316,7 +392,9 @@ def _datatrove_drops(stats: list[dict]) -> dict:
     for step in stats:
         dropped = step.get("stats", {}).get("dropped")
         if dropped:
-            out[step.get("name", "?")] = dropped if isinstance(dropped, int) else dropped.get("total", dropped)
+            out[step.get("name", "?")] = (
+                dropped if isinstance(dropped, int) else dropped.get("total", dropped)
+            )
     return out
 
 
@@ -327,7 +405,7 @@ def _count_parquet_rows(folder: Path) -> int:
 
 
 def _patch_datatrove_xxhash() -> None:
-    """datatrove 0.10.1 hands str to xxhash, which xxhash 4 refuses ("Strings must be encoded"): encode first."""
+    """datatrove 0.10.1 hands str to xxhash, which xxhash 4 refuses ("Strings must be encoded"): encode it."""
     import datatrove.utils.hashes.xxhash as datatrove_xxhash
     import xxhash
 
@@ -360,10 +438,23 @@ def child_datatrove_minhash(args: argparse.Namespace) -> dict:
         w = args.work / code
         logs = args.work / "logs" / code
         steps = [
-            ([ParquetReader(src), MinhashDedupSignature(str(w / "sigs"), config, language=DATATROVE_CODES[code])], 1),
+            (
+                [
+                    ParquetReader(src),
+                    MinhashDedupSignature(str(w / "sigs"), config, language=DATATROVE_CODES[code]),
+                ],
+                1,
+            ),
             ([MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=config)], config.num_buckets),
             ([MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=config)], 1),
-            ([ParquetReader(src), MinhashDedupFilter(str(w / "remove_ids")), ParquetWriter(str(w / "deduped"))], 1),
+            (
+                [
+                    ParquetReader(src),
+                    MinhashDedupFilter(str(w / "remove_ids")),
+                    ParquetWriter(str(w / "deduped")),
+                ],
+                1,
+            ),
         ]
         for i, (pipeline, tasks) in enumerate(steps, 1):
             LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(logs / f"stage{i}")).run()
@@ -377,10 +468,17 @@ def child_datatrove_minhash(args: argparse.Namespace) -> dict:
         for p in sorted((args.work / code / "deduped").rglob("*.parquet")):
             after.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
         removed[code] = sorted(before - after)
-    return {"docs": args.input_docs, "seconds": seconds, "cpu_s": cpu, "base_rss_mb": base,
-            "extra": {"survivors_in": _count_parquet_rows(args.input / "filtered"),
-                      "kept": _count_parquet_rows(args.work),
-                      "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed)}}
+    return {
+        "docs": args.input_docs,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "base_rss_mb": base,
+        "extra": {
+            "survivors_in": _count_parquet_rows(args.input / "filtered"),
+            "kept": _count_parquet_rows(args.work),
+            "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed),
+        },
+    }
 
 
 def _removed_by_kind(corpus: Path, per_lang: int, removed: dict[str, list[str]]) -> dict[str, int]:
@@ -389,7 +487,7 @@ def _removed_by_kind(corpus: Path, per_lang: int, removed: dict[str, list[str]])
     for code, ids in removed.items():
         wanted = set(ids)
         for batch in corpus_mod.iter_batches(corpus / code, per_lang, 50_000, ("doc_id", "kind")):
-            for doc_id, kind in zip(batch.column("doc_id").to_pylist(), batch.column("kind").to_pylist()):
+            for doc_id, kind in zip(batch["doc_id"].to_pylist(), batch["kind"].to_pylist(), strict=True):
                 if doc_id in wanted:
                     out[kind] += 1
     return dict(out)
@@ -435,16 +533,35 @@ LABELS = {
 }
 
 
-def spawn(name: str, corpus: Path, per_lang: int, work: Path, input_dir: Path | None = None,
-          input_docs: int = 0, profile_to: Path | None = None) -> dict:
+def spawn(
+    name: str,
+    corpus: Path,
+    per_lang: int,
+    work: Path,
+    input_dir: Path | None = None,
+    input_docs: int = 0,
+    profile_to: Path | None = None,
+) -> dict:
     """Run one contender in a fresh interpreter pinned to one core; return its RESULT record."""
     import shutil
 
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--corpus", str(corpus),
-           "--per-lang", str(per_lang), "--work", str(work), "--input-docs", str(input_docs)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--corpus",
+        str(corpus),
+        "--per-lang",
+        str(per_lang),
+        "--work",
+        str(work),
+        "--input-docs",
+        str(input_docs),
+    ]
     if input_dir is not None:
         cmd += ["--input", str(input_dir)]
     if profile_to is not None:
@@ -457,18 +574,26 @@ def spawn(name: str, corpus: Path, per_lang: int, work: Path, input_dir: Path | 
     if proc.returncode != 0 or not lines:
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"{name} failed (exit {proc.returncode}); stderr tail:\n{tail}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     (work.parent / f"{work.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    print(f"  {LABELS[name]:<42} {result['docs']:>9,} docs {result['seconds']:>8.1f} s wall "
-          f"{result['cpu_s']:>8.1f} s CPU {rate(result):>8,.0f} docs/CPU-s  peak RSS {result['peak_rss_mb']:,.0f} MB",
-          flush=True)
+    print(
+        f"  {LABELS[name]:<42} {result['docs']:>9,} docs {result['seconds']:>8.1f} s wall "
+        f"{result['cpu_s']:>8.1f} s CPU {rate(result):>8,.0f} docs/CPU-s  "
+        f"peak RSS {result['peak_rss_mb']:,.0f} MB",
+        flush=True,
+    )
     return result
 
 
 def combine(name: str, first: dict, second: dict) -> dict:
-    return {"name": name, "docs": first["docs"], "seconds": first["seconds"] + second["seconds"],
-            "cpu_s": first["cpu_s"] + second["cpu_s"],
-            "peak_rss_mb": max(first["peak_rss_mb"], second["peak_rss_mb"]), "extra": {}}
+    return {
+        "name": name,
+        "docs": first["docs"],
+        "seconds": first["seconds"] + second["seconds"],
+        "cpu_s": first["cpu_s"] + second["cpu_s"],
+        "peak_rss_mb": max(first["peak_rss_mb"], second["peak_rss_mb"]),
+        "extra": {},
+    }
 
 
 def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: list[str]) -> dict[str, dict]:
@@ -479,8 +604,9 @@ def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: lis
     print(f"\n{docs:,} documents ({per_lang:,} per language):", flush=True)
     if "xinst" in contenders:
         results["xinst_filter"] = spawn("xinst_filter", corpus, per_lang, base / "xinst_filter")
-        results["xinst_dedup"] = spawn("xinst_dedup", corpus, per_lang, base / "xinst_dedup",
-                                       base / "xinst_filter", docs)
+        results["xinst_dedup"] = spawn(
+            "xinst_dedup", corpus, per_lang, base / "xinst_dedup", base / "xinst_filter", docs
+        )
         results["xinst_stage"] = combine("xinst_stage", results["xinst_filter"], results["xinst_dedup"])
     if "fasttext" in contenders:
         if docs <= RAW_FLOOR_MAX_DOCS:
@@ -488,10 +614,17 @@ def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: lis
         results["fasttext_floor"] = spawn("fasttext_floor", corpus, per_lang, base / "fasttext_floor")
     if "datatrove" in contenders:
         results["datatrove_filter"] = spawn("datatrove_filter", corpus, per_lang, base / "datatrove_filter")
-        results["datatrove_minhash"] = spawn("datatrove_minhash", corpus, per_lang, base / "datatrove_minhash",
-                                             base / "datatrove_filter", results["datatrove_filter"]["docs"])
-        results["datatrove_stage"] = combine("datatrove_stage", results["datatrove_filter"],
-                                             results["datatrove_minhash"])
+        results["datatrove_minhash"] = spawn(
+            "datatrove_minhash",
+            corpus,
+            per_lang,
+            base / "datatrove_minhash",
+            base / "datatrove_filter",
+            results["datatrove_filter"]["docs"],
+        )
+        results["datatrove_stage"] = combine(
+            "datatrove_stage", results["datatrove_filter"], results["datatrove_minhash"]
+        )
     return results
 
 
@@ -517,8 +650,16 @@ DATATROVE_COUNTERPART = {
 
 
 def print_speed_table(by_size: dict[int, dict[str, dict]], datatrove: dict[str, dict]) -> None:
-    header = ["contender", "docs", "wall s", "CPU s", "docs/s/core", "vs datatrove", "vs fastText floor",
-              "peak RSS MB"]
+    header = [
+        "contender",
+        "docs",
+        "wall s",
+        "CPU s",
+        "docs/s/core",
+        "vs datatrove",
+        "vs fastText floor",
+        "peak RSS MB",
+    ]
     rows = []
     for docs, results in sorted(by_size.items()):
         floor = results.get("fasttext_floor")
@@ -529,9 +670,18 @@ def print_speed_table(by_size: dict[int, dict[str, dict]], datatrove: dict[str, 
             counterpart = datatrove.get(DATATROVE_COUNTERPART[name])
             vs_dt = f"{rate(r) / rate(counterpart):.2f}x" if counterpart else "-"
             vs_floor = f"{rate(r) / rate(floor):.2f}x" if floor else "-"
-            rows.append([LABELS[name], f"{docs:,}", f"{r['seconds']:.1f}", f"{r['cpu_s']:.1f}", f"{rate(r):,.0f}",
-                         vs_dt, vs_floor,
-                         f"{r['peak_rss_mb']:,.0f}"])
+            rows.append(
+                [
+                    LABELS[name],
+                    f"{docs:,}",
+                    f"{r['seconds']:.1f}",
+                    f"{r['cpu_s']:.1f}",
+                    f"{rate(r):,.0f}",
+                    vs_dt,
+                    vs_floor,
+                    f"{r['peak_rss_mb']:,.0f}",
+                ]
+            )
     print_table(header, rows)
 
 
@@ -577,13 +727,34 @@ def accuracy() -> None:
         result = evaluate_on_labels(decisions, tags, groups)[code]
         wrong = {label: n for label, n in result.kept_by_label.items() if label != "clean"}
         lost = result.dropped_by_label.get("clean", {})
-        rows.append([code, str(len(docs)), str(result.clean_total), str(result.clean_kept), str(result.kept_total),
-                     f"{result.recall:.3f}", f"{result.precision:.3f}",
-                     ", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-",
-                     ", ".join(f"{k} {v}" for k, v in sorted(lost.items())) or "-"])
+        rows.append(
+            [
+                code,
+                str(len(docs)),
+                str(result.clean_total),
+                str(result.clean_kept),
+                str(result.kept_total),
+                f"{result.recall:.3f}",
+                f"{result.precision:.3f}",
+                ", ".join(f"{k} {v}" for k, v in sorted(wrong.items())) or "-",
+                ", ".join(f"{k} {v}" for k, v in sorted(lost.items())) or "-",
+            ]
+        )
     print("\nAccuracy on the labelled sample (xinst run_language_filter, lid.176.ftz):")
-    print_table(["lang", "docs", "clean", "clean kept", "kept", "recall", "precision", "kept but not clean",
-                 "clean dropped (reason)"], rows)
+    print_table(
+        [
+            "lang",
+            "docs",
+            "clean",
+            "clean kept",
+            "kept",
+            "recall",
+            "precision",
+            "kept but not clean",
+            "clean dropped (reason)",
+        ],
+        rows,
+    )
 
 
 def print_profile(path: Path, title: str, top: int = 12) -> None:
@@ -591,28 +762,56 @@ def print_profile(path: Path, title: str, top: int = 12) -> None:
     import pstats
 
     stats = pstats.Stats(str(path))
-    entries = [(tt, ct, nc, f"{Path(filename).name}:{line}({func})")
-               for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items()]
+    entries = [
+        (tt, ct, nc, f"{Path(filename).name}:{line}({func})")
+        for (filename, line, func), (cc, nc, tt, ct, callers) in stats.stats.items()
+    ]
     total = sum(e[0] for e in entries)
     print(f"\n{title}: {total:.1f} s profiled (cProfile slows Python code more than C code)")
-    print(f"  by own time:")
-    for tt, ct, nc, where in sorted(entries, reverse=True)[:top]:
+    print("  by own time:")
+    for tt, _, nc, where in sorted(entries, reverse=True)[:top]:
         print(f"  {tt:8.2f} s {100 * tt / total:5.1f}%  {nc:>10,} calls  {where}")
-    print(f"  by cumulative time (xinst_assets, datasketch and fastText functions):")
-    ours = [e for e in entries if any(k in e[3] for k in ("quality.py", "words.py", "lid.py", "dedup.py",
-                                                          "filtering.py", "text.py", "lsh.py", "Predict"))]
-    for tt, ct, nc, where in sorted(ours, key=lambda e: -e[1])[:top]:
+    print("  by cumulative time (xinst_assets, datasketch and fastText functions):")
+    ours = [
+        e
+        for e in entries
+        if any(
+            k in e[3]
+            for k in (
+                "quality.py",
+                "words.py",
+                "lid.py",
+                "dedup.py",
+                "filtering.py",
+                "text.py",
+                "lsh.py",
+                "Predict",
+            )
+        )
+    ]
+    for _, ct, nc, where in sorted(ours, key=lambda e: -e[1])[:top]:
         print(f"  {ct:8.2f} s {100 * ct / total:5.1f}%  {nc:>10,} calls  {where}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated corpus sizes for fastText and xinst")
-    parser.add_argument("--datatrove-docs", type=int, default=20_000,
-                        help="documents for the datatrove comparison (it runs ~150-300 docs/s); 0 skips it")
+    parser.add_argument(
+        "--sizes", default="100000,1000000", help="comma-separated corpus sizes for fastText and xinst"
+    )
+    parser.add_argument(
+        "--datatrove-docs",
+        type=int,
+        default=20_000,
+        help="documents for the datatrove comparison (it runs ~150-300 docs/s); 0 skips it",
+    )
     parser.add_argument("--quick", action="store_true", help="20k documents, datatrove on 5k")
-    parser.add_argument("--profile", type=int, default=0, metavar="DOCS",
-                        help="only profile xinst's filter and dedup on DOCS documents")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="DOCS",
+        help="only profile xinst's filter and dedup on DOCS documents",
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -635,8 +834,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes, dt_docs = [args.profile], 0
     if any(s < 1 for s in sizes) or dt_docs < 0:
         parser.error("sizes must be positive")
-    print(f"bench_filter: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    print(
+        f"bench_filter: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} at start",
+        flush=True,
+    )
     if not args.skip_accuracy and not args.profile:
         accuracy()
 
@@ -645,17 +847,27 @@ def main(argv: list[str] | None = None) -> int:
     corpus = corpus_mod.build_corpus(largest, args.seed, args.out / "corpus")
     manifest = corpus_mod.read_manifest(corpus)
     n_langs = len(manifest["languages"])
-    print(f"\nCorpus: {corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus} "
-          f"({manifest['docs']:,} docs, languages {', '.join(manifest['languages'])}, mean "
-          f"{manifest['mean_chars']:,.0f} chars, kinds {manifest['kinds']}; ready in "
-          f"{time.perf_counter() - started:.0f} s)", flush=True)
+    print(
+        f"\nCorpus: {corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus} "
+        f"({manifest['docs']:,} docs, languages {', '.join(manifest['languages'])}, mean "
+        f"{manifest['mean_chars']:,.0f} chars, kinds {manifest['kinds']}; ready in "
+        f"{time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
 
     if args.profile:
         per_lang = args.profile // n_langs
         base = args.out / "runs" / f"profile-{per_lang * n_langs}"
         spawn("xinst_filter", corpus, per_lang, base / "xinst_filter", profile_to=base / "filter.prof")
-        spawn("xinst_dedup", corpus, per_lang, base / "xinst_dedup", base / "xinst_filter", per_lang * n_langs,
-              profile_to=base / "dedup.prof")
+        spawn(
+            "xinst_dedup",
+            corpus,
+            per_lang,
+            base / "xinst_dedup",
+            base / "xinst_filter",
+            per_lang * n_langs,
+            profile_to=base / "dedup.prof",
+        )
         print_profile(base / "filter.prof", "xinst filter")
         print_profile(base / "dedup.prof", "xinst dedup")
         return 0
@@ -672,10 +884,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         by_size[docs] = run_size(corpus, size, n_langs, args.out, ["fasttext", "xinst"])
 
-    print(f"\nStage 2 speed, one core per contender (load average {os.getloadavg()[0]:.2f} at the end). "
-          f"datatrove measured on {(dt_docs // n_langs) * n_langs:,} docs only; docs/s/core = docs / CPU "
-          "seconds of the pinned process; 'vs datatrove' compares with its matching phase (stage and floor "
-          "rows: with its whole stage):")
+    print(
+        f"\nStage 2 speed, one core per contender (load average {os.getloadavg()[0]:.2f} at the end). "
+        f"datatrove measured on {(dt_docs // n_langs) * n_langs:,} docs only; docs/s/core = docs / CPU "
+        "seconds of the pinned process; 'vs datatrove' compares with its matching phase (stage and floor "
+        "rows: with its whole stage):"
+    )
     print_speed_table(by_size, datatrove)
 
     print("\nWhat each contender dropped:")
@@ -688,7 +902,10 @@ def main(argv: list[str] | None = None) -> int:
         stop_words = datatrove["datatrove_filter"]["extra"]["stop_words"]
         skipped = datatrove["datatrove_filter"]["extra"].get("languages_skipped") or {}
         print(f"  datatrove languages left out: {json.dumps(skipped) if skipped else 'none'}")
-        print(f"  datatrove Gopher stop words (8 most frequent sample words): {json.dumps(stop_words, ensure_ascii=False)}")
+        print(
+            "  datatrove Gopher stop words (8 most frequent sample words): "
+            + json.dumps(stop_words, ensure_ascii=False)
+        )
 
     print("\nGoals:")
     for docs, results in sorted(by_size.items()):
@@ -701,20 +918,33 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(f"{ratio:.2f}x datatrove (goal >= 3x: {'met' if ratio >= 3 else 'MISSED'})")
         if floor:
             slow = rate(floor) / rate(stage)
-            parts.append(f"{slow:.2f}x slower than the fastText floor (goal <= 2x: {'met' if slow <= 2 else 'MISSED'})")
+            parts.append(
+                f"{slow:.2f}x slower than the fastText floor (goal <= 2x: {'met' if slow <= 2 else 'MISSED'})"
+            )
         print("  " + "; ".join(parts))
-    filters = [(docs, r["xinst_filter"]["peak_rss_mb"]) for docs, r in sorted(by_size.items()) if "xinst_filter" in r]
+    filters = [
+        (docs, r["xinst_filter"]["peak_rss_mb"]) for docs, r in sorted(by_size.items()) if "xinst_filter" in r
+    ]
     if len(filters) > 1:
-        # The goal names the two largest sizes (100k and 1M by default). Memory that grows with the corpus grows
-        # 10x between them; 10% of slack covers allocator and Parquet-footer noise, not growth with the corpus.
+        # The goal names the two largest sizes (100k and 1M by default). Memory that grows with the corpus
+        # grows 10x between them; 10% of slack covers allocator and Parquet-footer noise.
         (small, rss_small), (large, rss_large) = filters[-2], filters[-1]
         flat = rss_large <= rss_small * 1.1
-        print("  filter peak RSS " + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in filters)
-              + f"; {large / small:.0f}x the documents adds {rss_large - rss_small:+,.0f} MB "
-              f"(goal: flat within 10%: {'met' if flat else 'MISSED'})")
-        dedups = [(docs, r["xinst_dedup"]["peak_rss_mb"]) for docs, r in sorted(by_size.items()) if "xinst_dedup" in r]
-        print("  dedup peak RSS (holds every survivor of a language, grows by design): "
-              + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in dedups))
+        print(
+            "  filter peak RSS "
+            + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in filters)
+            + f"; {large / small:.0f}x the documents adds {rss_large - rss_small:+,.0f} MB "
+            f"(goal: flat within 10%: {'met' if flat else 'MISSED'})"
+        )
+        dedups = [
+            (docs, r["xinst_dedup"]["peak_rss_mb"])
+            for docs, r in sorted(by_size.items())
+            if "xinst_dedup" in r
+        ]
+        print(
+            "  dedup peak RSS (holds every survivor of a language, grows by design): "
+            + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in dedups)
+        )
     return 0
 
 

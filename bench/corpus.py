@@ -49,7 +49,9 @@ SHARD_DOCS = 50_000
 ROW_GROUP = 5_000
 TITLE_SHARE = 0.6  # documents that start with a title line
 
-SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("kind", pa.string()), ("dup_of", pa.string())])
+SCHEMA = pa.schema(
+    [("doc_id", pa.string()), ("text", pa.string()), ("kind", pa.string()), ("dup_of", pa.string())]
+)
 _TERMINAL = ".!?…।॥۔؟"
 _SENTENCE_END = re.compile(r"(?<=[.!?…।॥۔؟])[\"'”’»)]*\s+")
 
@@ -111,8 +113,8 @@ def split_pools(texts: list[str], code: str) -> Pools:
     return Pools(tuple(dict.fromkeys(titles)), tuple(dict.fromkeys(sentences)), " ")
 
 
-# A space ends a Thai phrase, often a clause rather than a sentence: consecutive phrases are merged into pieces
-# of at least this many characters, so that recombined lines look like the sample's lines, not like lists.
+# A space ends a Thai phrase, often a clause rather than a sentence: consecutive phrases are merged into
+# pieces of at least this many characters, so that recombined lines look like the sample's lines, not lists.
 THAI_PIECE_CHARS = 80
 
 
@@ -137,7 +139,7 @@ def _target_length(rng: random.Random) -> int:
 
 
 def compose(pools: Pools, rng: random.Random) -> str:
-    """One document of 200-3,000 characters: a title (sometimes), then paragraphs of 1-4 distinct sentences."""
+    """One document of 200-3,000 characters: maybe a title, then paragraphs of 1-4 distinct sentences."""
     target = _target_length(rng)
     lines: list[str] = []
     if pools.titles and rng.random() < TITLE_SHARE:
@@ -249,7 +251,7 @@ def corpus_dir(out: Path, n_docs: int, seed: int) -> Path:
 
 
 def build_corpus(n_docs: int, seed: int = 0, out: Path = DEFAULT_OUT, sample: Path = SAMPLE) -> Path:
-    """Write the corpus (or reuse a complete one) and return its folder, which holds one folder per language."""
+    """Write the corpus (or reuse a complete one) and return its folder (one sub-folder per language)."""
     folder = corpus_dir(out, n_docs, seed)
     manifest = folder / "manifest.json"
     if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
@@ -287,7 +289,9 @@ def read_manifest(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
-def iter_batches(folder: Path, limit: int | None, batch_size: int, columns=("doc_id", "text")) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    folder: Path, limit: int | None, batch_size: int, columns=("doc_id", "text")
+) -> Iterator[pa.RecordBatch]:
     """Record batches of one language folder, in writing order, stopping after ``limit`` documents."""
     left = limit
     for shard in sorted(folder.glob("*.parquet")):
@@ -303,7 +307,9 @@ def iter_batches(folder: Path, limit: int | None, batch_size: int, columns=("doc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=200_000, help="documents in all (split evenly over languages)")
+    parser.add_argument(
+        "--docs", type=int, default=200_000, help="documents in all (split evenly over languages)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
