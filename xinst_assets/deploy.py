@@ -1,9 +1,10 @@
 """Kubernetes settings for running xinst beyond one machine, read from the files in ``deploy/``.
 
-Nothing here talks to a cluster. The functions turn the GPU pod template (``deploy/k8s/gpu-pod-template.yaml``)
-into what dagster-k8s expects: the ``dagster-k8s/config`` tag of a GPU step, and the pod spec of a training
-pod launched through Dagster Pipes (``PipesK8sClient``). ``executor_from_env`` picks the executor a deployment
-asks for. Each is read when the definitions are built, never at import.
+Nothing here talks to a cluster. The functions turn the GPU pod template
+(``deploy/k8s/gpu-pod-template.yaml``) into what dagster-k8s expects: the ``dagster-k8s/config`` tag of a GPU
+step, and the pod spec of a training pod launched through Dagster Pipes (``PipesK8sClient``).
+``executor_from_env`` picks the executor a deployment asks for. Each is read when the definitions are built,
+never at import.
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def gpu_op_tags(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def training_pod_spec(template: Mapping[str, Any], gpus: int | None = None) -> dict[str, Any]:
     """A ``base_pod_spec`` for ``PipesK8sClient.run``: the template's pod with ``gpus`` GPUs on its first
-    container (``TrainingLauncher.nproc_per_node`` for ``accelerate launch``/``torchrun``), restartPolicy Never."""
+    container (``TrainingLauncher.nproc_per_node`` for ``accelerate launch``/``torchrun``), restartPolicy
+    Never."""
     spec = _with_gpus(template["spec"], gpus)
-    spec["restartPolicy"] = "Never"  # a failed training pod is retried by Dagster (and resumes its checkpoint)
+    # A failed training pod is retried by Dagster, and the retry resumes from the last checkpoint.
+    spec["restartPolicy"] = "Never"
     return spec
 
 

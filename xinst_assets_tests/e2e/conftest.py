@@ -203,16 +203,20 @@ def _location_loaded(server: DagsterServer) -> bool:
     for entry in entries:
         error = entry["locationOrLoadError"] or {}
         if error.get("__typename") == "PythonError":
-            raise RuntimeError(f"code location {entry['name']} failed to load: {error['message']}\n{server.logs()}")
+            raise RuntimeError(
+                f"code location {entry['name']} failed to load: {error['message']}\n{server.logs()}"
+            )
     return bool(entries) and all(
-        e["loadStatus"] == "LOADED" and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+        e["loadStatus"] == "LOADED"
+        and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
         for e in entries
     )
 
 
 @pytest.fixture(scope="session")
 def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServer]:
-    """``dagster-webserver`` and ``dagster-daemon run`` over ``-m xinst_assets.definitions``, three languages."""
+    """``dagster-webserver`` and ``dagster-daemon run`` over ``-m xinst_assets.definitions``, three
+    languages."""
     root = tmp_path_factory.mktemp("e2e-deployment")
     dagster_home, xinst_home = root / "dagster_home", root / "xinst_home"
     dagster_home.mkdir()
@@ -239,3 +243,11 @@ def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster
     finally:
         stop_process_group(daemon)
         stop_process_group(webserver)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Expose each phase's report on the test item (``item.rep_call``) so fixtures can act on failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

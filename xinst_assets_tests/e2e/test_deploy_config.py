@@ -99,11 +99,14 @@ def test_the_gpu_pool_limit_and_run_limits_are_set_and_the_same_in_helm_values(i
     assert concurrency["pools"]["default_limit"] == helm_values["concurrency"]["pools"]["defaultLimit"] >= 1
     helm_concurrency = camel_to_snake({k: v for k, v in helm_values["concurrency"].items() if k != "enabled"})
     # The tag-limit values are data, not config keys: compare them as written.
-    helm_concurrency["runs"]["tag_concurrency_limits"] = helm_values["concurrency"]["runs"]["tagConcurrencyLimits"]
+    helm_runs = helm_values["concurrency"]["runs"]
+    helm_concurrency["runs"]["tag_concurrency_limits"] = helm_runs["tagConcurrencyLimits"]
     assert validate_config(get_concurrency_config().config_type, helm_concurrency).success
     assert helm_concurrency["runs"] == concurrency["runs"]
-    partition_limit = next(t for t in concurrency["runs"]["tag_concurrency_limits"] if t["key"] == "dagster/partition")
-    assert partition_limit == {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    limits = {t["key"]: t for t in concurrency["runs"]["tag_concurrency_limits"]}
+    assert limits["dagster/partition"] == {
+        "key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1,
+    }
 
 
 def test_the_gpu_pool_holds_exactly_the_model_stages(definitions):
@@ -118,7 +121,8 @@ def test_helm_values_launch_the_xinst_module_with_its_data_home_on_the_shared_vo
     env = {e["name"]: e["value"] for e in code["env"]}
     claim = load_yaml("k8s/pvc.yaml")["metadata"]["name"]
     launcher = helm_values["runLauncher"]["config"]["k8sRunLauncher"]
-    for volumes, mounts in ((code["volumes"], code["volumeMounts"]), (launcher["volumes"], launcher["volumeMounts"])):
+    for holder in (code, launcher):
+        volumes, mounts = holder["volumes"], holder["volumeMounts"]
         assert volumes == [{"name": "xinst-home", "persistentVolumeClaim": {"claimName": claim}}]
         assert mounts == [{"name": "xinst-home", "mountPath": env["XINST_HOME"]}]
     assert "XINST_HOME=" + env["XINST_HOME"] in launcher["envVars"]
@@ -151,8 +155,9 @@ def test_a_gpu_step_pod_built_as_dagster_k8s_builds_it_gets_the_gpu_node_and_the
         DagsterK8sJobConfig(job_image=IMAGE, dagster_home=launcher["dagster_home"],
                             instance_config_map=launcher["instance_config_map"],
                             postgres_password_secret=launcher["postgres_password_secret"]),
-        ["dagster", "api", "execute_step"], "dagster-step-test", user_defined_k8s_config=context.run_k8s_config,
-        pod_name="dagster-step-test", component="step_worker", labels={"dagster/op": "scored_pairs"},
+        ["dagster", "api", "execute_step"], "dagster-step-test",
+        user_defined_k8s_config=context.run_k8s_config, pod_name="dagster-step-test",
+        component="step_worker", labels={"dagster/op": "scored_pairs"},
     )
     pod = kubernetes.client.ApiClient().sanitize_for_serialization(job)["spec"]["template"]
     (container,) = pod["spec"]["containers"]
@@ -186,7 +191,8 @@ def test_the_multi_gpu_run_config_gives_each_step_as_many_gpus_as_accelerate_or_
     run_config = load_yaml("run_config/multi_gpu.yaml")
     dg.validate_run_config(k8s_job, run_config)
     for name in ("xinst_pipeline", "xinst_tuning"):  # the resources alone suit the default executor too
-        resolved = dg.validate_run_config(definitions.resolve_job_def(name), {"resources": run_config["resources"]})
+        job = definitions.resolve_job_def(name)
+        resolved = dg.validate_run_config(job, {"resources": run_config["resources"]})
         launcher = resolved["resources"]["training_launcher"]["config"]
         inference = resolved["resources"]["inference"]["config"]
     assert launcher["launcher"] == "accelerate"
@@ -197,12 +203,14 @@ def test_the_multi_gpu_run_config_gives_each_step_as_many_gpus_as_accelerate_or_
     for op in ("instruction_generator", "tuned_checkpoint"):
         assert per_step[op] == deploy.gpu_step_k8s_config(gpu_template, gpus=launcher["nproc_per_node"])
     for op in ("candidate_pairs", "scored_pairs", "evaluation"):
-        assert per_step[op] == deploy.gpu_step_k8s_config(gpu_template, gpus=inference["tensor_parallel_size"])
+        tensor_parallel = inference["tensor_parallel_size"]
+        assert per_step[op] == deploy.gpu_step_k8s_config(gpu_template, gpus=tensor_parallel)
 
 
 def test_a_pipes_training_pod_asks_for_as_many_gpus_as_accelerate_launches(gpu_template):
     spec = deploy.training_pod_spec(gpu_template, gpus=8)
-    command = ["accelerate", "launch", "--num_processes=8", "-m", "xinst_assets.training", "--config", "run.json"]
+    command = ["accelerate", "launch", "--num_processes=8", "-m", "xinst_assets.training",
+               "--config", "run.json"]
     pod = build_pod_body("xinst-train", IMAGE, command, {"DAGSTER_PIPES_CONTEXT": "x"}, None, spec)
     body = kubernetes.client.ApiClient().sanitize_for_serialization(pod)
     container = body["spec"]["containers"][0]
@@ -224,7 +232,9 @@ def test_deploy_settings_come_from_the_environment_and_bad_ones_fail_clearly(gpu
     tags = deploy.gpu_op_tags({"XINST_K8S_GPU_POD_TEMPLATE": str(DEPLOY / "k8s" / "gpu-pod-template.yaml")})
     assert tags == {"dagster-k8s/config": deploy.gpu_step_k8s_config(gpu_template)}
     cpu_only = tmp_path / "cpu.yaml"
-    cpu_only.write_text("kind: PodTemplate\ntemplate:\n  spec:\n    containers: [{name: x}]\n", encoding="utf-8")
+    cpu_only.write_text(
+        "kind: PodTemplate\ntemplate:\n  spec:\n    containers: [{name: x}]\n", encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="nvidia.com/gpu"):
         deploy.load_gpu_pod_template(cpu_only)
     with pytest.raises(FileNotFoundError, match="XINST_K8S_GPU_POD_TEMPLATE"):
@@ -246,9 +256,11 @@ def test_the_definitions_load_with_the_settings_of_the_helm_values(helm_values, 
     env = helm_code_location_env(helm_values, tmp_path / "xinst")
     defs = build_definitions(XinstConfig.from_env(env))
     assert defs.resolve_job_def("xinst_pipeline").partitions_def.get_partition_keys() == ["fi", "sw"]
-    assert {"nightly_refresh"} == {s.name for s in defs.schedules} and defs.resolve_sensor_def("new_raw_shards")
+    assert [s.name for s in defs.schedules] == ["nightly_refresh"]
+    assert defs.resolve_sensor_def("new_raw_shards").name == "new_raw_shards"
     assert deploy.executor_from_env(env) is k8s_job_executor
-    assert deploy.gpu_op_tags({**env, "XINST_K8S_GPU_POD_TEMPLATE": str(DEPLOY / "k8s" / "gpu-pod-template.yaml")})
+    template = str(DEPLOY / "k8s" / "gpu-pod-template.yaml")
+    assert set(deploy.gpu_op_tags({**env, "XINST_K8S_GPU_POD_TEMPLATE": template})) == {"dagster-k8s/config"}
 
 
 @pytest.mark.slow
