@@ -7,10 +7,13 @@
     DuckDB write per chunk, in a warehouse file behind its lock) against a bare loop of batched
     ``model.generate`` calls over the same prompts in input order, with the same model and greedy decoding (both
     produce the same texts, which is checked). Goal: overhead <= 10%.
-(b) pairs/s of constrained-choice labelling (``score_pairs``: one forward pass per batch) against
-    generate-then-parse (``label_by_generation``: 8 greedy tokens, then a regex), with the unparseable count
-    (best of two interleaved runs each). Both cost about one forward pass over the long judge prompt, so the
-    speed difference is small; the point of constrained choice is that no judgement is lost.
+(b) pairs/s of constrained-choice labelling (``score_pairs``: one forward pass per batch, only the last
+    position's logits) against generate-then-parse (``label_by_generation``: greedy tokens, then a regex), with
+    the unparseable count (best of two interleaved runs each). The baseline's cost depends on how many tokens
+    the judge may write, so it runs at several budgets (``--judge-budgets``): 8 tokens is a judge that obeys
+    "Reply with the digit only" (then both cost about one forward pass over the long judge prompt); 32-128
+    tokens is what free-form self-curation judges are given so that a rating written after a sentence of
+    explanation is not cut off.
 (c) the same generation batch run again: model calls (must be 0) and wall time.
 
 Without ``--model`` a tiny Llama is built in a temporary folder (``--hidden-size``, ``--layers``); its outputs are
@@ -141,7 +144,10 @@ def main() -> None:
     # swing by several times between runs; one thread gives repeatable numbers.
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-budgets", default="8,32,128,256",
+                        help="comma-separated max_new_tokens for the generate-then-parse baseline of (b)")
     args = parser.parse_args()
+    budgets = [int(b) for b in args.judge_budgets.split(",") if b.strip()]
     if args.quick:
         args.prompts, args.max_new_tokens, args.pairs = 48, 32, 32
     import torch
@@ -186,14 +192,17 @@ def main() -> None:
 
         # Both are dominated by the prompt's forward pass, so they run close: interleave two runs of each and
         # keep the faster, so a burst of load on a shared machine does not decide the comparison.
-        choice_s = parse_s = float("inf")
+        choice_s = float("inf")
+        parse_s = {b: float("inf") for b in budgets}
+        generated = {}
         for _ in range(2):
             start = time.perf_counter()
             scores = score_pairs(backend, pairs, "Indonesian")
             choice_s = min(choice_s, time.perf_counter() - start)
-            start = time.perf_counter()
-            generated = label_by_generation(backend, pairs, "Indonesian")
-            parse_s = min(parse_s, time.perf_counter() - start)
+            for budget in budgets:
+                start = time.perf_counter()
+                generated[budget] = label_by_generation(backend, pairs, "Indonesian", greedy(budget))
+                parse_s[budget] = min(parse_s[budget], time.perf_counter() - start)
 
     tokens = sum(g.completion_tokens for g in cached)
     same = sum(a.text == b.text == c for a, b, c in zip(cached, plain, bare["texts"]))
@@ -207,8 +216,13 @@ def main() -> None:
          f"{(cached_s / bare['seconds'] - 1) * 100:+.1f}% vs bare; cache I/O {stats.lookup_s + stats.write_s:.3f} s"),
         ("(b) constrained choice (score_pairs)", f"{len(pairs) / choice_s:,.1f} pairs/s", f"{choice_s:.2f} s",
          f"unparseable 0/{len(pairs)}; labels {labels}"),
-        ("(b) generate-then-parse", f"{len(pairs) / parse_s:,.1f} pairs/s", f"{parse_s:.2f} s",
-         f"unparseable {generated.unparseable}/{len(pairs)}"),
+        *(
+            (f"(b) generate-then-parse, {budget} tokens", f"{len(pairs) / parse_s[budget]:,.1f} pairs/s",
+             f"{parse_s[budget]:.2f} s",
+             f"constrained choice {parse_s[budget] / choice_s:.1f}x faster; "
+             f"unparseable {generated[budget].unparseable}/{len(pairs)}")
+            for budget in budgets
+        ),
         ("(c) rerun of the finished batch", f"{counting.calls} model calls", f"{rerun_s:.3f} s",
          f"{rerun_stats.hits}/{rerun_stats.unique} hits"),
     ]
