@@ -1,13 +1,18 @@
 """Stage 2: language-filtered text.
 
 ``document_signals`` runs fastText LID and the quality heuristics on each new document (cached by content id
-and settings), dbt's ``screened_documents`` joins them with the raw rows and removes exact duplicates, and
+and settings) and stores the MinHash signature of each survivor, computed from the same words; dbt's
+``screened_documents`` joins them with the raw rows and removes exact duplicates, and
 ``language_filtered_text`` removes near duplicates with MinHash LSH, globally within the language and across
-nightly refreshes, writing the kept set and the audit trail of every rejected document.
+nightly refreshes, writing the kept set and the audit trail of every rejected document. Its LSH index is a
+DuckDB scratch database fed from staged Parquet files (``NearDuplicateIndex``), so neither stage holds a
+language's documents in memory.
 """
 
 import json
 from dataclasses import asdict
+
+import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,8 +34,15 @@ from dagster import (
 
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.assets.reporting import counts_table, markdown_table
-from xinst_assets.core.dedup import DedupCandidate, StoredRepresentative, deduplicate
-from xinst_assets.core.filtering import Document, FilterSettings, filter_documents
+from xinst_assets.core.dedup import (
+    MinhashSigner,
+    NearDuplicateIndex,
+    REGIVEN,
+    RESULT_SCHEMA,
+    signature_from_bytes,
+    signature_to_bytes,
+)
+from xinst_assets.core.filtering import Document, DocumentScreener, FilterSettings
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
@@ -43,8 +55,12 @@ CREATE TABLE IF NOT EXISTS document_signals (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, settings_key VARCHAR NOT NULL,
     lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
     chars BIGINT, words BIGINT, reject_reason VARCHAR, first_seen_at TIMESTAMP NOT NULL,
+    minhash BLOB,
     PRIMARY KEY (lang, doc_id)
 );
+-- Warehouses from before signatures were stored with the signals (their settings key changes too, so every
+-- document is screened again and gets one).
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS minhash BLOB;
 """
 FILTERED_DDL = """
 CREATE TABLE IF NOT EXISTS near_dedup_state (
@@ -62,6 +78,8 @@ CREATE TABLE IF NOT EXISTS filter_rejections (
 );
 """
 BATCH_DOCS = 2_000
+# DuckDB memory for the near-dedup index: it spills to the scratch folder beyond this.
+DEDUP_MEMORY_LIMIT = "1GB"
 PURITY_MIN = 0.95
 # Web crawls keep roughly 10-60% of documents after LID, quality and dedup (FineWeb-2 reports similar ranges);
 # a kept fraction outside these wide bounds usually means a wrong source folder or a broken threshold.
@@ -75,6 +93,7 @@ def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: 
         "lid_policy": asdict(settings.lid_policy),
         "lid_model": lid_fingerprint,
         "lid_threshold": lid_threshold,
+        "minhash": settings.minhash.fingerprint,  # the stored signatures are valid for these settings only
     }
     return stable_hash(json.dumps(described, sort_keys=True, default=str))
 
@@ -84,7 +103,7 @@ def _now() -> datetime:
 
 
 def _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch: Path):
-    """LID + quality for documents without a verdict under ``key``; returns (staged file, screened, cached)."""
+    """LID + quality (+ survivors' MinHash) for documents without a verdict under ``key``: (staged file, count)."""
     pending = scratch / "pending.parquet"
     query = """
         SELECT doc_id, any_value(text) AS text, min(timestamp) AS published_at
@@ -97,22 +116,103 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
     out = scratch / "signals.parquet"
     schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
                         ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
-                        ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string())])
+                        ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string()),
+                        ("minhash", pa.binary())])
     progress = Progress(f"document_signals:{lang.code}", total, context.log.info, unit="docs")
+    screener = DocumentScreener(lang, identifier, settings)
     with pq.ParquetWriter(out, schema) as writer:
         for batch in pq.ParquetFile(pending).iter_batches(batch_size=BATCH_DOCS):
             rows = batch.to_pylist()
             docs = [Document(r["doc_id"], r["text"], published_at=r["published_at"]) for r in rows]
-            decisions = filter_documents(docs, lang, identifier, settings)
+            screened = screener.screen(docs)
+            minhash: list[bytes | None] = [None] * len(docs)
+            for i, signature in zip(screened.kept.tolist(), screened.signatures):
+                minhash[i] = signature_to_bytes(signature)
             writer.write_table(pa.Table.from_pylist(
                 [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
                   "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
-                  "chars": d.chars, "words": d.words, "reject_reason": d.reason} for d in decisions],
+                  "chars": d.chars, "words": d.words, "reject_reason": d.reason, "minhash": m}
+                 for d, m in zip(screened.decisions, minhash)],
                 schema=schema,
             ))
             progress.advance(len(rows))
     progress.finish()
     return out, total
+
+
+# The order in which near-dedup visits documents: first seen, then published, then doc id (timestamps are
+# ISO 8601 strings; missing ones last), as core.dedup orders candidates.
+VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
+SIGNATURE_BATCH = 20_000
+
+
+def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path, int, int]:
+    """Near-dedup of this run's survivors against the representatives kept earlier, with bounded memory.
+
+    Both sides are staged to Parquet under the shared lock (ordered by DuckDB), then streamed in batches into
+    a :class:`NearDuplicateIndex` in ``scratch``; its decisions are staged as the new ``near_dedup_state``
+    rows. Returns (staged state file, new documents, representatives kept earlier).
+    """
+    config = settings.minhash
+    alive = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
+    previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
+    # Representatives from earlier runs that are still here keep their place; duplicates whose
+    # representative is gone are decided again, so no document is lost with a vanished original.
+    previous = warehouse.export_partition(f"""
+        SELECT n.doc_id, n.content_key, n.signature
+        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id WHERE")}
+          AND n.config = ? AND n.keep
+        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint], previous_file)
+    todo = warehouse.export_partition(f"""
+        SELECT s.doc_id, g.minhash, CASE WHEN g.minhash IS NULL THEN s.text END AS text
+        {alive.replace("WHERE", "LEFT JOIN document_signals g ON g.lang = s.lang AND g.doc_id = s.doc_id WHERE")}
+          AND NOT EXISTS (
+            SELECT 1 FROM near_dedup_state n WHERE n.lang = s.lang AND n.doc_id = s.doc_id AND n.config = ?
+              AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))
+        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint, lang.code], todo_file)
+    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
+    state = scratch / "state.parquet"
+    state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
+                              ("content_key", pa.string()), ("signature", pa.binary())])
+    signer = None
+    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT,
+                            threads=warehouse.threads) as index:
+        for batch in pq.ParquetFile(previous_file).iter_batches(batch_size=SIGNATURE_BATCH):
+            ids = batch.column("doc_id").to_pylist()
+            index.add_previous(ids, batch.column("content_key").to_pylist(),
+                               batch.column("signature").to_pylist(), [1] * len(ids))
+        empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        for batch in pq.ParquetFile(todo_file).iter_batches(batch_size=SIGNATURE_BATCH):
+            ids = batch.column("doc_id").to_pylist()
+            blobs = batch.column("minhash").to_pylist()
+            signatures = np.empty((len(ids), config.num_perm), dtype=np.uint64)
+            shingled = np.ones(len(ids), dtype=bool)
+            missing = [i for i, b in enumerate(blobs) if b is None]
+            for i, blob in enumerate(blobs):
+                if blob is not None:
+                    signatures[i] = signature_from_bytes(blob, config)
+            if missing:  # screened before signatures were stored with the signals: sign the text now
+                signer = signer or MinhashSigner(config)
+                texts = batch.column("text").to_pylist()
+                matrix, has = signer.signatures([texts[i] for i in missing], lang.script)
+                signatures[missing] = matrix
+                shingled[missing] = has
+            shingled &= ~(signatures == empty).all(axis=1)  # the signature of a text without shingles
+            # The doc id is the content id of the normalised text (raw_web_text), the exact-dedup key.
+            index.add(ids, ids, signatures, shingled)
+        with pq.ParquetWriter(state, state_schema) as writer:
+            for batch in index.results():
+                kind = batch.column("kind").to_pylist()
+                new = [k != REGIVEN for k in kind]  # a stored representative seen again: unchanged
+                keep = [k == "kept" for k in kind]
+                writer.write_table(pa.Table.from_arrays([
+                    batch.column("doc_id"), pa.array(keep), batch.column("duplicate_of"),
+                    pa.array([c if k else None for c, k in zip(batch.column("content_key").to_pylist(), keep)],
+                             pa.string()),
+                    pa.array([b if k else None for b, k in zip(batch.column("signature").to_pylist(), keep)],
+                             pa.binary()),
+                ], schema=state_schema).filter(pa.array(new)))
+    return state, todo, previous
 
 
 def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
@@ -153,7 +253,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                     INSERT OR REPLACE INTO document_signals
                     SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
                            n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
-                           coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at
+                           coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash
                     FROM read_parquet('{sql_path(staged)}') n
                     LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
                 """, [lang.code, key, now, lang.code])
@@ -221,39 +321,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         config = settings.minhash.fingerprint
         with retry_transient(context), warehouse.write() as con:
             con.execute(FILTERED_DDL)
-        with retry_transient(context), warehouse.read() as con:
-            survivors = con.execute(
-                "SELECT doc_id, text, CAST(first_seen_at AS VARCHAR), timestamp FROM screened_documents "
-                "WHERE lang = ? AND reject_reason IS NULL", [lang.code]).fetchall()
-            state = {
-                row[0]: row for row in con.execute(
-                    "SELECT doc_id, keep, duplicate_of, content_key, signature FROM near_dedup_state "
-                    "WHERE lang = ? AND config = ?", [lang.code, config]).fetchall()
-            }
-        alive = {doc_id for doc_id, *_ in survivors}
-        # Representatives from earlier runs that are still here keep their place; duplicates whose
-        # representative is gone are decided again, so no document is lost with a vanished original.
-        previous = [StoredRepresentative(d, s[3], s[4]) for d, s in state.items() if s[1] and d in alive]
-        settled = {d for d, s in state.items() if d in alive and (s[1] or s[2] in alive)}
-        todo = [r for r in survivors if r[0] not in settled]
-        docs = [DedupCandidate(d, text, seen, pub) for d, text, seen, pub in todo]
-        context.log.info(
-            f"{lang.code}: near-dedup of {len(docs):,} new documents against {len(previous):,} kept earlier"
-        )
-        outcome = deduplicate(docs, lang.script, settings.minhash, previous)
-        reps = {r.doc_id: r for r in outcome.new_representatives}
-        new_state = [
-            {"doc_id": dd.doc_id, "keep": dd.keep, "duplicate_of": dd.duplicate_of,
-             "content_key": reps[dd.doc_id].content_key if dd.doc_id in reps else None,
-             "signature": reps[dd.doc_id].signature if dd.doc_id in reps else None}
-            for dd in outcome.decisions
-            if not (dd.keep and dd.doc_id not in reps)  # a stored representative seen again: unchanged
-        ]
-        state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
-                                  ("content_key", pa.string()), ("signature", pa.binary())])
         with retry_transient(context), storage.scratch_dir(f"filtered-{lang.code}") as scratch:
-            staged = scratch / "state.parquet"
-            pq.write_table(pa.Table.from_pylist(new_state, schema=state_schema), staged)
+            staged, new_docs, _ = _near_dedup(context, lang, settings, warehouse, scratch)
             with warehouse.write() as con:
                 con.execute(FILTERED_DDL)
                 con.execute(
@@ -320,7 +389,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             "rejected": int(rejected),
             "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
             "kept_with_duplicates": int(clustered),
-            "near_dedup_candidates_this_run": len(docs),
+            "near_dedup_candidates_this_run": new_docs,
             "rejected_by_reason": counts_table(by_reason),
             "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
             "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),

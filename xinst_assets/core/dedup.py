@@ -2,8 +2,11 @@
 
 * Exact duplicates: documents whose normalised text is identical (same :func:`content_id`).
 * Near duplicates: MinHash over word 5-gram shingles (words from :func:`split_words`, so Thai works), with
-  LSH banding (datasketch's ``MinHash`` / ``MinHashLSH``) and a similarity check on each candidate pair. The
-  shingles and signature size are datatrove's; the banding is tuned for short documents (see MinhashConfig).
+  LSH banding and a similarity check on each candidate pair. The shingles and signature size are
+  datatrove's; the banding is tuned for short documents (see MinhashConfig). Signatures are those of
+  datasketch's ``MinHash(scheme="affine64")``; the LSH index is not held in memory but kept in a DuckDB
+  scratch database (:class:`NearDuplicateIndex`): band hashes are joined to find candidate pairs, which are
+  then checked against the stored signatures, so memory stays bounded however many documents a language has.
 
 Documents are visited in a stable order: representatives kept by earlier runs first, then new documents by
 first-seen time, then publication time, then doc id. The first document of a cluster is its representative and
@@ -15,14 +18,20 @@ near a dropped duplicate joins that duplicate's cluster), as with datatrove's un
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
+import unicodedata
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
+import duckdb
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+import pyarrow as pa
+from datasketch import MinHash
 
 from xinst_assets.core.text import content_id, normalise
-from xinst_assets.core.words import split_words
+from xinst_assets.core.words import TextBatch, Vocabulary, split_words
 
 EXACT_DUPLICATE = "dedup_exact_duplicate"
 NEAR_DUPLICATE = "dedup_near_duplicate"
@@ -205,46 +214,405 @@ def _fmix64(hv: np.ndarray) -> np.ndarray:
 
 
 class MinhashSigner:
-    """Computes MinHash signatures for many documents at once (numpy over a chunk of documents).
+    """Computes MinHash signatures for many documents at once (numpy over chunks of shingles).
 
     Identical to datasketch's ``MinHash(num_perm, seed, scheme="affine64")`` updated with the shingle hashes
     of :func:`shingle_hashes`, but one matrix operation per chunk of documents instead of one per document.
+    The words of a text come from :class:`TextBatch`, shared with the quality rules; the SHA-1 of each
+    distinct word is computed once per process (cached by vocabulary id).
     """
 
-    def __init__(self, config: MinhashConfig = MinhashConfig()) -> None:
+    # Shingles per block: (permutations x shingles) uint64 values, 112 x 4,096 x 8 bytes = 3.7 MB, which
+    # stays in the CPU cache (a block 20x larger was 3x slower per shingle).
+    block_shingles = 4_096
+
+    def __init__(self, config: MinhashConfig = MinhashConfig(), vocabulary: Vocabulary | None = None) -> None:
         self.config = config
         a, b = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=_SCHEME).permutations
-        self._a = np.asarray(a, dtype=np.uint64)
-        self._b = np.asarray(b, dtype=np.uint64)
-        self._empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        self._a = np.asarray(a, dtype=np.uint64)[:, None]
+        self._b = np.asarray(b, dtype=np.uint64)[:, None]
+        self.vocabulary = vocabulary if vocabulary is not None else Vocabulary()
+        self._generation = -1
+        self._word_hashes = np.empty(0, dtype=np.uint64)  # vocabulary id -> hash of its shingle word
+        self._slow_cache: dict[str, int] = {}  # shingle word -> hash, for texts split the slow way
 
     def signatures(self, texts: Sequence[str], script: str | None) -> tuple[np.ndarray, list[bool]]:
         """Signatures (``len(texts)`` x ``num_perm`` uint64) and whether each text had any shingle."""
-        out = np.empty((len(texts), self.config.num_perm), dtype=np.uint64)
-        has_shingles: list[bool] = []
-        step = self.config.batch_docs
-        for start in range(0, len(texts), step):
-            word_hashes: dict[str, int] = {}
-            chunk = [
-                shingle_hashes(t, script, self.config.ngram_size, word_hashes)
-                for t in texts[start : start + step]
+        split_words("", script)  # a malformed script code is the usual clear error
+        batch = TextBatch(texts)
+        return self.signatures_of(batch, self.vocabulary.ids(batch.words), script)
+
+    def signatures_of(
+        self, batch: TextBatch, ids: np.ndarray, script: str | None, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[bool]]:
+        """Signatures of the texts ``rows`` (default: all) of a split batch; ``ids`` from ``self.vocabulary``.
+
+        A text whose shingle words are its words lower-cased (``batch.shingle_safe``: nearly every text)
+        takes them from the batch; any other is split again from ``normalise(text).lower()``.
+        """
+        rows = np.arange(len(batch.texts)) if rows is None else np.asarray(rows, dtype=np.int64)
+        offsets = batch.offsets
+        counts = offsets[rows + 1] - offsets[rows]
+        safe = batch.shingle_safe[rows]
+        chosen = np.zeros(len(batch.texts), dtype=bool)
+        chosen[rows[safe]] = True
+        take = np.repeat(chosen, np.diff(offsets))
+        hashes = np.empty(int(counts.sum()), dtype=np.uint64)
+        local = np.concatenate(([0], np.cumsum(counts)))
+        fast = np.repeat(safe, counts)
+        hashes[fast] = self._hashes_of(ids[take])
+        for k in np.flatnonzero(~safe).tolist():
+            words = _words(batch.texts[int(rows[k])], script)
+            # The slow split may find another number of words than the batch: rebuild around it.
+            cache = self._slow_cache
+            if len(cache) > self.vocabulary.max_words:
+                cache.clear()
+            slow = np.fromiter(
+                (cache[w] if w in cache else cache.setdefault(w, _hash64(w)) for w in words),
+                dtype=np.uint64,
+                count=len(words),
+            )
+            hashes = np.concatenate((hashes[: local[k]], slow, hashes[local[k + 1] :]))
+            shift = len(slow) - int(counts[k])
+            counts[k] = len(slow)
+            local[k + 1 :] += shift
+        grams, gram_offsets = _ngram_hashes(hashes, local, self.config.ngram_size)
+        return self._minhash(grams, gram_offsets), (np.diff(gram_offsets) > 0).tolist()
+
+    def _hashes_of(self, ids: np.ndarray) -> np.ndarray:
+        vocabulary = self.vocabulary
+        if vocabulary.generation != self._generation:
+            self._generation = vocabulary.generation
+            self._word_hashes = np.empty(0, dtype=np.uint64)
+        known = len(self._word_hashes)
+        if known < len(vocabulary.words):
+            fresh = [
+                _hash64(unicodedata.normalize("NFC", w).lower()) for w in vocabulary.words[known:]
             ]
-            has_shingles += [c.size > 0 for c in chunk]
-            counts = np.array([c.size for c in chunk], dtype=np.int64)
-            hashes = np.concatenate(chunk) if chunk else np.empty(0, dtype=np.uint64)
-            block = out[start : start + len(chunk)]
-            block[:] = self._empty
-            if hashes.size:
-                permuted = _fmix64(hashes)[:, None] * self._a[None, :] + self._b[None, :]
-                nonempty = counts > 0
-                offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-                block[nonempty] = np.minimum.reduceat(permuted, offsets, axis=0)
-        return out, has_shingles
+            self._word_hashes = np.concatenate((self._word_hashes, np.array(fresh, dtype=np.uint64)))
+        return self._word_hashes[ids]
+
+    def _minhash(self, grams: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        docs = len(offsets) - 1
+        out = np.full((docs, self.config.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+        counts = np.diff(offsets)
+        nonempty = np.flatnonzero(counts > 0)
+        if nonempty.size == 0:
+            return out
+        mixed = _fmix64(grams)
+        # Consecutive non-empty documents in blocks of about block_shingles shingles.
+        ends = offsets[nonempty + 1]
+        cuts = np.searchsorted(ends, np.arange(0, int(ends[-1]), self.block_shingles), side="right")
+        bounds = sorted(set(np.append(np.maximum(cuts, 1), len(nonempty)).tolist()) | {0})
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if hi <= lo:
+                continue
+            block_docs = nonempty[lo:hi]
+            start, stop = int(offsets[block_docs[0]]), int(offsets[block_docs[-1] + 1])
+            block = self._a * mixed[None, start:stop]
+            block += self._b
+            out[block_docs] = np.minimum.reduceat(block, offsets[block_docs] - start, axis=1).T
+        return out
+
+
+def _ngram_hashes(hashes: np.ndarray, offsets: np.ndarray, ngram_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of many texts (see :func:`shingle_hashes`) from their word hashes, and their offsets."""
+    counts = np.diff(offsets)
+    per_text = np.where(counts >= ngram_size, counts - ngram_size + 1, np.minimum(counts, 1))
+    gram_offsets = np.concatenate(([0], np.cumsum(per_text)))
+    out = np.empty(int(gram_offsets[-1]), dtype=np.uint64)
+    total = len(hashes)
+    if total >= ngram_size:
+        size = total - ngram_size + 1
+        grams = hashes[:size].copy()
+        for k in range(1, ngram_size):
+            grams *= _NGRAM_BASE
+            grams += hashes[k : k + size]
+        end_of = np.repeat(offsets[1:], counts)[:size]
+        inside = np.arange(size) + ngram_size <= end_of
+        full = counts >= ngram_size
+        out[np.repeat(full, per_text)] = grams[inside]
+    for k in np.flatnonzero((counts > 0) & (counts < ngram_size)).tolist():
+        words = hashes[offsets[k] : offsets[k + 1]]
+        value = words[:1].copy()
+        for h in words[1:]:
+            value = value * _NGRAM_BASE + h
+        out[gram_offsets[k]] = value[0]
+    return out, gram_offsets
 
 
 def _order_key(doc: DedupCandidate, index: int) -> tuple:
     last = "\uffff"  # missing timestamps sort after every ISO 8601 string
     return (doc.seen_at or last, doc.published_at or last, doc.doc_id, index)
+
+
+# --- The index in DuckDB ----------------------------------------------------------------------------------
+
+KEPT = "kept"  # a document kept as a new representative (or without words: kept, never merged)
+REGIVEN = "regiven"  # a stored representative given again: kept, unchanged
+
+
+def band_hashes(signatures: np.ndarray, config: MinhashConfig) -> np.ndarray:
+    """One 64-bit hash per LSH band (``len(signatures)`` x ``num_bands``).
+
+    Two documents are LSH candidates when a whole band of their signatures is equal; equal bands hash
+    equally, and a rare collision of unequal bands is caught when the pair is checked (:class:`NearDuplicateIndex`
+    compares the bands themselves), so the candidates are exactly datasketch's ``MinHashLSH`` ones.
+    """
+    bands = signatures.reshape(len(signatures), config.num_bands, config.rows_per_band)
+    h = np.zeros(bands.shape[:2], dtype=np.uint64)
+    for row in range(config.rows_per_band):
+        h = _fmix64(h ^ bands[:, :, row])
+        h *= _NGRAM_BASE
+    return _fmix64(h)
+
+
+_DOCS_SCHEMA = pa.schema(
+    [
+        ("pos", pa.int64()),
+        ("doc_id", pa.string()),
+        ("content_key", pa.string()),
+        ("signature", pa.binary()),
+        ("shingled", pa.bool_()),
+        ("previous", pa.bool_()),
+        ("base_size", pa.int64()),
+    ]
+)
+RESULT_SCHEMA = pa.schema(
+    [
+        ("pos", pa.int64()),
+        ("doc_id", pa.string()),
+        ("kind", pa.string()),  # kept, regiven, dedup_exact_duplicate, dedup_near_duplicate
+        ("duplicate_of", pa.string()),
+        ("content_key", pa.string()),
+        ("signature", pa.binary()),
+        ("cluster_size", pa.int64()),  # for kept and regiven documents: the cluster size after this run
+    ]
+)
+
+
+class NearDuplicateIndex:
+    """Exact and near-duplicate decisions for a stream of documents, in a DuckDB scratch database.
+
+    Feed the representatives kept by earlier runs (:meth:`add_previous`, in their rank order: earlier ones
+    win ties) and then this run's documents in visiting order (:meth:`add`, signatures already computed);
+    :meth:`run` decides, and :meth:`results` streams one row per new document. The decisions are those of
+    the in-memory algorithm described in the module docstring:
+
+    * a new document whose doc id and content key are a stored representative's is that representative;
+    * a document whose content key appeared before is an exact duplicate of the earlier document's cluster;
+    * otherwise, with shingles, it is a near duplicate of the earliest-ranked cluster among the earlier
+      indexed documents (representatives and near duplicates alike: clusters are transitive) that share a
+      whole LSH band with it and pass the ``min_jaccard`` check; and it is indexed in turn.
+
+    Band hashes of every indexed document go to a DuckDB table; one join on (band, hash) yields all candidate
+    pairs, which are checked in batches against both signatures (streamed, ordered by the later document).
+    Python then holds one int64 per new document (its cluster); DuckDB spills to ``directory`` beyond
+    ``memory_limit``. Previous representatives cost memory only inside DuckDB.
+    """
+
+    def __init__(
+        self,
+        config: MinhashConfig = MinhashConfig(),
+        directory: str | Path | None = None,
+        memory_limit: str = "512MB",
+        threads: int | None = None,
+    ) -> None:
+        self.config = config
+        self._own_dir = directory is None
+        self.directory = Path(tempfile.mkdtemp(prefix="near-dedup-")) if directory is None else Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        settings = {"memory_limit": memory_limit, "temp_directory": str(self.directory / "spill"),
+                    "preserve_insertion_order": False}
+        if threads:
+            settings["threads"] = threads
+        self.con = duckdb.connect(str(self.directory / "index.duckdb"), config=settings)
+        self.con.execute(
+            "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, signature BLOB, "
+            "shingled BOOLEAN, previous BOOLEAN, base_size BIGINT)"
+        )
+        self.con.execute("CREATE TABLE bands (pos BIGINT, band UTINYINT, h UBIGINT)")
+        self.previous = 0  # representatives added
+        self.added = 0  # new documents added
+        self._decided = False
+
+    def __enter__(self) -> "NearDuplicateIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database and remove the scratch files this index created."""
+        self.con.close()
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        else:
+            for name in ("index.duckdb", "index.duckdb.wal"):
+                (self.directory / name).unlink(missing_ok=True)
+            shutil.rmtree(self.directory / "spill", ignore_errors=True)
+
+    def add_previous(
+        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: Sequence[bytes],
+        cluster_sizes: Sequence[int],
+    ) -> None:
+        """Representatives of earlier runs (a batch), in rank order; all must come before :meth:`add`."""
+        if self.added:
+            raise RuntimeError("add every previous representative before the new documents")
+        matrix = np.stack([signature_from_bytes(s, self.config) for s in signatures]) if len(signatures) else (
+            np.empty((0, self.config.num_perm), dtype=np.uint64))
+        self._insert(doc_ids, content_keys, matrix, np.ones(len(doc_ids), dtype=bool), True, cluster_sizes)
+        self.previous += len(doc_ids)
+
+    def add(
+        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: np.ndarray, shingled: Sequence[bool]
+    ) -> None:
+        """New documents (a batch), in visiting order; ``shingled``: whether the text had any shingle."""
+        self._insert(doc_ids, content_keys, signatures, np.asarray(shingled, dtype=bool), False,
+                     np.ones(len(doc_ids), dtype=np.int64))
+        self.added += len(doc_ids)
+
+    def _insert(self, doc_ids, content_keys, matrix: np.ndarray, shingled: np.ndarray, previous: bool,
+                sizes) -> None:
+        count = len(doc_ids)
+        if count == 0:
+            return
+        start = self.previous + self.added
+        pos = np.arange(start, start + count, dtype=np.int64)
+        matrix = np.ascontiguousarray(matrix, dtype=_SIGNATURE_DTYPE)
+        blobs = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(matrix.shape[1] * 8), count, [None, pa.py_buffer(matrix.tobytes())]
+        ).cast(pa.binary())
+        docs = pa.Table.from_arrays(
+            [pa.array(pos), pa.array(doc_ids, pa.string()), pa.array(content_keys, pa.string()), blobs,
+             pa.array(shingled), pa.array(np.full(count, previous)), pa.array(np.asarray(sizes, dtype=np.int64))],
+            schema=_DOCS_SCHEMA,
+        )
+        self.con.register("docs_batch", docs)
+        self.con.execute("INSERT INTO docs SELECT * FROM docs_batch")
+        self.con.unregister("docs_batch")
+        # Indexed now: previous representatives, and new documents with shingles (whether they end up as
+        # exact duplicates is decided later: their bands are dropped then).
+        index = np.flatnonzero(shingled)
+        if index.size:
+            bands = band_hashes(matrix[index], self.config)
+            table = pa.table({
+                "pos": np.repeat(pos[index], self.config.num_bands),
+                "band": np.tile(np.arange(self.config.num_bands, dtype=np.uint8), index.size),
+                "h": bands.reshape(-1),
+            })
+            self.con.register("bands_batch", table)
+            self.con.execute("INSERT INTO bands SELECT * FROM bands_batch")
+            self.con.unregister("bands_batch")
+
+    def run(self, pair_batch: int = 65_536) -> None:
+        """Decide every new document (once)."""
+        if self._decided:
+            raise RuntimeError("run() was called already")
+        self._decided = True
+        con, previous = self.con, self.previous
+        # Exact duplicates and stored representatives given again.
+        con.execute(f"""
+            CREATE TABLE state AS
+            WITH firsts AS (SELECT content_key, min(pos) AS first_pos FROM docs GROUP BY content_key),
+            stored AS (SELECT doc_id, content_key, min(pos) AS stored_pos FROM docs WHERE previous GROUP BY ALL),
+            regiven AS (
+                SELECT min(d.pos) AS pos, any_value(s.stored_pos) AS stored_pos
+                FROM docs d JOIN stored s USING (doc_id, content_key)
+                WHERE NOT d.previous GROUP BY d.doc_id, d.content_key)
+            SELECT d.pos, f.first_pos, r.pos IS NOT NULL AS regiven,
+                   r.pos IS NULL AND f.first_pos = d.pos AND d.shingled AS indexed,
+                   CASE WHEN r.pos IS NOT NULL THEN r.stored_pos END AS stored_pos
+            FROM docs d JOIN firsts f USING (content_key) LEFT JOIN regiven r USING (pos)
+            WHERE d.pos >= {previous}
+        """)
+        con.execute(f"""
+            DELETE FROM bands WHERE pos >= {previous}
+            AND pos IN (SELECT pos FROM state WHERE NOT indexed)
+        """)
+        # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash.
+        rep = np.arange(previous, previous + self.added, dtype=np.int64)  # cluster of each new document
+        config = self.config
+        pairs = con.execute(f"""
+            WITH pairs AS (
+                SELECT DISTINCT q.pos AS i, c.pos AS j
+                FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
+                WHERE q.pos >= {previous})
+            SELECT p.i, p.j, a.signature AS si, b.signature AS sj
+            FROM pairs p JOIN docs a ON a.pos = p.i JOIN docs b ON b.pos = p.j
+            ORDER BY p.i, p.j
+        """).fetch_record_batch(pair_batch)
+        width = config.num_perm * 8
+        for batch in pairs:
+            if batch.num_rows == 0:
+                continue
+            i = batch.column(0).to_numpy()
+            j = batch.column(1).to_numpy()
+            si = _blobs(batch.column(2), width).reshape(-1, config.num_perm)
+            sj = _blobs(batch.column(3), width).reshape(-1, config.num_perm)
+            equal = si == sj
+            # A whole band equal (the LSH condition itself: band hashes may collide) ...
+            ok = equal.reshape(len(i), config.num_bands, config.rows_per_band).all(axis=2).any(axis=1)
+            if config.min_jaccard is not None:
+                # ... and the share of equal values, an estimate of the Jaccard similarity, high enough.
+                ok &= equal.mean(axis=1) >= config.min_jaccard
+            i, j = i[ok].tolist(), j[ok].tolist()
+            for a, b in zip(i, j):
+                cluster = rep[b - previous] if b >= previous else b
+                if cluster < rep[a - previous]:
+                    rep[a - previous] = cluster
+        con.register("clusters", pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep}))
+        con.execute("""
+            CREATE TABLE decided AS
+            SELECT s.pos,
+                   CASE WHEN s.regiven THEN 'regiven'
+                        WHEN s.first_pos < s.pos THEN 'dedup_exact_duplicate'
+                        WHEN c.rep < s.pos THEN 'dedup_near_duplicate'
+                        ELSE 'kept' END AS kind,
+                   CASE WHEN s.regiven THEN NULL
+                        WHEN s.first_pos < s.pos THEN coalesce(f.rep, s.first_pos)
+                        WHEN c.rep < s.pos THEN c.rep END AS rep_pos,
+                   coalesce(s.stored_pos, s.pos) AS cluster_pos  -- whose cluster a kept document stands for
+            FROM state s JOIN clusters c ON c.pos = s.pos LEFT JOIN clusters f ON f.pos = s.first_pos
+        """)
+        con.unregister("clusters")
+
+    def results(self, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """One row per new document, in visiting order (:data:`RESULT_SCHEMA`)."""
+        if not self._decided:
+            self.run()
+        reader = self.con.execute("""
+            WITH members AS (SELECT rep_pos, count(*) AS n FROM decided WHERE rep_pos IS NOT NULL GROUP BY 1)
+            SELECT t.pos, d.doc_id, t.kind, r.doc_id AS duplicate_of, d.content_key, d.signature,
+                   CASE WHEN t.kind IN ('kept', 'regiven') THEN c.base_size + coalesce(m.n, 0) END AS cluster_size
+            FROM decided t JOIN docs d ON d.pos = t.pos
+            JOIN docs c ON c.pos = t.cluster_pos
+            LEFT JOIN docs r ON r.pos = t.rep_pos
+            LEFT JOIN members m ON m.rep_pos = t.cluster_pos
+            ORDER BY t.pos
+        """).fetch_record_batch(batch_rows)
+        for batch in reader:
+            yield batch.cast(RESULT_SCHEMA) if batch.schema != RESULT_SCHEMA else batch
+
+    def grown_previous(self) -> list[tuple[str, int]]:
+        """Previous representatives that gained members in this run: (doc id, new cluster size), by rank."""
+        if not self._decided:
+            self.run()
+        return self.con.execute("""
+            SELECT d.doc_id, d.base_size + count(*) FROM decided t JOIN docs d ON d.pos = t.rep_pos
+            WHERE t.rep_pos < ? GROUP BY d.pos, d.doc_id, d.base_size ORDER BY d.pos
+        """, [self.previous]).fetchall()
+
+
+def _blobs(column: pa.Array, width: int) -> np.ndarray:
+    """The bytes of a binary column of equal-length values, as one uint64 array."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    buffers = column.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+    data = np.frombuffer(buffers[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if len(data) != width * len(column):
+        raise ValueError("stored MinHash signatures of unequal length: recompute them")
+    return data.view(_SIGNATURE_DTYPE).astype(np.uint64)
 
 
 def deduplicate(
@@ -257,78 +625,40 @@ def deduplicate(
 
     Returns one decision per input document (same order). A candidate whose doc id and content equal a stored
     representative's is that representative (kept, no new member): running a batch twice changes nothing.
+    In memory for the documents given (tests, the demo, the bench's accuracy table); the assets stream
+    signatures into :class:`NearDuplicateIndex` directly.
     """
-    signer = MinhashSigner(config)
-    lsh = MinHashLSH(num_perm=config.num_perm, params=(config.num_bands, config.rows_per_band))
-    representative_of: list[str] = []  # LSH key (int) -> doc id of its cluster's representative
-    indexed: list[np.ndarray] = []  # LSH key (int) -> signature, for the similarity check
-    rank_of: dict[str, int] = {}  # representative doc id -> visiting rank (earlier wins)
-    by_content: dict[str, str] = {}  # content key -> representative doc id
-    sizes: dict[str, int] = {}
-    touched: set[str] = set()
-    previous_ids: dict[str, str] = {}
-
-    def index(signature: np.ndarray, representative: str) -> None:
-        key = len(representative_of)
-        representative_of.append(representative)
-        indexed.append(signature)
-        lsh.insert(
-            key, LeanMinHash(seed=config.seed, hashvalues=signature, scheme=_SCHEME), check_duplication=False
-        )
-
-    for rep in previous:
-        signature = signature_from_bytes(rep.signature, config)
-        rank_of[rep.doc_id] = len(rank_of)
-        by_content.setdefault(rep.content_key, rep.doc_id)
-        sizes[rep.doc_id] = rep.cluster_size
-        previous_ids[rep.doc_id] = rep.content_key
-        index(signature, rep.doc_id)
-
+    previous = list(previous)
     order = sorted(range(len(docs)), key=lambda i: _order_key(docs[i], i))
     ordered = [docs[i] for i in order]
-    signatures, has_shingles = signer.signatures([d.text for d in ordered], script)
-    decisions: dict[int, DedupDecision] = {}
-    new_reps: list[StoredRepresentative] = []
-
-    for position, (i, doc) in enumerate(zip(order, ordered)):
-        key = content_id(doc.text)
-        if previous_ids.get(doc.doc_id) == key:  # a stored representative given again
-            decisions[i] = DedupDecision(doc.doc_id, True)
-            previous_ids.pop(doc.doc_id)  # a second copy of it is an exact duplicate
-            continue
-        representative = by_content.get(key)
-        if representative is not None:
-            decisions[i] = DedupDecision(doc.doc_id, False, EXACT_DUPLICATE, representative)
-            sizes[representative] += 1
-            touched.add(representative)
-            continue
-        signature = signatures[position]
-        if has_shingles[position]:
-            minhash = LeanMinHash(seed=config.seed, hashvalues=signature, scheme=_SCHEME)
-            keys = list(lsh.query(minhash))
-            if keys and config.min_jaccard is not None:
-                # The share of equal signature values estimates the Jaccard similarity (one numpy call).
-                similar = (np.stack([indexed[k] for k in keys]) == signature).mean(
-                    axis=1
-                ) >= config.min_jaccard
-                keys = [k for k, ok in zip(keys, similar) if ok]
-            matches = {representative_of[k] for k in keys}
-            if matches:
-                representative = min(matches, key=rank_of.__getitem__)
-                decisions[i] = DedupDecision(doc.doc_id, False, NEAR_DUPLICATE, representative)
-                sizes[representative] += 1
-                touched.add(representative)
-                by_content[key] = representative
-                index(signature, representative)  # transitive: later near-copies of this one join the cluster
-                continue
-            index(signature, doc.doc_id)
-        decisions[i] = DedupDecision(doc.doc_id, True)
-        rank_of[doc.doc_id] = len(rank_of)
-        by_content[key] = doc.doc_id
-        sizes[doc.doc_id] = 1
-        touched.add(doc.doc_id)
-        new_reps.append(StoredRepresentative(doc.doc_id, key, signature_to_bytes(signature)))
-
-    cluster_sizes = {doc_id: sizes[doc_id] for doc_id in sorted(touched, key=rank_of.__getitem__)}
-    new_reps = [StoredRepresentative(r.doc_id, r.content_key, r.signature, sizes[r.doc_id]) for r in new_reps]
-    return DedupOutcome([decisions[i] for i in range(len(docs))], cluster_sizes, new_reps)
+    signatures, has_shingles = MinhashSigner(config).signatures([d.text for d in ordered], script)
+    with NearDuplicateIndex(config) as index:
+        if previous:
+            index.add_previous(
+                [r.doc_id for r in previous], [r.content_key for r in previous],
+                [r.signature for r in previous], [r.cluster_size for r in previous],
+            )
+        index.add([d.doc_id for d in ordered], [content_id(d.text) for d in ordered], signatures, has_shingles)
+        decisions: dict[int, DedupDecision] = {}
+        sizes: dict[str, int] = {}
+        new_reps: list[StoredRepresentative] = []
+        for batch in index.results():
+            for row in batch.to_pylist():
+                i = order[row["pos"] - index.previous]
+                kind = row["kind"]
+                if kind in (KEPT, REGIVEN):
+                    decisions[i] = DedupDecision(row["doc_id"], True)
+                    if kind == KEPT:
+                        sizes[row["doc_id"]] = row["cluster_size"]
+                        new_reps.append(StoredRepresentative(
+                            row["doc_id"], row["content_key"], row["signature"], row["cluster_size"]))
+                else:
+                    decisions[i] = DedupDecision(row["doc_id"], False, kind, row["duplicate_of"])
+        grown = dict(index.grown_previous())
+    # Cluster sizes of the representatives that are new or gained members, in rank order (stored ones first).
+    rank = {r.doc_id: k for k, r in enumerate(previous)}
+    cluster_sizes = {doc_id: size for doc_id, size in grown.items()}
+    for rep in new_reps:
+        cluster_sizes[rep.doc_id] = sizes[rep.doc_id]
+    ordered_sizes = dict(sorted(cluster_sizes.items(), key=lambda item: rank.get(item[0], len(rank))))
+    return DedupOutcome([decisions[i] for i in range(len(docs))], ordered_sizes, new_reps)

@@ -2,9 +2,11 @@
 
 Every document gets exactly one :class:`FilterDecision`: kept, or dropped with one reason prefixed by the
 filter that dropped it (``lid_...``, ``quality_...``, ``dedup_...``). Cheap checks run first: the length
-bounds (a ``len``), then fastText on the documents that remain (one batch call), then the other quality rules.
-Dedup runs afterwards over every survivor of a language (:func:`apply_dedup`), since duplicates are found
-across batches and runs.
+bounds (a ``len``), then fastText on the documents that remain (one batch call), then the other quality rules
+(over the whole batch at once). The survivors' MinHash signatures are computed in the same pass from the same
+words (:class:`DocumentScreener`), so that dedup, which runs afterwards over every survivor of a language
+(:func:`apply_dedup`, or the streaming :class:`~xinst_assets.core.dedup.NearDuplicateIndex`) since duplicates
+are found across batches and runs, never needs the texts again.
 """
 
 from __future__ import annotations
@@ -13,15 +15,25 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from xinst_assets.core.dedup import (
     DedupCandidate,
     DedupOutcome,
     MinhashConfig,
+    MinhashSigner,
     StoredRepresentative,
     deduplicate,
 )
 from xinst_assets.core.lid import LanguageIdentifier, LidPolicy, decide_language
-from xinst_assets.core.quality import TOO_LONG, TOO_SHORT, QualityThresholds, assess_quality, thresholds_for
+from xinst_assets.core.quality import (
+    TOO_LONG,
+    TOO_SHORT,
+    QualityThresholds,
+    assess_quality_batch,
+    thresholds_for,
+)
+from xinst_assets.core.words import TextBatch, Vocabulary
 from xinst_assets.languages import Language
 
 # The label of the sample data (data/sample/labels/<lang>.jsonl) that stage 2 should keep; every other label
@@ -90,6 +102,78 @@ class FilterSettings:
         }
 
 
+@dataclass
+class ScreenedBatch:
+    """LID and quality decisions for a batch, with the MinHash signatures of the documents kept."""
+
+    decisions: list[FilterDecision]
+    kept: np.ndarray  # indices (into the batch) of the kept documents
+    signatures: np.ndarray | None  # (len(kept), num_perm) uint64, when asked for
+    shingled: list[bool] | None  # per kept document: whether it had any shingle
+
+
+class DocumentScreener:
+    """Stage 2's per-document work for one language: length, LID, quality, and the survivors' signatures.
+
+    Keeps its word vocabulary (and the SHA-1 of each word for MinHash) across batches, so a word seen in an
+    earlier batch costs a dictionary lookup.
+    """
+
+    def __init__(
+        self, lang: Language, identifier: LanguageIdentifier, settings: FilterSettings | None = None
+    ) -> None:
+        self.lang = lang
+        self.identifier = identifier
+        self.settings = settings or FilterSettings.for_language(lang)
+        self.vocabulary = Vocabulary()
+        self.signer = MinhashSigner(self.settings.minhash, self.vocabulary)
+
+    def screen(self, docs: Sequence[Document], signatures: bool = True) -> ScreenedBatch:
+        """One decision per document (input order); signatures of the kept ones if ``signatures``."""
+        lang, q = self.lang, self.settings.quality
+        decisions: list[FilterDecision | None] = [None] * len(docs)
+        to_identify: list[int] = []
+        for i, doc in enumerate(docs):
+            n = len(doc.text)
+            if q.min_chars is not None and n < q.min_chars:
+                decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_SHORT, chars=n)
+            elif q.max_chars is not None and n > q.max_chars:
+                decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_LONG, chars=n)
+            else:
+                to_identify.append(i)
+        predictions = self.identifier.predict([docs[i].text for i in to_identify])
+        languages = [decide_language(pred, lang, self.settings.lid_policy) for pred in predictions]
+        passed = [i for i, (keep, _) in zip(to_identify, languages) if keep]
+        batch = TextBatch([docs[i].text for i in passed])
+        ids = self.vocabulary.ids(batch.words)
+        verdicts = iter(assess_quality_batch(batch.texts, lang.script, q, batch, ids))
+        for i, pred, (keep, reason) in zip(to_identify, predictions, languages):
+            doc = docs[i]
+            words = None
+            if keep:
+                verdict = next(verdicts)
+                reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
+            decisions[i] = FilterDecision(
+                doc.doc_id,
+                lang.code,
+                keep,
+                reason,
+                pred.lang,
+                round(pred.score, 4),
+                pred.runner_up,
+                round(pred.runner_up_score, 4),
+                chars=len(doc.text),
+                words=words,
+            )
+        kept = np.array([i for i, d in enumerate(decisions) if d is not None and d.keep], dtype=np.int64)
+        matrix = shingled = None
+        if signatures:
+            position = {i: k for k, i in enumerate(passed)}
+            rows = np.array([position[i] for i in kept.tolist()], dtype=np.int64)
+            matrix, shingled = self.signer.signatures_of(batch, ids, lang.script, rows)
+        return ScreenedBatch([d for d in decisions if d is not None], kept, matrix, shingled)
+
+
 def filter_documents(
     docs: Sequence[Document],
     lang: Language,
@@ -97,39 +181,7 @@ def filter_documents(
     settings: FilterSettings | None = None,
 ) -> list[FilterDecision]:
     """LID and quality for one batch of one language; one decision per document, in input order."""
-    settings = settings or FilterSettings.for_language(lang)
-    q = settings.quality
-    decisions: list[FilterDecision | None] = [None] * len(docs)
-    to_identify: list[int] = []
-    for i, doc in enumerate(docs):
-        n = len(doc.text)
-        if q.min_chars is not None and n < q.min_chars:
-            decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_SHORT, chars=n)
-        elif q.max_chars is not None and n > q.max_chars:
-            decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_LONG, chars=n)
-        else:
-            to_identify.append(i)
-    predictions = identifier.predict([docs[i].text for i in to_identify])
-    for i, pred in zip(to_identify, predictions):
-        doc = docs[i]
-        keep, reason = decide_language(pred, lang, settings.lid_policy)
-        words = None
-        if keep:
-            verdict = assess_quality(doc.text, lang.script, q)
-            reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
-        decisions[i] = FilterDecision(
-            doc.doc_id,
-            lang.code,
-            keep,
-            reason,
-            pred.lang,
-            round(pred.score, 4),
-            pred.runner_up,
-            round(pred.runner_up_score, 4),
-            chars=len(doc.text),
-            words=words,
-        )
-    return [d for d in decisions if d is not None]
+    return DocumentScreener(lang, identifier, settings).screen(docs, signatures=False).decisions
 
 
 def apply_dedup(

@@ -19,10 +19,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
-from functools import cached_property
-from typing import Any, Mapping
+from functools import cached_property, lru_cache
+from typing import Any, Mapping, Sequence
 
-from xinst_assets.core.words import split_words
+import numpy as np
+
+from xinst_assets.core.words import ALPHA, SPACE, TextBatch, Vocabulary, char_tables, split_words
 from xinst_assets.languages import Language
 
 
@@ -304,11 +306,21 @@ def is_boilerplate_line(line: str, max_chars: int = 160, max_interface_words: in
 
     See :data:`BOILERPLATE_MARKERS` and :data:`INTERFACE_MARKERS` for the two kinds and their length limits.
     """
+    return _is_boilerplate_line(line, max_chars, max_interface_words, _NOTICE_MARKERS, _INTERFACE_MARKERS)
+
+
+def _is_boilerplate_line(
+    line: str,
+    max_chars: int,
+    max_interface_words: int,
+    notice: tuple[tuple[str, bool], ...],
+    interface: tuple[tuple[str, bool], ...],
+) -> bool:
     if len(line) > max_chars:
         return False
-    if _contains_marker(line, _NOTICE_MARKERS):
+    if notice and _contains_marker(line, notice):
         return True
-    return len(line.split()) <= max_interface_words and _contains_marker(line, _INTERFACE_MARKERS)
+    return bool(interface) and len(line.split()) <= max_interface_words and _contains_marker(line, interface)
 
 
 # A whitespace-separated token with no letter in it: digits, underscores, punctuation, symbols only.
@@ -321,15 +333,101 @@ def _ends_with_terminal(line: str) -> bool:
     return bool(stripped) and stripped[-1] in TERMINAL_PUNCTUATION
 
 
-class _Measured:
-    """Lazily measured properties of one text, shared by the checks and the signals."""
+def ngram_fractions(
+    ids: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, max_n: int = _MAX_NGRAM
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gopher's n-gram repetition measures of many texts at once, for n = 2 .. ``max_n``.
 
-    def __init__(self, text: str, script: str | None) -> None:
+    ``ids`` identify the words (equal words, equal ids), ``lengths`` are their lengths in characters, and text
+    ``d`` has the words ``offsets[d]`` to ``offsets[d + 1]``. Returns ``(top, dup)``, arrays of shape
+    ``(texts, max_n + 1)`` (column ``n`` for n-grams): ``top`` is the characters of the most frequent n-gram
+    (the first to appear among equally frequent ones) times its count, over all word characters; ``dup`` is
+    the share of word characters inside repeats of an earlier n-gram, each word counted once. Both are 0 where
+    no n-gram repeats.
+
+    An n-gram can repeat only where its (n-1)-gram prefix repeats, so each size looks only at the positions
+    that repeated at the size before (the Gopher cascade), all texts at once: n-grams are numbered by
+    ``np.unique`` over (number of the (n-1)-gram, id of the next word) pairs, which are exact integers, so
+    equal n-grams of one text always share a number and different ones never do.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    texts = len(offsets) - 1
+    top = np.zeros((texts, max_n + 1))
+    dup = np.zeros((texts, max_n + 1))
+    words = len(ids)
+    if words == 0 or texts == 0:
+        return top, dup
+    counts = np.diff(offsets)
+    doc_of = np.repeat(np.arange(texts, dtype=np.int64), counts)
+    end_of = offsets[1:][doc_of]  # one past the last word of each word's text
+    chars = np.concatenate(([0], np.cumsum(lengths)))  # chars[j] - chars[i]: characters of words i..j-1
+    total = chars[offsets[1:]] - chars[offsets[:-1]]
+    # 1-grams numbered per text (the same word in two texts gets two numbers).
+    vocabulary = int(ids.max()) + 1
+    if texts * vocabulary < 2**31:
+        grams = doc_of * vocabulary + ids
+    else:
+        grams = np.unique(doc_of * vocabulary + ids, return_inverse=True)[1].astype(np.int64)
+    unigrams = grams
+    positions = np.arange(words, dtype=np.int64)
+    for n in range(2, max_n + 1):
+        inside = positions + n <= end_of[positions]
+        positions, grams = positions[inside], grams[inside]
+        if positions.size == 0:
+            break
+        key = grams * (int(unigrams.max()) + 1) + unigrams[positions + n - 1]  # < 2**62: exact
+        _, first, grams, count = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        grams = grams.astype(np.int64)
+        per_position = count[grams]
+        docs = doc_of[positions]
+        starts = np.flatnonzero(np.diff(docs, prepend=-1))  # positions are in text order
+        best = np.maximum.reduceat(per_position, starts)
+        repeating = best >= 2
+        if not repeating.any():
+            break
+        # The first position whose n-gram has its text's highest count: the n-gram Counter.most_common picks.
+        is_best = per_position == np.repeat(best, np.diff(np.append(starts, len(positions))))
+        first_best = np.maximum.reduceat(
+            np.where(is_best, -np.arange(len(positions)), -len(positions)), starts
+        )
+        at = positions[-first_best]
+        rows = docs[starts]
+        top[rows[repeating], n] = (
+            (chars[at + n] - chars[at]) * best / np.maximum(total[rows], 1)
+        )[repeating]
+        # Characters covered by the later occurrences of repeated n-grams.
+        repeated = per_position > 1
+        later = repeated & (first[grams] != np.arange(len(positions)))
+        begin = positions[later]
+        cover = np.bincount(begin, minlength=words + 1) - np.bincount(begin + n, minlength=words + 1)
+        covered = np.cumsum(cover[:-1]) > 0
+        covered_chars = np.bincount(doc_of, weights=lengths * covered, minlength=texts)
+        dup[rows[repeating], n] = (covered_chars[rows] / np.maximum(total[rows], 1))[repeating]
+        positions, grams = positions[repeated], grams[repeated]
+    return top, dup
+
+
+class _Measured:
+    """Lazily measured properties of one text, shared by the checks and the signals.
+
+    ``markers``: the (notice, interface) marker tables to look for, when the caller knows that only these
+    can occur in the text (:func:`assess_quality_batch`); every marker otherwise.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        script: str | None,
+        markers: tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]] | None = None,
+    ) -> None:
         self.text, self.script = text, script
+        self.markers = markers if markers is not None else (_NOTICE_MARKERS, _INTERFACE_MARKERS)
 
     @cached_property
     def lines(self) -> list[str]:
-        return [line.strip() for line in self.text.splitlines() if line.strip()]
+        return [line for line in map(str.strip, self.text.splitlines()) if line]
 
     @cached_property
     def words(self) -> list[str]:
@@ -337,14 +435,30 @@ class _Measured:
 
     @cached_property
     def word_chars(self) -> int:
-        return sum(len(w) for w in self.words)
+        return sum(map(len, self.words))
 
     def line_ratio(self, predicate) -> float:
         return sum(1 for line in self.lines if predicate(line)) / len(self.lines) if self.lines else 0.0
 
+    def line_counts(self, t: QualityThresholds) -> tuple[int, int, int, int]:
+        """Lines starting with a bullet, ending with an ellipsis, ending a sentence, and short ones."""
+        bullets = ellipses = terminal = short = 0
+        limit = t.short_line_chars
+        for line in self.lines:
+            bullets += line.startswith(_BULLETS)
+            ellipses += line.endswith(_ELLIPSES)
+            terminal += _ends_with_terminal(line)
+            short += len(line) <= limit
+        return bullets, ellipses, terminal, short
+
     def boilerplate_lines_ratio(self, t: QualityThresholds) -> float:
+        notice, interface = self.markers
+        if not notice and not interface:
+            return 0.0
         return self.line_ratio(
-            lambda line: is_boilerplate_line(line, t.boilerplate_line_chars, t.interface_line_words)
+            lambda line: _is_boilerplate_line(
+                line, t.boilerplate_line_chars, t.interface_line_words, notice, interface
+            )
         )
 
     @cached_property
@@ -356,20 +470,23 @@ class _Measured:
                 dup_lines += 1
                 dup_chars += len(line)
             seen.add(line)
-        total_chars = sum(len(line) for line in self.lines)
+        total_chars = sum(map(len, self.lines))
         return (
             dup_lines / len(self.lines) if self.lines else 0.0,
             dup_chars / total_chars if total_chars else 0.0,
         )
 
+    @property
+    def symbols(self) -> int:
+        return self.text.count("#") + sum(self.text.count(e) for e in _ELLIPSES)
+
     @cached_property
     def mean_word_length(self) -> float:
-        return self.word_chars / len(self.words) if self.words else 0.0
+        return _mean_word_length(len(self.words), self.word_chars)
 
     @cached_property
     def symbol_word_ratio(self) -> float:
-        symbols = self.text.count("#") + sum(self.text.count(e) for e in _ELLIPSES)
-        return symbols / len(self.words) if self.words else float(symbols > 0)
+        return _symbol_word_ratio(self.symbols, len(self.words))
 
     @cached_property
     def non_alpha_words_ratio(self) -> float:
@@ -378,58 +495,35 @@ class _Measured:
 
     @cached_property
     def lines_per_word(self) -> float:
-        return len(self.lines) / len(self.words) if self.words else float(bool(self.lines))
+        return _lines_per_word(len(self.lines), len(self.words))
 
     @cached_property
-    def _ngram_fractions(self) -> tuple[dict[int, float], dict[int, float]]:
-        """Top and duplicated n-gram character fractions for n = 2..10, in one cascade.
-
-        An n-gram can repeat only where its (n-1)-gram prefix repeats, so each size only looks at the
-        positions that repeated at the size before: after n=2 or 3 few positions are left, which makes the ten
-        sizes cost little more than one.
-        """
-        top: dict[int, float] = {}
-        dup: dict[int, float] = {}
-        words, total = self.words, self.word_chars
-        if not total:
-            return top, dup
+    def _ngram_fractions(self) -> tuple[np.ndarray, np.ndarray]:
         index: dict[str, int] = {}
-        ids = [index.setdefault(w, len(index)) for w in words]
-        lengths = [len(w) for w in words]
-        size = len(words)
-        positions: list[int] = list(range(size))
-        for n in range(2, _MAX_NGRAM + 1):
-            positions = [p for p in positions if p + n <= size]
-            if not positions:
-                break
-            grams = [tuple(ids[p : p + n]) for p in positions]
-            counts = Counter(grams)
-            gram, count = counts.most_common(1)[0]
-            if count < 2:
-                break  # nothing repeats at this size, so nothing repeats at any larger size
-            first = positions[grams.index(gram)]
-            top[n] = sum(lengths[first : first + n]) * count / total
-            covered = bytearray(size)
-            seen: set[tuple[int, ...]] = set()
-            repeated: list[int] = []
-            for p, g in zip(positions, grams):
-                if counts[g] > 1:
-                    repeated.append(p)
-                    if g in seen:
-                        covered[p : p + n] = b"\x01" * n
-                    else:
-                        seen.add(g)
-            dup[n] = sum(length for length, c in zip(lengths, covered) if c) / total
-            positions = repeated
-        return top, dup
+        ids = np.array([index.setdefault(w, len(index)) for w in self.words], dtype=np.int64)
+        lengths = np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
+        top, dup = ngram_fractions(ids, lengths, np.array([0, len(ids)]))
+        return top[0], dup[0]
 
     def top_ngram_char_fraction(self, n: int) -> float:
         """Characters of the most frequent n-gram times its count, over all word characters (Gopher)."""
-        return self._ngram_fractions[0].get(n, 0.0)
+        return float(self._ngram_fractions[0][n]) if 2 <= n <= _MAX_NGRAM else 0.0
 
     def dup_ngram_char_fraction(self, n: int) -> float:
         """Fraction of word characters inside repeats of an earlier n-gram (each word counted once)."""
-        return self._ngram_fractions[1].get(n, 0.0)
+        return float(self._ngram_fractions[1][n]) if 2 <= n <= _MAX_NGRAM else 0.0
+
+
+def _mean_word_length(words: int, word_chars: int) -> float:
+    return word_chars / words if words else 0.0
+
+
+def _symbol_word_ratio(symbols: int, words: int) -> float:
+    return symbols / words if words else float(symbols > 0)
+
+
+def _lines_per_word(lines: int, words: int) -> float:
+    return lines / words if words else float(bool(lines))
 
 
 @dataclass(frozen=True)
@@ -456,61 +550,254 @@ def check_quality(text: str, script: str | None, thresholds: QualityThresholds) 
 
 
 def _first_failure(m: _Measured, t: QualityThresholds) -> str | None:
+    reason = _line_failure(m, t)
+    if reason is not None:
+        return reason
+    reason = _word_failure(
+        len(m.words), m.word_chars, m.symbols, lambda: m.non_alpha_words_ratio, len(m.lines), t
+    )
+    if reason is not None:
+        return reason
+    return _ngram_failure(m._ngram_fractions[0], m._ngram_fractions[1], t)
+
+
+def _line_failure(m: _Measured, t: QualityThresholds, maybe_lorem: bool = True) -> str | None:
+    """The rules before the word rules: length, boilerplate, and the line rules (in this order)."""
     n_chars = len(m.text)
     if t.min_chars is not None and n_chars < t.min_chars:
         return TOO_SHORT
     if t.max_chars is not None and n_chars > t.max_chars:
         return TOO_LONG
-    text = m.text
-    if t.reject_lorem_ipsum and _LOREM.search(text):
+    if t.reject_lorem_ipsum and maybe_lorem and _LOREM.search(m.text):
         return BOILERPLATE
     if (
         t.max_boilerplate_lines_ratio is not None
         and m.boilerplate_lines_ratio(t) > t.max_boilerplate_lines_ratio
     ):
         return BOILERPLATE
-    if (
-        t.max_bullet_lines_ratio is not None
-        and m.line_ratio(lambda s: s.startswith(_BULLETS)) > t.max_bullet_lines_ratio
-    ):
+    lines = len(m.lines)
+    bullets, ellipses, terminal, short = m.line_counts(t) if lines else (0, 0, 0, 0)
+    ratio = (lambda count: count / lines) if lines else (lambda count: 0.0)
+    if t.max_bullet_lines_ratio is not None and ratio(bullets) > t.max_bullet_lines_ratio:
         return BULLET_LINES
-    if t.max_ellipsis_lines_ratio is not None and (
-        m.line_ratio(lambda s: s.endswith(_ELLIPSES)) > t.max_ellipsis_lines_ratio
-    ):
+    if t.max_ellipsis_lines_ratio is not None and ratio(ellipses) > t.max_ellipsis_lines_ratio:
         return ELLIPSIS_LINES
-    if t.min_line_punct_ratio is not None and m.line_ratio(_ends_with_terminal) < t.min_line_punct_ratio:
+    if t.min_line_punct_ratio is not None and ratio(terminal) < t.min_line_punct_ratio:
         return LINE_PUNCTUATION
-    if t.max_short_lines_ratio is not None and (
-        m.line_ratio(lambda s: len(s) <= t.short_line_chars) > t.max_short_lines_ratio
-    ):
+    if t.max_short_lines_ratio is not None and ratio(short) > t.max_short_lines_ratio:
         return SHORT_LINES
     dup_line_fraction, dup_line_char_fraction = m.dup_lines
     if (t.max_dup_line_fraction is not None and dup_line_fraction > t.max_dup_line_fraction) or (
         t.max_dup_line_char_fraction is not None and dup_line_char_fraction > t.max_dup_line_char_fraction
     ):
         return DUP_LINES
-    n_words = len(m.words)
+    return None
+
+
+def _word_failure(
+    n_words: int, word_chars: int, symbols: int, non_alpha_ratio, n_lines: int, t: QualityThresholds
+) -> str | None:
+    """The word rules, from counts (``non_alpha_ratio`` is called only when its rule is reached)."""
     if t.min_words is not None and n_words < t.min_words:
         return TOO_FEW_WORDS
     if t.max_words is not None and n_words > t.max_words:
         return TOO_MANY_WORDS
-    if (t.min_mean_word_length is not None and m.mean_word_length < t.min_mean_word_length) or (
-        t.max_mean_word_length is not None and m.mean_word_length > t.max_mean_word_length
+    mean = _mean_word_length(n_words, word_chars)
+    if (t.min_mean_word_length is not None and mean < t.min_mean_word_length) or (
+        t.max_mean_word_length is not None and mean > t.max_mean_word_length
     ):
         return MEAN_WORD_LENGTH
-    if t.max_symbol_word_ratio is not None and m.symbol_word_ratio > t.max_symbol_word_ratio:
+    if t.max_symbol_word_ratio is not None and _symbol_word_ratio(symbols, n_words) > t.max_symbol_word_ratio:
         return SYMBOL_RATIO
-    if t.max_non_alpha_words_ratio is not None and m.non_alpha_words_ratio > t.max_non_alpha_words_ratio:
+    if t.max_non_alpha_words_ratio is not None and non_alpha_ratio() > t.max_non_alpha_words_ratio:
         return NON_ALPHA_WORDS
-    if t.max_lines_per_word is not None and m.lines_per_word > t.max_lines_per_word:
+    if t.max_lines_per_word is not None and _lines_per_word(n_lines, n_words) > t.max_lines_per_word:
         return LINES_PER_WORD
+    return None
+
+
+def _ngram_failure(top: np.ndarray, dup: np.ndarray, t: QualityThresholds) -> str | None:
+    """Gopher's repetition rules, from one text's rows of :func:`ngram_fractions`."""
     for n, limit in t.max_top_ngram_char_fraction or ():
-        if m.top_ngram_char_fraction(n) > limit:
+        if (top[n] if 2 <= n <= _MAX_NGRAM else 0.0) > limit:
             return DUP_NGRAMS
     for n, limit in t.max_dup_ngram_char_fraction or ():
-        if m.dup_ngram_char_fraction(n) > limit:
+        if (dup[n] if 2 <= n <= _MAX_NGRAM else 0.0) > limit:
             return DUP_NGRAMS
     return None
+
+
+# --- Many texts at once ---------------------------------------------------------------------------------
+
+
+_KEY_BITS = 16  # a 64k-entry table of marker-key hashes: few false hits, fits the CPU cache
+_KEY_WIDTH = 4  # characters of a marker key
+
+
+def _key_slots(points: np.ndarray) -> np.ndarray:
+    """A 16-bit hash of every four-character window of ``points`` (uint32 arithmetic, wrapping)."""
+    size = len(points) - _KEY_WIDTH + 1
+    if size <= 0:
+        return np.empty(0, dtype=np.uint32)
+    h = points[:size] * np.uint32(0x9E3779B1)
+    for k in range(1, _KEY_WIDTH):
+        h += points[k : k + size]
+        h *= np.uint32(0x85EBCA77 if k % 2 else 0xC2B2AE3D)
+    return h >> np.uint32(32 - _KEY_BITS)
+
+
+def _slot(phrase: str) -> int:
+    return int(_key_slots(np.array([ord(c) for c in phrase], dtype=np.uint32))[0])
+
+
+@lru_cache(maxsize=1)
+def _marker_index() -> tuple[np.ndarray, dict[int, list[tuple[int, int]]], list[str], dict[int, int], list[int]]:
+    """The markers (notice, then interface, then "lorem ipsum") and how to find them in a batch.
+
+    Each marker of four or more characters is keyed by its first and its last four characters: a text can
+    hold it only if it holds both. Returns the slot table, first-key slot -> (marker, last-key slot),
+    the phrases, the one-character markers by code point, and the markers too short to key (always checked).
+    """
+    phrases = [m for m, _ in _NOTICE_MARKERS] + [m for m, _ in _INTERFACE_MARKERS] + ["lorem ipsum"]
+    table = np.zeros(1 << _KEY_BITS, dtype=bool)
+    by_slot: dict[int, list[tuple[int, int]]] = {}
+    single: dict[int, int] = {}
+    unkeyed: list[int] = []
+    for i, phrase in enumerate(phrases):
+        if len(phrase) == 1:
+            single[ord(phrase)] = i
+        elif len(phrase) < _KEY_WIDTH:
+            unkeyed.append(i)
+        else:
+            # "lorem ipsum" is searched case-insensitively by _LOREM, where "s" also matches "ſ" and "i"
+            # also "ı": its keys stay within "lorem", whose letters have no such partners.
+            tail = phrase[1 : _KEY_WIDTH + 1] if phrase == "lorem ipsum" else phrase[-_KEY_WIDTH:]
+            first, last = _slot(phrase[:_KEY_WIDTH]), _slot(tail)
+            table[first] = table[last] = True
+            by_slot.setdefault(first, []).append((i, last))
+    return table, by_slot, phrases, single, unkeyed
+
+
+def _marker_candidates(batch: TextBatch) -> list[set[int]]:
+    """Per text, the markers whose first and last four characters occur in its lower-cased text.
+
+    A superset of the markers in the text, so every marker that :func:`is_boilerplate_line` can find in one
+    of its lines is there. A character's lower case here is the first character of ``str.lower()`` (no
+    marker holds the combining dot above that follows "i" in the lower case of "İ"), and no marker holds a
+    sigma, the one character whose lower case depends on its neighbours.
+    """
+    table, by_slot, _, single, unkeyed = _marker_index()
+    lower = char_tables().lower[batch.code_points]
+    out: list[set[int]] = [set(unkeyed) for _ in batch.texts]
+    slots = _key_slots(lower)
+    hits = np.flatnonzero(table[slots])
+    if hits.size:
+        docs = np.searchsorted(batch.char_starts, hits, side="right") - 1
+        pairs = np.unique(docs.astype(np.int64) << np.int64(_KEY_BITS) | slots[hits].astype(np.int64))
+        pair_docs = (pairs >> _KEY_BITS).tolist()
+        pair_slots = (pairs & ((1 << _KEY_BITS) - 1)).tolist()
+        present: dict[int, set[int]] = {}
+        for doc, slot in zip(pair_docs, pair_slots):
+            present.setdefault(doc, set()).add(slot)
+        for doc, seen in present.items():
+            for slot in seen:
+                for i, last in by_slot.get(slot, ()):
+                    if last in seen:
+                        out[doc].add(i)
+    for cp, i in single.items():
+        for doc in np.unique(np.searchsorted(batch.char_starts, np.flatnonzero(lower == cp), "right") - 1):
+            out[int(doc)].add(i)
+    return out
+
+
+def assess_quality_batch(
+    texts: Sequence[str],
+    script: str | None,
+    thresholds: QualityThresholds,
+    batch: TextBatch | None = None,
+    ids: np.ndarray | None = None,
+) -> list[QualityVerdict]:
+    """:func:`assess_quality` of many texts at once, with exactly the same verdicts.
+
+    ``batch`` (the texts split into words) and ``ids`` (a number per word of ``batch.words``, equal for equal
+    words: :class:`Vocabulary`) can be shared with the MinHash signatures of the same texts. The word and
+    n-gram rules run as array operations over the whole batch; the line rules run per text, looking only
+    for the boilerplate markers that a vectorised search found.
+    """
+    split_words("", script)  # a malformed script code is the usual clear error
+    t = thresholds
+    batch = batch if batch is not None else TextBatch(texts)
+    texts = batch.texts
+    n_words = np.diff(batch.offsets)
+    lengths = batch.word_lengths
+    word_chars = np.concatenate(([0], np.cumsum(lengths)))[batch.offsets]
+    word_chars = np.diff(word_chars)
+    tables = _marker_index()
+    candidates = _marker_candidates(batch)
+    notice_count = len(_NOTICE_MARKERS)
+    lorem_index = len(tables[2]) - 1
+    non_alpha = _non_alpha_ratios(batch)
+    verdicts: list[QualityVerdict | None] = [None] * len(texts)
+    pending: list[int] = []
+    phrases = tables[2]
+    for i, text in enumerate(texts):
+        found = candidates[i]
+        if found:  # the markers really in the lower-cased text (one search each, not one per line)
+            low = text.lower()
+            found = {k for k in found if phrases[k] in low}
+        markers = (
+            tuple(_NOTICE_MARKERS[k] for k in sorted(found) if k < notice_count),
+            tuple(_INTERFACE_MARKERS[k - notice_count] for k in sorted(found) if notice_count <= k < lorem_index),
+        )
+        m = _Measured(text, script, markers)
+        reason = _line_failure(m, t, maybe_lorem=lorem_index in found)
+        if reason is not None:
+            verdicts[i] = QualityVerdict(reason, None)
+            continue
+        words = int(n_words[i])
+        reason = _word_failure(
+            words, int(word_chars[i]), m.symbols, lambda: float(non_alpha[i]), len(m.lines), t
+        )
+        if reason is not None:
+            verdicts[i] = QualityVerdict(reason, words)
+        else:
+            pending.append(i)
+    if pending and (t.max_top_ngram_char_fraction or t.max_dup_ngram_char_fraction):
+        rows = np.array(pending)
+        chosen = np.zeros(len(texts), dtype=bool)
+        chosen[rows] = True
+        take = np.repeat(chosen, n_words)  # the words of the pending texts
+        if ids is None:
+            words_list = batch.words
+            ids = np.zeros(len(words_list), dtype=np.int64)
+            ids[take] = Vocabulary().ids([w for w, keep in zip(words_list, take.tolist()) if keep])
+        offsets = np.concatenate(([0], np.cumsum(n_words[rows])))
+        top, dup = ngram_fractions(ids[take], lengths[take], offsets)
+        for row, i in enumerate(pending):
+            verdicts[i] = QualityVerdict(_ngram_failure(top[row], dup[row], t), int(n_words[i]))
+    else:
+        for i in pending:
+            verdicts[i] = QualityVerdict(None, int(n_words[i]))
+    return verdicts  # type: ignore[return-value]
+
+
+def _non_alpha_ratios(batch: TextBatch) -> np.ndarray:
+    """Per text: whitespace-separated tokens without a letter, over all such tokens (``_NON_ALPHA_TOKEN``).
+
+    The regex matches a whole token made only of digits, underscores and non-word characters: a token is
+    counted unless it holds a character of ``\\w`` that is neither a digit nor ``_`` (the ALPHA bit).
+    """
+    flags = batch.flags
+    solid = (flags & SPACE) == 0
+    starts = np.flatnonzero(np.diff(solid.view(np.int8), prepend=np.int8(0)) == 1)
+    if starts.size == 0:
+        return np.zeros(len(batch.texts))
+    # From a token's start to the next token's start: the token, then whitespace (never ALPHA).
+    has_alpha = np.maximum.reduceat(flags & ALPHA, starts)
+    doc = np.searchsorted(batch.char_starts, starts, side="right") - 1
+    tokens = np.bincount(doc, minlength=len(batch.texts))
+    bare_tokens = np.bincount(doc, weights=has_alpha == 0, minlength=len(batch.texts))
+    return np.divide(bare_tokens, tokens, out=np.zeros(len(tokens)), where=tokens > 0)
 
 
 def quality_signals(
