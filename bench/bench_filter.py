@@ -56,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus as corpus_mod  # noqa: E402  (bench/corpus.py)
 
 BATCH_DOCS = 2_000  # xinst_assets.assets.filtering.BATCH_DOCS: the batch the document_signals asset uses
+# memory_limit of the DuckDB near-dedup index in the dedup child (the asset uses 1GB; a list, set by main).
+DEDUP_MEMORY = ["256MB"]
 DEFAULT_OUT = ROOT / "bench" / "out"
 # The raw-predict row only shows what the label mapping of LanguageIdentifier costs; at 1M documents it would
 # add minutes to the run and tell nothing new.
@@ -152,12 +154,15 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from xinst_assets.core.filtering import Document, FilterSettings, filter_documents
+    from xinst_assets.core.dedup import signature_to_bytes
+    from xinst_assets.core.filtering import Document, DocumentScreener, FilterSettings
     from xinst_assets.core.lid import LanguageIdentifier
+    from xinst_assets.core.words import char_tables
     from xinst_assets.languages import load_registry
 
     registry = load_registry()
     identifier = LanguageIdentifier(registry=registry)
+    char_tables()  # built once per process (under a second): setup, like loading the model
     signals_schema = pa.schema(
         [
             ("doc_id", pa.string()),
@@ -168,56 +173,52 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
             ("chars", pa.int64()),
             ("words", pa.int64()),
             ("reject_reason", pa.string()),
+            ("content_key", pa.string()),
+            ("minhash", pa.binary()),
         ]
     )
-    survivor_schema = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
     base = _rss_mb()
     started, cpu = time.perf_counter(), _cpu_s()
     docs, reasons = 0, Counter()
     for code in _language_folders(args.corpus):
         lang = registry.get(code)
-        settings = FilterSettings.for_language(lang)
+        screener = DocumentScreener(lang, identifier, FilterSettings.for_language(lang))
         folder = args.work / code
         folder.mkdir(parents=True, exist_ok=True)
-        with (
-            pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals,
-            pq.ParquetWriter(folder / "survivors.parquet", survivor_schema) as survivors,
-        ):
+        with pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals:
             for batch in _batches(args.corpus, code, args.per_lang):
-                rows = batch.to_pylist()
-                decisions = filter_documents(
-                    [Document(r["doc_id"], r["text"]) for r in rows], lang, identifier, settings
+                ids = batch.column("doc_id").to_pylist()
+                texts = batch.column("text").to_pylist()
+                # content_keys: the exact-dedup key. The asset has it already (a doc id is the content id of
+                # its text, computed at ingest); the corpus ids are not, so it is computed and timed here.
+                screened = screener.screen(
+                    [Document(d, t) for d, t in zip(ids, texts, strict=True)], content_keys=True
                 )
+                extra: list[tuple[str | None, bytes | None]] = [(None, None)] * len(ids)
+                for i, key, signature in zip(
+                    screened.kept.tolist(), screened.content_keys, screened.signatures, strict=True
+                ):
+                    extra[i] = (key, signature_to_bytes(signature))
+                decisions = screened.decisions
                 signals.write_table(
-                    pa.Table.from_pylist(
-                        [
-                            {
-                                "doc_id": d.doc_id,
-                                "lid_label": d.lid_lang,
-                                "lid_score": d.lid_score,
-                                "lid_runner_up": d.lid_runner_up,
-                                "lid_runner_up_score": d.lid_runner_up_score,
-                                "chars": d.chars,
-                                "words": d.words,
-                                "reject_reason": d.reason,
-                            }
-                            for d in decisions
-                        ],
+                    pa.Table.from_pydict(
+                        {
+                            "doc_id": ids,
+                            "lid_label": [d.lid_lang for d in decisions],
+                            "lid_score": [d.lid_score for d in decisions],
+                            "lid_runner_up": [d.lid_runner_up for d in decisions],
+                            "lid_runner_up_score": [d.lid_runner_up_score for d in decisions],
+                            "chars": [d.chars for d in decisions],
+                            "words": [d.words for d in decisions],
+                            "reject_reason": [d.reason for d in decisions],
+                            "content_key": [e[0] for e in extra],
+                            "minhash": [e[1] for e in extra],
+                        },
                         schema=signals_schema,
                     )
                 )
-                survivors.write_table(
-                    pa.Table.from_pylist(
-                        [
-                            {"doc_id": r["doc_id"], "text": r["text"]}
-                            for r, d in zip(rows, decisions, strict=True)
-                            if d.keep
-                        ],
-                        schema=survivor_schema,
-                    )
-                )
                 reasons.update((d.reason or "kept").split(":")[0] for d in decisions)
-                docs += len(rows)
+                docs += len(ids)
     return {
         "docs": docs,
         "seconds": time.perf_counter() - started,
@@ -228,10 +229,19 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
 
 
 def child_xinst_dedup(args: argparse.Namespace) -> dict:
+    """What language_filtered_text does: stream the survivors' signatures into the DuckDB index, decide.
+
+    The survivors are read in batches from the filter's output (as the asset reads them from its staged
+    Parquet file), in doc-id order (the corpus order: first seen first); nothing holds them all in memory.
+    Exact copies are found by content key, as dbt's screened_documents does before the asset.
+    """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from xinst_assets.core.dedup import DedupCandidate, deduplicate
+    import pyarrow.compute as pc
+
+    from xinst_assets.core.dedup import KEPT, NearDuplicateIndex, signature_from_bytes
     from xinst_assets.core.filtering import FilterSettings
     from xinst_assets.languages import load_registry
 
@@ -242,48 +252,70 @@ def child_xinst_dedup(args: argparse.Namespace) -> dict:
             ("keep", pa.bool_()),
             ("reason", pa.string()),
             ("duplicate_of", pa.string()),
+            ("cluster_size", pa.int64()),
         ]
     )
     base = _rss_mb()
     started, cpu = time.perf_counter(), _cpu_s()
-    survivors, reasons, removed = 0, Counter(), {}
+    survivors, reasons = 0, Counter()
     for code in _language_folders(args.corpus):
-        lang = registry.get(code)
-        table = pq.read_table(args.input / code / "survivors.parquet")  # all survivors at once, as the asset
-        candidates = [
-            DedupCandidate(d, t)
-            for d, t in zip(table["doc_id"].to_pylist(), table["text"].to_pylist(), strict=True)
-        ]
-        del table
-        outcome = deduplicate(candidates, lang.script, FilterSettings.for_language(lang).minhash)
-        del candidates
-        (args.work / code).mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            pa.Table.from_pylist(
-                [
-                    {"doc_id": d.doc_id, "keep": d.keep, "reason": d.reason, "duplicate_of": d.duplicate_of}
-                    for d in outcome.decisions
-                ],
-                schema=schema,
-            ),
-            args.work / code / "dedup.parquet",
-        )
-        survivors += len(outcome.decisions)
-        reasons.update(d.reason or "kept" for d in outcome.decisions)
-        removed[code] = [d.doc_id for d in outcome.decisions if not d.keep]
-        del outcome
+        config = FilterSettings.for_language(registry.get(code)).minhash
+        empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        folder = args.work / code
+        folder.mkdir(parents=True, exist_ok=True)
+        source = pq.ParquetFile(args.input / code / "signals.parquet")
+        with NearDuplicateIndex(config, folder / "index", memory_limit=args.dedup_memory, threads=1) as index:
+            for batch in source.iter_batches(batch_size=20_000, columns=["doc_id", "content_key", "minhash"]):
+                batch = batch.filter(pc.is_valid(batch.column("minhash")))
+                if batch.num_rows == 0:
+                    continue
+                signatures = np.stack(
+                    [signature_from_bytes(b, config) for b in batch.column("minhash").to_pylist()]
+                )
+                index.add(
+                    batch.column("doc_id").to_pylist(),
+                    batch.column("content_key").to_pylist(),
+                    signatures,
+                    ~(signatures == empty).all(axis=1),
+                )
+            with pq.ParquetWriter(folder / "dedup.parquet", schema) as writer:
+                for result in index.results():
+                    kind = result.column("kind").to_pylist()
+                    writer.write_table(
+                        pa.Table.from_pydict(
+                            {
+                                "doc_id": result.column("doc_id"),
+                                "keep": [k == KEPT for k in kind],
+                                "reason": [None if k == KEPT else k for k in kind],
+                                "duplicate_of": result.column("duplicate_of"),
+                                "cluster_size": result.column("cluster_size"),
+                            },
+                            schema=schema,
+                        )
+                    )
+                    reasons.update(k if k != KEPT else "kept" for k in kind)
+                    survivors += len(kind)
     seconds, cpu = time.perf_counter() - started, _cpu_s() - cpu
     return {
         "docs": args.input_docs,
         "seconds": seconds,
         "cpu_s": cpu,
         "base_rss_mb": base,
-        "extra": {
-            "survivors_in": survivors,
-            "reasons": dict(reasons),
-            "removed_by_kind": _removed_by_kind(args.corpus, args.per_lang, removed),
-        },
+        "extra": {"survivors_in": survivors, "reasons": dict(reasons)},
     }
+
+
+def removed_by_kind_xinst(corpus: Path, per_lang: int, work: Path) -> dict[str, int]:
+    """What the corpus generator made the documents xinst's dedup removed (read after the timed child)."""
+    import pyarrow.parquet as pq
+
+    removed = {}
+    for path in sorted(work.glob("*/dedup.parquet")):
+        table = pq.read_table(path, columns=["doc_id", "keep"])
+        removed[path.parent.name] = [
+            d for d, k in zip(table["doc_id"].to_pylist(), table["keep"].to_pylist(), strict=True) if not k
+        ]
+    return _removed_by_kind(corpus, per_lang, removed)
 
 
 def _patch_datatrove_lid() -> None:
@@ -566,6 +598,7 @@ def spawn(
         cmd += ["--input", str(input_dir)]
     if profile_to is not None:
         cmd += ["--profile-to", str(profile_to)]
+    cmd += ["--dedup-memory", DEDUP_MEMORY[0]]
     env = {**os.environ, **THREAD_ENV}
     log = work.parent / f"{work.name}.log"
     with open(log, "w") as handle:
@@ -606,6 +639,9 @@ def run_size(corpus: Path, n_docs: int, n_langs: int, out: Path, contenders: lis
         results["xinst_filter"] = spawn("xinst_filter", corpus, per_lang, base / "xinst_filter")
         results["xinst_dedup"] = spawn(
             "xinst_dedup", corpus, per_lang, base / "xinst_dedup", base / "xinst_filter", docs
+        )
+        results["xinst_dedup"]["extra"]["removed_by_kind"] = removed_by_kind_xinst(
+            corpus, per_lang, base / "xinst_dedup"
         )
         results["xinst_stage"] = combine("xinst_stage", results["xinst_filter"], results["xinst_dedup"])
     if "fasttext" in contenders:
@@ -793,6 +829,104 @@ def print_profile(path: Path, title: str, top: int = 12) -> None:
         print(f"  {ct:8.2f} s {100 * ct / total:5.1f}%  {nc:>10,} calls  {where}")
 
 
+def components(corpus: Path, per_lang: int) -> None:
+    """CPU time per document of each step of xinst's path (the calls DocumentScreener and the dedup child
+    make, timed one by one with ``time.process_time`` in this process, pinned to one core)."""
+    import numpy as np
+
+    from xinst_assets.core.dedup import NearDuplicateIndex
+    from xinst_assets.core.filtering import Document, DocumentScreener, FilterSettings
+    from xinst_assets.core.lid import LanguageIdentifier, decide_language
+    from xinst_assets.core.quality import assess_quality_batch
+    from xinst_assets.core.text import content_id
+    from xinst_assets.core.words import TextBatch, char_tables
+    from xinst_assets.languages import load_registry
+
+    _pin_one_core()
+    registry = load_registry()
+    identifier = LanguageIdentifier(registry=registry)
+    char_tables()
+    spent: Counter = Counter()
+    docs = 0
+
+    by_lang: dict[str, Counter] = {}
+
+    def timed(name: str, fn, *a, **kw):
+        start = time.process_time()
+        out = fn(*a, **kw)
+        spent[name] += time.process_time() - start
+        by_lang[code][name] += time.process_time() - start
+        return out
+
+    languages = _language_folders(corpus)
+    for code in languages:
+        by_lang[code] = Counter()
+        lang = registry.get(code)
+        settings = FilterSettings.for_language(lang)
+        screener = DocumentScreener(lang, identifier, settings)
+        keys, signatures, shingled, kept_ids = [], [], [], []
+        for batch in timed("read Parquet batch", lambda: list(_batches(corpus, code, per_lang))):
+            ids = batch.column("doc_id").to_pylist()
+            texts = timed("read Parquet batch", batch.column("text").to_pylist)
+            docs += len(texts)
+            predictions = timed("LID (LanguageIdentifier.predict)", identifier.predict, texts)
+            passed = [
+                i for i, p in enumerate(predictions) if decide_language(p, lang, settings.lid_policy)[0]
+            ]
+            passed_texts = [texts[i] for i in passed]
+            words = timed("split words (TextBatch, numpy)", lambda: TextBatch(passed_texts))
+            timed("split words (TextBatch, numpy)", lambda: (words.words, words.shingle_safe))
+            word_ids = timed("word ids (Vocabulary)", screener.vocabulary.ids, words.words)
+            verdicts = timed(
+                "quality rules (batch)", assess_quality_batch, passed_texts, lang.script,
+                settings.quality, words, word_ids,
+            )
+            rows = np.array([k for k, v in enumerate(verdicts) if v.reason is None], dtype=np.int64)
+            matrix, has = timed(
+                "MinHash signatures", screener.signer.signatures_of, words, word_ids, lang.script, rows
+            )
+            timed(
+                "content key (content_id)",
+                lambda: keys.extend(
+                    content_id(passed_texts[k], nfc) for k, nfc in zip(rows, words.nfc[rows].tolist())
+                ),
+            )
+            timed(
+                "decisions (FilterDecision objects)",
+                lambda: screener.screen([Document(d, "") for d in ids[: len(texts)]], signatures=False),
+            )
+            signatures.append(matrix)
+            shingled += has
+            kept_ids += [ids[passed[k]] for k in rows.tolist()]
+        start = time.process_time()
+        with NearDuplicateIndex(settings.minhash, memory_limit=DEDUP_MEMORY[0], threads=1) as index:
+            if kept_ids:
+                index.add(kept_ids, keys, np.concatenate(signatures), shingled)
+            for _ in index.results():
+                pass
+        spent["near-dedup index (DuckDB: add, join, check, results)"] += time.process_time() - start
+        by_lang[code]["near-dedup index (DuckDB: add, join, check, results)"] += time.process_time() - start
+    total = sum(spent.values())
+    print(f"\nPer-document CPU time of xinst's steps on {docs:,} documents ({per_lang:,} per language):")
+    per_lang_docs = docs / len(languages)
+    print_table(
+        ["step", "µs/doc", "share", *languages],
+        [
+            [name, f"{1e6 * t / docs:,.0f}", f"{100 * t / total:.0f}%"]
+            + [f"{1e6 * by_lang[c][name] / per_lang_docs:,.0f}" for c in languages]
+            for name, t in spent.items()
+        ]
+        + [
+            ["total", f"{1e6 * total / docs:,.0f}", "100%"]
+            + [f"{1e6 * sum(by_lang[c].values()) / per_lang_docs:,.0f}" for c in languages]
+        ],
+    )
+    print(
+        "(quality and signatures run only on the documents that pass LID, signatures only on those that pass "
+        "quality; 'decisions' is a screen() of empty texts: the bookkeeping of the length checks and records)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -814,6 +948,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dedup-memory",
+        default=DEDUP_MEMORY[0],
+        help="DuckDB memory_limit of the near-dedup index (it spills to disk beyond it)",
+    )
+    parser.add_argument(
+        "--components",
+        type=int,
+        default=0,
+        metavar="DOCS",
+        help="only time each step of xinst's per-document path on DOCS documents per language",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     # child mode (internal)
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -824,6 +970,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-docs", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    DEDUP_MEMORY[0] = args.dedup_memory
     if args.child:
         run_child(args)
         return 0
@@ -832,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
     dt_docs = 5_000 if args.quick else args.datatrove_docs
     if args.profile:
         sizes, dt_docs = [args.profile], 0
+    if args.components:
+        dt_docs = 0
     if any(s < 1 for s in sizes) or dt_docs < 0:
         parser.error("sizes must be positive")
     print(
@@ -839,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {os.getloadavg()[0]:.2f} at start",
         flush=True,
     )
-    if not args.skip_accuracy and not args.profile:
+    if not args.skip_accuracy and not args.profile and not args.components:
         accuracy()
 
     largest = max(sizes + [dt_docs])
@@ -854,6 +1003,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:.0f} s)",
         flush=True,
     )
+
+    if args.components:
+        components(corpus, args.components)
+        return 0
 
     if args.profile:
         per_lang = args.profile // n_langs
@@ -941,9 +1094,11 @@ def main(argv: list[str] | None = None) -> int:
             for docs, r in sorted(by_size.items())
             if "xinst_dedup" in r
         ]
+        (small, rss_small), (large, rss_large) = dedups[-2], dedups[-1]
         print(
-            "  dedup peak RSS (holds every survivor of a language, grows by design): "
+            f"  dedup peak RSS (DuckDB index, memory_limit {DEDUP_MEMORY[0]}): "
             + ", ".join(f"{rss:,.0f} MB at {docs:,}" for docs, rss in dedups)
+            + f"; {large / small:.0f}x the documents adds {rss_large - rss_small:+,.0f} MB"
         )
     return 0
 

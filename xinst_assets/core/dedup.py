@@ -22,13 +22,13 @@ import shutil
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHash
 
 from xinst_assets.core.text import content_id, normalise
 from xinst_assets.core.words import TextBatch, Vocabulary, split_words
@@ -213,6 +213,15 @@ def _fmix64(hv: np.ndarray) -> np.ndarray:
     return hv ^ (hv >> np.uint64(33))
 
 
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine64 permutation parameters (imported here: datasketch pulls in scipy, ~1 s)."""
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
+    return np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+
+
 class MinhashSigner:
     """Computes MinHash signatures for many documents at once (numpy over chunks of shingles).
 
@@ -228,9 +237,9 @@ class MinhashSigner:
 
     def __init__(self, config: MinhashConfig = MinhashConfig(), vocabulary: Vocabulary | None = None) -> None:
         self.config = config
-        a, b = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=_SCHEME).permutations
-        self._a = np.asarray(a, dtype=np.uint64)[:, None]
-        self._b = np.asarray(b, dtype=np.uint64)[:, None]
+        a, b = _permutations(config.num_perm, config.seed)
+        self._a = a[:, None]
+        self._b = b[:, None]
         self.vocabulary = vocabulary if vocabulary is not None else Vocabulary()
         self._generation = -1
         self._word_hashes = np.empty(0, dtype=np.uint64)  # vocabulary id -> hash of its shingle word
@@ -407,7 +416,7 @@ class NearDuplicateIndex:
 
     Band hashes of every indexed document go to a DuckDB table; one join on (band, hash) yields all candidate
     pairs, which are checked in batches against both signatures (streamed, ordered by the later document).
-    Python then holds one int64 per new document (its cluster); DuckDB spills to ``directory`` beyond
+    Python then holds one int64 per new document (its cluster); DuckDB moves data to ``directory`` beyond
     ``memory_limit``. Previous representatives cost memory only inside DuckDB.
     """
 
@@ -426,7 +435,9 @@ class NearDuplicateIndex:
                     "preserve_insertion_order": False}
         if threads:
             settings["threads"] = threads
-        self.con = duckdb.connect(str(self.directory / "index.duckdb"), config=settings)
+        # An in-memory database: beyond memory_limit DuckDB moves its blocks to temp_directory, and it
+        # writes no file otherwise (a file database was 4x slower to fill here, for nothing kept).
+        self.con = duckdb.connect(":memory:", config=settings)
         self.con.execute(
             "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, signature BLOB, "
             "shingled BOOLEAN, previous BOOLEAN, base_size BIGINT)"
@@ -448,8 +459,6 @@ class NearDuplicateIndex:
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
         else:
-            for name in ("index.duckdb", "index.duckdb.wal"):
-                (self.directory / name).unlink(missing_ok=True)
             shutil.rmtree(self.directory / "spill", ignore_errors=True)
 
     def add_previous(
@@ -488,9 +497,8 @@ class NearDuplicateIndex:
              pa.array(shingled), pa.array(np.full(count, previous)), pa.array(np.asarray(sizes, dtype=np.int64))],
             schema=_DOCS_SCHEMA,
         )
-        self.con.register("docs_batch", docs)
-        self.con.execute("INSERT INTO docs SELECT * FROM docs_batch")
-        self.con.unregister("docs_batch")
+        # from_arrow, not register(): register() imports pandas (a quarter of a second) to check the type.
+        self.con.from_arrow(docs).insert_into("docs")
         # Indexed now: previous representatives, and new documents with shingles (whether they end up as
         # exact duplicates is decided later: their bands are dropped then).
         index = np.flatnonzero(shingled)
@@ -501,9 +509,7 @@ class NearDuplicateIndex:
                 "band": np.tile(np.arange(self.config.num_bands, dtype=np.uint8), index.size),
                 "h": bands.reshape(-1),
             })
-            self.con.register("bands_batch", table)
-            self.con.execute("INSERT INTO bands SELECT * FROM bands_batch")
-            self.con.unregister("bands_batch")
+            self.con.from_arrow(table).insert_into("bands")
 
     def run(self, pair_batch: int = 65_536) -> None:
         """Decide every new document (once)."""
@@ -561,7 +567,11 @@ class NearDuplicateIndex:
                 cluster = rep[b - previous] if b >= previous else b
                 if cluster < rep[a - previous]:
                     rep[a - previous] = cluster
-        con.register("clusters", pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep}))
+        con.execute("CREATE TABLE clusters (pos BIGINT, rep BIGINT)")
+        con.from_arrow(pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep})).insert_into(
+            "clusters"
+        )
+        del rep
         con.execute("""
             CREATE TABLE decided AS
             SELECT s.pos,
@@ -575,7 +585,7 @@ class NearDuplicateIndex:
                    coalesce(s.stored_pos, s.pos) AS cluster_pos  -- whose cluster a kept document stands for
             FROM state s JOIN clusters c ON c.pos = s.pos LEFT JOIN clusters f ON f.pos = s.first_pos
         """)
-        con.unregister("clusters")
+        con.execute("DROP TABLE clusters")
 
     def results(self, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         """One row per new document, in visiting order (:data:`RESULT_SCHEMA`)."""

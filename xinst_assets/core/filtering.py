@@ -30,9 +30,11 @@ from xinst_assets.core.quality import (
     TOO_LONG,
     TOO_SHORT,
     QualityThresholds,
+    QualityVerdict,
     assess_quality_batch,
     thresholds_for,
 )
+from xinst_assets.core.text import content_id
 from xinst_assets.core.words import TextBatch, Vocabulary
 from xinst_assets.languages import Language
 
@@ -110,6 +112,7 @@ class ScreenedBatch:
     kept: np.ndarray  # indices (into the batch) of the kept documents
     signatures: np.ndarray | None  # (len(kept), num_perm) uint64, when asked for
     shingled: list[bool] | None  # per kept document: whether it had any shingle
+    content_keys: list[str] | None = None  # per kept document: content_id(text), when asked for
 
 
 class DocumentScreener:
@@ -128,8 +131,11 @@ class DocumentScreener:
         self.vocabulary = Vocabulary()
         self.signer = MinhashSigner(self.settings.minhash, self.vocabulary)
 
-    def screen(self, docs: Sequence[Document], signatures: bool = True) -> ScreenedBatch:
-        """One decision per document (input order); signatures of the kept ones if ``signatures``."""
+    def screen(
+        self, docs: Sequence[Document], signatures: bool = True, content_keys: bool = False
+    ) -> ScreenedBatch:
+        """One decision per document (input order); signatures of the kept ones if ``signatures``, and their
+        content ids if ``content_keys`` (the assets have them: a raw document's doc id is its content id)."""
         lang, q = self.lang, self.settings.quality
         decisions: list[FilterDecision | None] = [None] * len(docs)
         to_identify: list[int] = []
@@ -144,14 +150,28 @@ class DocumentScreener:
         predictions = self.identifier.predict([docs[i].text for i in to_identify])
         languages = [decide_language(pred, lang, self.settings.lid_policy) for pred in predictions]
         passed = [i for i, (keep, _) in zip(to_identify, languages) if keep]
-        batch = TextBatch([docs[i].text for i in passed])
-        ids = self.vocabulary.ids(batch.words)
-        verdicts = iter(assess_quality_batch(batch.texts, lang.script, q, batch, ids))
+        verdicts: dict[int, QualityVerdict] = {}
+        signed: dict[int, tuple[np.ndarray, bool]] = {}
+        keys: dict[int, str] = {}
+        for chunk in _chunks(passed, [len(docs[i].text) for i in passed], CHUNK_CHARS):
+            # Words, quality and signatures a chunk at a time: the arrays of a batch take about 60 bytes per
+            # character, so a chunk bounds the memory whatever the batch size.
+            batch = TextBatch([docs[i].text for i in chunk])
+            ids = self.vocabulary.ids(batch.words)
+            found = assess_quality_batch(batch.texts, lang.script, q, batch, ids)
+            verdicts.update(zip(chunk, found))
+            rows = np.array([k for k, v in enumerate(found) if v.reason is None], dtype=np.int64)
+            if signatures and len(rows):
+                matrix, shingled = self.signer.signatures_of(batch, ids, lang.script, rows)
+                signed.update((chunk[k], (m, h)) for k, m, h in zip(rows.tolist(), matrix, shingled))
+            if content_keys and len(rows):
+                nfc = batch.nfc[rows].tolist()
+                keys.update((chunk[k], content_id(docs[chunk[k]].text, n)) for k, n in zip(rows.tolist(), nfc))
         for i, pred, (keep, reason) in zip(to_identify, predictions, languages):
             doc = docs[i]
             words = None
             if keep:
-                verdict = next(verdicts)
+                verdict = verdicts[i]
                 reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
             decisions[i] = FilterDecision(
                 doc.doc_id,
@@ -168,10 +188,37 @@ class DocumentScreener:
         kept = np.array([i for i, d in enumerate(decisions) if d is not None and d.keep], dtype=np.int64)
         matrix = shingled = None
         if signatures:
-            position = {i: k for k, i in enumerate(passed)}
-            rows = np.array([position[i] for i in kept.tolist()], dtype=np.int64)
-            matrix, shingled = self.signer.signatures_of(batch, ids, lang.script, rows)
-        return ScreenedBatch([d for d in decisions if d is not None], kept, matrix, shingled)
+            matrix = np.empty((len(kept), self.settings.minhash.num_perm), dtype=np.uint64)
+            for row, i in enumerate(kept.tolist()):
+                matrix[row] = signed[i][0]
+            shingled = [signed[i][1] for i in kept.tolist()]
+        return ScreenedBatch(
+            [d for d in decisions if d is not None],
+            kept,
+            matrix,
+            shingled,
+            [keys[i] for i in kept.tolist()] if content_keys else None,
+        )
+
+
+# Characters per TextBatch inside a screened batch (see DocumentScreener.screen).
+CHUNK_CHARS = 500_000
+
+
+def _chunks(items: list[int], sizes: list[int], limit: int) -> list[list[int]]:
+    """``items`` in consecutive chunks of at most ``limit`` total size (a larger item is a chunk alone)."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for item, size in zip(items, sizes):
+        if current and total + size > limit:
+            chunks.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def filter_documents(

@@ -444,10 +444,11 @@ class _Measured:
         """Lines starting with a bullet, ending with an ellipsis, ending a sentence, and short ones."""
         bullets = ellipses = terminal = short = 0
         limit = t.short_line_chars
-        for line in self.lines:
+        for line in self.lines:  # stripped already: _ends_with_terminal's rstrip() is inlined away
             bullets += line.startswith(_BULLETS)
             ellipses += line.endswith(_ELLIPSES)
-            terminal += _ends_with_terminal(line)
+            end = line.rstrip(_CLOSERS)
+            terminal += bool(end) and end[-1] in TERMINAL_PUNCTUATION
             short += len(line) <= limit
         return bullets, ellipses, terminal, short
 
@@ -773,8 +774,16 @@ def assess_quality_batch(
             ids[take] = Vocabulary().ids([w for w, keep in zip(words_list, take.tolist()) if keep])
         offsets = np.concatenate(([0], np.cumsum(n_words[rows])))
         top, dup = ngram_fractions(ids[take], lengths[take], offsets)
-        for row, i in enumerate(pending):
-            verdicts[i] = QualityVerdict(_ngram_failure(top[row], dup[row], t), int(n_words[i]))
+        # _ngram_failure for every pending text at once: any rule over its limit (columns outside 2..10 are 0).
+        failing = np.zeros(len(pending), dtype=bool)
+        for fractions, rules in ((top, t.max_top_ngram_char_fraction), (dup, t.max_dup_ngram_char_fraction)):
+            for n, limit in rules or ():
+                if 2 <= n <= _MAX_NGRAM:
+                    failing |= fractions[:, n] > limit
+                else:
+                    failing |= 0.0 > limit
+        for i, fails in zip(pending, failing.tolist()):
+            verdicts[i] = QualityVerdict(DUP_NGRAMS if fails else None, int(n_words[i]))
     else:
         for i in pending:
             verdicts[i] = QualityVerdict(None, int(n_words[i]))

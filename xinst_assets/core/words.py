@@ -106,6 +106,24 @@ def _cls(chars: str | frozenset[str]) -> str:
     return "[" + "".join(re.escape(c) for c in sorted(chars)) + "]"
 
 
+def _cluster_pattern(onsets: frozenset[str]) -> str:
+    """The two-letter onsets as one regex: a class of first letters then a class of second letters per group.
+
+    Equivalent to the alternation of the pairs (at one position at most one pair can match, so the order of
+    the alternatives changes nothing), but the regex engine tests a few classes instead of every pair.
+    """
+    if any(len(pair) != 2 for pair in onsets):
+        raise ValueError("onset clusters are two letters each")
+    seconds: dict[str, set[str]] = {}
+    for pair in onsets:
+        seconds.setdefault(pair[0], set()).add(pair[1])
+    groups: dict[frozenset[str], list[str]] = {}
+    for first, following in seconds.items():
+        groups.setdefault(frozenset(following), []).append(first)
+    alternatives = sorted(f"{_cls(firsts)}{_cls(following)}" for following, firsts in groups.items())
+    return "(?:" + "|".join(alternatives) + ")"
+
+
 def _syllable_regex(
     consonants: str,
     leading_vowels: str,
@@ -135,9 +153,10 @@ def _syllable_regex(
     """
     c, vm, om = _cls(consonants), _cls(vowel_marks), _cls(other_marks)
     m, f = _cls(vowel_marks + other_marks), _cls(following_vowels)
-    onset = "(?:" + "|".join(sorted(onsets)) + f"|{c})"
+    clusters = _cluster_pattern(onsets)
+    onset = f"(?:{clusters}|{c})"
     opens = f"(?:{om}*{vm}|{m}*{f})"
-    final = f"(?:(?!(?:{'|'.join(sorted(onsets))}){opens}){c}(?!{opens}){om}*)"
+    final = f"(?:(?!{clusters}{opens}){c}(?!{opens}){om}*)"
     long_vowels = "".join(sorted(set(following_vowels) - set(closing_vowels)))
     tail = f"(?:{_cls(closing_vowels)}|{_cls(long_vowels)}(?:{_cls(closing_vowels)}|{final})?|{final})?"
     rep = f"{_cls(repeat)}*"
@@ -312,7 +331,14 @@ SEGMENTED = 4  # a character of the space-less scripts
 SPACE = 8  # str.isspace(): separates whitespace tokens
 ALPHA = 16  # \w but not a digit or "_": a whitespace token holding one is "alphabetic" (quality rules)
 SHINGLE_UNSAFE = 32  # see _shingle_unsafe(): a text with one is shingled the slow way
+MARK = 64  # a combining mark (canonical combining class above 0)
+# For an exact vectorised "is this text NFC?" (TextBatch.nfc):
+NFC_NO = 128  # NFC replaces the character (it never occurs in NFC text)
+NFC_MAYBE = 256  # the second character of a canonical composition (or a Hangul vowel or final jamo)
+NFC_DECOMPOSES = 512  # has a canonical decomposition (NFC may take it apart before composing again)
+NFC_HANGUL = 1024  # a Hangul jamo that composes algorithmically (no decomposition in the tables)
 _CODE_POINTS = 0x110000
+_NFC_BACK = 8  # combining marks looked through to find the starter of a composable character
 # The separator of the joined batch: whitespace and no word character, so no token spans two texts.
 _SEPARATOR = "\n"
 
@@ -325,9 +351,10 @@ def _runs(pattern: str, text: str, out: np.ndarray, bit: int) -> None:
 class CharTables(NamedTuple):
     """Per-code-point tables, indexed by code point."""
 
-    flags: np.ndarray  # uint8: the bits above
+    flags: np.ndarray  # uint16: the bits above
     ccc: np.ndarray  # uint8: the canonical combining class
     lower: np.ndarray  # uint32: the first character of the code point's lower case
+    compositions: np.ndarray  # int64, sorted: (first << 21) | second of every canonical composition pair
 
 
 @lru_cache(maxsize=1)
@@ -337,7 +364,7 @@ def char_tables() -> CharTables:
     Word characters are defined as in the regexes of :func:`split_words`: letters, marks and digits below
     U+20000 (the supplementary planes included), the CJK extensions U+20000-U+3134F, and the joiners.
     """
-    flags = np.zeros(_CODE_POINTS, dtype=np.uint8)
+    flags = np.zeros(_CODE_POINTS, dtype=np.uint16)
     category = [unicodedata.category(chr(cp))[0] for cp in range(0x20000)]
     flags[:0x20000][np.array([c in "LMN" for c in category])] |= WORD
     flags[0x20000:0x31350] |= WORD
@@ -345,7 +372,8 @@ def char_tables() -> CharTables:
         flags[ord(ch)] |= WORD
     for ch in _INNER.replace("\\", ""):
         flags[ord(ch)] |= INNER
-    everything = "".join(map(chr, range(_CODE_POINTS)))
+    # Every code point as one string, built from an array (a join of 1.1M one-character strings costs 80 MB).
+    everything = np.arange(_CODE_POINTS, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
     _runs(f"[{_SEGMENTED_RANGES}]+", everything, flags, SEGMENTED)
     # The regex classes are exactly the ones the rules use: \s (str.isspace), \w and \d.
     _runs(r"\s+", everything, flags, SPACE)
@@ -368,7 +396,25 @@ def char_tables() -> CharTables:
             lower[cp] = ord(low[0])
     for cp in _shingle_unsafe(flags, ccc, lowered):
         flags[cp] |= SHINGLE_UNSAFE
-    return CharTables(flags, ccc, lower)
+    flags[ccc > 0] |= MARK
+    nfc = flags  # the NFC bits live in the same table
+    pairs: list[int] = []
+    for cp in range(_CODE_POINTS):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = everything[cp]
+        mapping = unicodedata.decomposition(ch) if cp < 0x30000 else ""
+        if mapping and not mapping.startswith("<"):
+            nfc[cp] |= NFC_DECOMPOSES
+            parts = [int(h, 16) for h in mapping.split()]
+            if len(parts) == 2 and unicodedata.normalize("NFC", ch) == ch:
+                pairs.append(parts[0] << 21 | parts[1])
+                nfc[parts[1]] |= NFC_MAYBE
+        if unicodedata.normalize("NFC", ch) != ch:
+            nfc[cp] |= NFC_NO
+    nfc[0x1161:0x1176] |= NFC_MAYBE | NFC_HANGUL  # vowel jamo: L + V composes to an LV syllable
+    nfc[0x11A8:0x11C3] |= NFC_MAYBE | NFC_HANGUL  # final jamo: LV + T composes to an LVT syllable
+    return CharTables(flags, ccc, lower, np.array(sorted(pairs), dtype=np.int64))
 
 
 def _shingle_unsafe(flags: np.ndarray, ccc: np.ndarray, lowered: dict[int, str]) -> set[int]:
@@ -520,6 +566,75 @@ class TextBatch:
         ends = self.char_starts[1:] - 1
         return totals[ends] - totals[self.char_starts[:-1]]
 
+    def texts_at(self, positions: np.ndarray) -> np.ndarray:
+        """The text index of each code-point position (sorted or not)."""
+        return np.searchsorted(self.char_starts, positions, side="right") - 1
+
+    def _any_at(self, positions: np.ndarray) -> np.ndarray:
+        """Per text: whether any of ``positions`` falls in it."""
+        out = np.zeros(len(self.texts), dtype=bool)
+        out[self.texts_at(positions)] = True
+        return out
+
+    def ccc_at(self, positions: np.ndarray) -> np.ndarray:
+        """The canonical combining class of the code points at ``positions``."""
+        return char_tables().ccc[self.code_points[positions]]
+
+    @cached_property
+    def _mark_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Adjacent combining marks: the positions of the second of each pair, and whether it is out of order."""
+        marks = np.flatnonzero(self.flags & MARK)
+        if marks.size < 2:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=bool)
+        second = marks[1:][marks[1:] - 1 == marks[:-1]]
+        return second, self.ccc_at(second - 1) > self.ccc_at(second)
+
+    @cached_property
+    def nfc(self) -> np.ndarray:
+        """Per text: whether it is NFC-normalised (``unicodedata.is_normalized("NFC", text)``), mostly without
+        normalising it: CPython normalises every text holding a character that may compose with the one
+        before (the Bengali and Tamil vowel signs, the Devanagari nukta), about ten times slower.
+
+        A text is not NFC when it holds a character NFC replaces, two adjacent combining marks out of
+        canonical order, or a composable character that is not blocked from the starter before it and forms
+        a canonical composition with it. Where that starter could itself be taken apart or composed first (it
+        has a decomposition, or composes itself, or Hangul jamo are involved) the text is checked by
+        ``unicodedata`` instead.
+        """
+        tables = char_tables()
+        points, flags = self.code_points, self.flags
+        second, inverted = self._mark_pairs
+        bad = [np.flatnonzero(flags & NFC_NO), second[inverted]]
+        unsure = np.empty(0, dtype=np.int64)
+        maybe = np.flatnonzero(flags & NFC_MAYBE)
+        if maybe.size:
+            # The starter before each composable character: back over the marks in between (in canonical
+            # order where no inversion was found: so the mark right before it has the highest class).
+            start = maybe - 1
+            for _ in range(_NFC_BACK):
+                step = (start >= 0) & ((flags[np.maximum(start, 0)] & MARK) != 0)
+                if not step.any():
+                    break
+                start = np.where(step, start - 1, start)
+            valid = start >= 0
+            starter = np.where(valid, points[np.maximum(start, 0)], 0).astype(np.int64)
+            adjacent = start == maybe - 1
+            mark = self.ccc_at(maybe)
+            before = self.ccc_at(np.maximum(maybe - 1, 0))
+            # A class-0 character composes only with the character right before it; a mark, unless a mark
+            # of its class or higher stands between.
+            free = valid & (adjacent | ((mark != 0) & (before < mark)))
+            key = starter << 21 | points[maybe].astype(np.int64)
+            bad.append(maybe[free & np.isin(key, tables.compositions)])
+            deep = valid & ((flags[np.maximum(start, 0)] & MARK) != 0)  # more marks between than _NFC_BACK
+            tricky = free & ((tables.flags[starter] & (NFC_DECOMPOSES | NFC_MAYBE)) != 0)
+            tricky |= (flags[maybe] & NFC_HANGUL) != 0
+            unsure = maybe[tricky | deep]
+        out = ~self._any_at(np.concatenate(bad))
+        for i in np.flatnonzero(out & self._any_at(unsure)).tolist():
+            out[i] = unicodedata.is_normalized("NFC", self.texts[i])
+        return out
+
     @cached_property
     def shingle_safe(self) -> np.ndarray:
         """Per text: whether its shingle words are its words, each NFC-normalised and lower-cased.
@@ -528,13 +643,11 @@ class TextBatch:
         canonical order, and no combining mark of the space-less scripts next to another script's (a
         composition could reach over the first, as ``i`` + U+0E48 + U+0300 becomes ``ì`` + U+0E48).
         """
-        unsafe = (self.flags & SHINGLE_UNSAFE).astype(np.int64)
-        ccc = char_tables().ccc[self.code_points]
-        if len(ccc) > 1:
-            marks = (ccc[1:] != 0) & (ccc[:-1] != 0)
-            segmented = (self.flags & SEGMENTED).astype(bool)
-            unsafe[1:] += marks & ((ccc[:-1] > ccc[1:]) | (segmented[1:] != segmented[:-1]))
-        return self.per_text(unsafe) == 0
+        flags = self.flags
+        second, inverted = self._mark_pairs
+        segmented = (flags[second] & SEGMENTED) != (flags[second - 1] & SEGMENTED)
+        unsafe = np.concatenate((np.flatnonzero(flags & SHINGLE_UNSAFE), second[inverted | segmented]))
+        return ~self._any_at(unsafe)
 
 
 class Vocabulary:
@@ -544,7 +657,7 @@ class Vocabulary:
     :attr:`generation`) when it holds ``max_words``, so its memory stays bounded on any corpus.
     """
 
-    def __init__(self, max_words: int = 1_000_000) -> None:
+    def __init__(self, max_words: int = 250_000) -> None:
         self.max_words = max_words
         self.generation = 0
         self._index: dict[str, int] = {}
