@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property, lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -632,51 +632,60 @@ def _ngram_failure(top: np.ndarray, dup: np.ndarray, t: QualityThresholds) -> st
 
 
 _KEY_BITS = 16  # a 64k-entry table of marker-key hashes: few false hits, fits the CPU cache
-_KEY_WIDTH = 4  # characters of a marker key
+_KEY_WIDTH = 4  # characters of a marker key: four UTF-16 units, one uint64
+_KEY_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _key_slots(points: np.ndarray) -> np.ndarray:
-    """A 16-bit hash of every four-character window of ``points`` (uint32 arithmetic, wrapping)."""
-    size = len(points) - _KEY_WIDTH + 1
-    if size <= 0:
-        return np.empty(0, dtype=np.uint32)
-    h = points[:size] * np.uint32(0x9E3779B1)
-    for k in range(1, _KEY_WIDTH):
-        h += points[k : k + size]
-        h *= np.uint32(0x85EBCA77 if k % 2 else 0xC2B2AE3D)
-    return h >> np.uint32(32 - _KEY_BITS)
+def _windows(units: np.ndarray) -> np.ndarray:
+    """Every four consecutive uint16 values of ``units`` as one uint64 (a strided view: no copy)."""
+    units = np.ascontiguousarray(units, dtype="<u2")
+    count = len(units) - _KEY_WIDTH + 1
+    if count <= 0:
+        return np.empty(0, dtype="<u8")
+    return np.ndarray((count,), dtype="<u8", buffer=units, offset=0, strides=(2,))
+
+
+def _key_slots(windows: np.ndarray) -> np.ndarray:
+    return (windows * _KEY_MULTIPLIER) >> np.uint64(64 - _KEY_BITS)
 
 
 def _slot(phrase: str) -> int:
-    return int(_key_slots(np.array([ord(c) for c in phrase], dtype=np.uint32))[0])
+    return int(_key_slots(_windows(np.array([ord(c) for c in phrase], dtype="<u2")))[0])
+
+
+class _MarkerIndex(NamedTuple):
+    """The markers (notice, then interface, then "lorem ipsum") and how to find them in a batch."""
+
+    phrases: list[str]
+    keys: np.ndarray  # bool per slot of a marker's first (or last) four characters
+    by_first: dict[int, list[tuple[int, int]]]  # first-key slot -> (marker, last-key slot)
+    single: dict[int, int]  # code point -> one-character marker
+    unkeyed: list[int]  # markers too short to key (or beyond U+FFFF): always candidates
+    lower: np.ndarray  # uint16 per code point: the first character of its lower case (0xFFFF beyond)
 
 
 @lru_cache(maxsize=1)
-def _marker_index() -> tuple[np.ndarray, dict[int, list[tuple[int, int]]], list[str], dict[int, int], list[int]]:
-    """The markers (notice, then interface, then "lorem ipsum") and how to find them in a batch.
-
-    Each marker of four or more characters is keyed by its first and its last four characters: a text can
-    hold it only if it holds both. Returns the slot table, first-key slot -> (marker, last-key slot),
-    the phrases, the one-character markers by code point, and the markers too short to key (always checked).
-    """
+def _marker_index() -> _MarkerIndex:
+    """Each marker of four or more characters is keyed by its first and its last four characters: a text can
+    hold it only if it holds both. "lorem ipsum" is searched case-insensitively by _LOREM, where "s" also
+    matches "ſ" and "i" also "ı": its keys stay within "lorem", whose letters have no such partners."""
     phrases = [m for m, _ in _NOTICE_MARKERS] + [m for m, _ in _INTERFACE_MARKERS] + ["lorem ipsum"]
-    table = np.zeros(1 << _KEY_BITS, dtype=bool)
-    by_slot: dict[int, list[tuple[int, int]]] = {}
+    keys = np.zeros(1 << _KEY_BITS, dtype=bool)
+    by_first: dict[int, list[tuple[int, int]]] = {}
     single: dict[int, int] = {}
     unkeyed: list[int] = []
     for i, phrase in enumerate(phrases):
         if len(phrase) == 1:
             single[ord(phrase)] = i
-        elif len(phrase) < _KEY_WIDTH:
+        elif len(phrase) < _KEY_WIDTH or max(map(ord, phrase)) >= 0xFFFF:
             unkeyed.append(i)
         else:
-            # "lorem ipsum" is searched case-insensitively by _LOREM, where "s" also matches "ſ" and "i"
-            # also "ı": its keys stay within "lorem", whose letters have no such partners.
             tail = phrase[1 : _KEY_WIDTH + 1] if phrase == "lorem ipsum" else phrase[-_KEY_WIDTH:]
             first, last = _slot(phrase[:_KEY_WIDTH]), _slot(tail)
-            table[first] = table[last] = True
-            by_slot.setdefault(first, []).append((i, last))
-    return table, by_slot, phrases, single, unkeyed
+            keys[first] = keys[last] = True
+            by_first.setdefault(first, []).append((i, last))
+    lower = np.minimum(char_tables().lower, 0xFFFF).astype("<u2")
+    return _MarkerIndex(phrases, keys, by_first, single, unkeyed, lower)
 
 
 def _marker_candidates(batch: TextBatch) -> list[set[int]]:
@@ -685,29 +694,27 @@ def _marker_candidates(batch: TextBatch) -> list[set[int]]:
     A superset of the markers in the text, so every marker that :func:`is_boilerplate_line` can find in one
     of its lines is there. A character's lower case here is the first character of ``str.lower()`` (no
     marker holds the combining dot above that follows "i" in the lower case of "İ"), and no marker holds a
-    sigma, the one character whose lower case depends on its neighbours.
+    sigma, the one character whose lower case depends on its neighbours. Four lower-cased characters are
+    read as one uint64 and hashed: a few passes over the batch.
     """
-    table, by_slot, _, single, unkeyed = _marker_index()
-    lower = char_tables().lower[batch.code_points]
-    out: list[set[int]] = [set(unkeyed) for _ in batch.texts]
-    slots = _key_slots(lower)
-    hits = np.flatnonzero(table[slots])
-    if hits.size:
-        docs = np.searchsorted(batch.char_starts, hits, side="right") - 1
-        pairs = np.unique(docs.astype(np.int64) << np.int64(_KEY_BITS) | slots[hits].astype(np.int64))
-        pair_docs = (pairs >> _KEY_BITS).tolist()
-        pair_slots = (pairs & ((1 << _KEY_BITS) - 1)).tolist()
+    index = _marker_index()
+    points = batch.code_points
+    out: list[set[int]] = [set(index.unkeyed) for _ in batch.texts]
+    slots = _key_slots(_windows(index.lower[points]))
+    at = np.flatnonzero(index.keys[slots])
+    if at.size:
+        pairs = np.unique(batch.texts_at(at).astype(np.int64) << np.int64(_KEY_BITS) | slots[at].astype(np.int64))
         present: dict[int, set[int]] = {}
-        for doc, slot in zip(pair_docs, pair_slots):
+        for doc, slot in zip((pairs >> _KEY_BITS).tolist(), (pairs & ((1 << _KEY_BITS) - 1)).tolist()):
             present.setdefault(doc, set()).add(slot)
         for doc, seen in present.items():
             for slot in seen:
-                for i, last in by_slot.get(slot, ()):
+                for i, last in index.by_first.get(slot, ()):
                     if last in seen:
                         out[doc].add(i)
-    for cp, i in single.items():
-        for doc in np.unique(np.searchsorted(batch.char_starts, np.flatnonzero(lower == cp), "right") - 1):
-            out[int(doc)].add(i)
+    for cp, i in index.single.items():
+        for doc in np.unique(batch.texts_at(np.flatnonzero(points == cp))).tolist():
+            out[doc].add(i)
     return out
 
 
@@ -733,24 +740,31 @@ def assess_quality_batch(
     lengths = batch.word_lengths
     word_chars = np.concatenate(([0], np.cumsum(lengths)))[batch.offsets]
     word_chars = np.diff(word_chars)
-    tables = _marker_index()
+    marker_index = _marker_index()
     candidates = _marker_candidates(batch)
     notice_count = len(_NOTICE_MARKERS)
-    lorem_index = len(tables[2]) - 1
+    lorem_index = len(marker_index.phrases) - 1
     non_alpha = _non_alpha_ratios(batch)
     verdicts: list[QualityVerdict | None] = [None] * len(texts)
     pending: list[int] = []
-    phrases = tables[2]
+    phrases = marker_index.phrases
+    no_markers: tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]] = ((), ())
     for i, text in enumerate(texts):
         found = candidates[i]
+        occurrences = 0
         if found:  # the markers really in the lower-cased text (one search each, not one per line)
             low = text.lower()
             found = {k for k in found if phrases[k] in low}
-        markers = (
-            tuple(_NOTICE_MARKERS[k] for k in sorted(found) if k < notice_count),
-            tuple(_INTERFACE_MARKERS[k - notice_count] for k in sorted(found) if notice_count <= k < lorem_index),
-        )
-        m = _Measured(text, script, markers)
+            occurrences = sum(low.count(phrases[k]) for k in found if k != lorem_index)
+        m = _Measured(text, script, no_markers)
+        limit = t.max_boilerplate_lines_ratio
+        # Each boilerplate line holds an occurrence of a marker, so when the occurrences are too few to
+        # reach the limit, no line needs looking at (the rule passes either way).
+        if occurrences and limit is not None and occurrences > limit * len(m.lines):
+            m.markers = (
+                tuple(_NOTICE_MARKERS[k] for k in sorted(found) if k < notice_count),
+                tuple(_INTERFACE_MARKERS[k - notice_count] for k in sorted(found) if notice_count <= k < lorem_index),
+            )
         reason = _line_failure(m, t, maybe_lorem=lorem_index in found)
         if reason is not None:
             verdicts[i] = QualityVerdict(reason, None)
