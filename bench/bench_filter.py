@@ -239,9 +239,7 @@ def child_xinst_dedup(args: argparse.Namespace) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import pyarrow.compute as pc
-
-    from xinst_assets.core.dedup import KEPT, NearDuplicateIndex, signature_from_bytes
+    from xinst_assets.core.dedup import KEPT, NearDuplicateIndex, signature_matrix
     from xinst_assets.core.filtering import FilterSettings
     from xinst_assets.languages import load_registry
 
@@ -265,16 +263,15 @@ def child_xinst_dedup(args: argparse.Namespace) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         source = pq.ParquetFile(args.input / code / "signals.parquet")
         with NearDuplicateIndex(config, folder / "index", memory_limit=args.dedup_memory, threads=1) as index:
-            for batch in source.iter_batches(batch_size=20_000, columns=["doc_id", "content_key", "minhash"]):
-                batch = batch.filter(pc.is_valid(batch.column("minhash")))
-                if batch.num_rows == 0:
+            for batch in source.iter_batches(batch_size=5_000, columns=["doc_id", "content_key", "minhash"]):
+                signatures, kept = signature_matrix(batch.column("minhash"), config)
+                if not kept.any():
                     continue
-                signatures = np.stack(
-                    [signature_from_bytes(b, config) for b in batch.column("minhash").to_pylist()]
-                )
+                rows = pa.array(kept)
+                signatures = signatures[kept]
                 index.add(
-                    batch.column("doc_id").to_pylist(),
-                    batch.column("content_key").to_pylist(),
+                    batch.column("doc_id").filter(rows).to_pylist(),
+                    batch.column("content_key").filter(rows).to_pylist(),
                     signatures,
                     ~(signatures == empty).all(axis=1),
                 )

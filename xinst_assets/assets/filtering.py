@@ -11,11 +11,10 @@ language's documents in memory.
 
 import json
 from dataclasses import asdict
-
-import numpy as np
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
@@ -38,8 +37,7 @@ from xinst_assets.core.dedup import (
     MinhashSigner,
     NearDuplicateIndex,
     REGIVEN,
-    RESULT_SCHEMA,
-    signature_from_bytes,
+    signature_matrix,
     signature_to_bytes,
 )
 from xinst_assets.core.filtering import Document, DocumentScreener, FilterSettings
@@ -143,7 +141,7 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
 # The order in which near-dedup visits documents: first seen, then published, then doc id (timestamps are
 # ISO 8601 strings; missing ones last), as core.dedup orders candidates.
 VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
-SIGNATURE_BATCH = 20_000
+SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
 
 
 def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path, int, int]:
@@ -180,17 +178,13 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
         for batch in pq.ParquetFile(previous_file).iter_batches(batch_size=SIGNATURE_BATCH):
             ids = batch.column("doc_id").to_pylist()
             index.add_previous(ids, batch.column("content_key").to_pylist(),
-                               batch.column("signature").to_pylist(), [1] * len(ids))
+                               signature_matrix(batch.column("signature"), config)[0], [1] * len(ids))
         empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         for batch in pq.ParquetFile(todo_file).iter_batches(batch_size=SIGNATURE_BATCH):
             ids = batch.column("doc_id").to_pylist()
-            blobs = batch.column("minhash").to_pylist()
-            signatures = np.empty((len(ids), config.num_perm), dtype=np.uint64)
+            signatures, stored = signature_matrix(batch.column("minhash"), config)
             shingled = np.ones(len(ids), dtype=bool)
-            missing = [i for i, b in enumerate(blobs) if b is None]
-            for i, blob in enumerate(blobs):
-                if blob is not None:
-                    signatures[i] = signature_from_bytes(blob, config)
+            missing = np.flatnonzero(~stored).tolist()
             if missing:  # screened before signatures were stored with the signals: sign the text now
                 signer = signer or MinhashSigner(config)
                 texts = batch.column("text").to_pylist()

@@ -462,14 +462,20 @@ class NearDuplicateIndex:
             shutil.rmtree(self.directory / "spill", ignore_errors=True)
 
     def add_previous(
-        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: Sequence[bytes],
+        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: Sequence[bytes] | np.ndarray,
         cluster_sizes: Sequence[int],
     ) -> None:
-        """Representatives of earlier runs (a batch), in rank order; all must come before :meth:`add`."""
+        """Representatives of earlier runs (a batch), in rank order; all must come before :meth:`add`.
+
+        ``signatures``: a matrix, or the stored bytes of each (:func:`signature_to_bytes`)."""
         if self.added:
             raise RuntimeError("add every previous representative before the new documents")
-        matrix = np.stack([signature_from_bytes(s, self.config) for s in signatures]) if len(signatures) else (
-            np.empty((0, self.config.num_perm), dtype=np.uint64))
+        if isinstance(signatures, np.ndarray):
+            matrix = signatures
+        elif len(signatures):
+            matrix = np.stack([signature_from_bytes(s, self.config) for s in signatures])
+        else:
+            matrix = np.empty((0, self.config.num_perm), dtype=np.uint64)
         self._insert(doc_ids, content_keys, matrix, np.ones(len(doc_ids), dtype=bool), True, cluster_sizes)
         self.previous += len(doc_ids)
 
@@ -511,8 +517,8 @@ class NearDuplicateIndex:
             })
             self.con.from_arrow(table).insert_into("bands")
 
-    def run(self, pair_batch: int = 65_536) -> None:
-        """Decide every new document (once)."""
+    def run(self, pair_batch: int = 16_384) -> None:
+        """Decide every new document (once). Candidate pairs are checked ``pair_batch`` at a time."""
         if self._decided:
             raise RuntimeError("run() was called already")
         self._decided = True
@@ -536,37 +542,47 @@ class NearDuplicateIndex:
             DELETE FROM bands WHERE pos >= {previous}
             AND pos IN (SELECT pos FROM state WHERE NOT indexed)
         """)
-        # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash.
+        # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash (rows of
+        # two integers: DuckDB sorts and spills them cheaply; signatures are fetched per batch of pairs).
+        con.execute(f"""
+            CREATE TABLE pairs AS
+            SELECT DISTINCT q.pos AS i, c.pos AS j
+            FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
+            WHERE q.pos >= {previous}
+        """)
         rep = np.arange(previous, previous + self.added, dtype=np.int64)  # cluster of each new document
         config = self.config
-        pairs = con.execute(f"""
-            WITH pairs AS (
-                SELECT DISTINCT q.pos AS i, c.pos AS j
-                FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
-                WHERE q.pos >= {previous})
-            SELECT p.i, p.j, a.signature AS si, b.signature AS sj
-            FROM pairs p JOIN docs a ON a.pos = p.i JOIN docs b ON b.pos = p.j
-            ORDER BY p.i, p.j
-        """).fetch_record_batch(pair_batch)
-        width = config.num_perm * 8
-        for batch in pairs:
+        lookup = con.cursor()  # a second cursor: the pair stream stays open while signatures are read
+        for batch in con.execute("SELECT i, j FROM pairs ORDER BY i, j").fetch_record_batch(pair_batch):
             if batch.num_rows == 0:
                 continue
             i = batch.column(0).to_numpy()
             j = batch.column(1).to_numpy()
-            si = _blobs(batch.column(2), width).reshape(-1, config.num_perm)
-            sj = _blobs(batch.column(3), width).reshape(-1, config.num_perm)
-            equal = si == sj
+            lookup.from_arrow(pa.table({"pos": np.unique(np.concatenate((i, j)))})).create_view(
+                "needed", replace=True
+            )
+            found = lookup.execute(
+                "SELECT pos, signature FROM docs WHERE pos IN (SELECT pos FROM needed)"
+            ).fetch_arrow_table()
+            positions = found.column("pos").to_numpy()
+            order = np.argsort(positions)
+            positions = positions[order]
+            matrix = _blobs(found.column("signature"), config.num_perm * 8).reshape(-1, config.num_perm)[order]
+            del found
+            equal = matrix[np.searchsorted(positions, i)] == matrix[np.searchsorted(positions, j)]
             # A whole band equal (the LSH condition itself: band hashes may collide) ...
             ok = equal.reshape(len(i), config.num_bands, config.rows_per_band).all(axis=2).any(axis=1)
             if config.min_jaccard is not None:
                 # ... and the share of equal values, an estimate of the Jaccard similarity, high enough.
                 ok &= equal.mean(axis=1) >= config.min_jaccard
-            i, j = i[ok].tolist(), j[ok].tolist()
-            for a, b in zip(i, j):
+            # Later documents after earlier ones (pairs come ordered by i, and j < i): each i takes the
+            # earliest cluster among the documents it matches, which are all decided already.
+            for a, b in zip(i[ok].tolist(), j[ok].tolist()):
                 cluster = rep[b - previous] if b >= previous else b
                 if cluster < rep[a - previous]:
                     rep[a - previous] = cluster
+        lookup.close()
+        con.execute("DROP TABLE pairs")
         con.execute("CREATE TABLE clusters (pos BIGINT, rep BIGINT)")
         con.from_arrow(pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep})).insert_into(
             "clusters"
@@ -587,8 +603,8 @@ class NearDuplicateIndex:
         """)
         con.execute("DROP TABLE clusters")
 
-    def results(self, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """One row per new document, in visiting order (:data:`RESULT_SCHEMA`)."""
+    def results(self, batch_rows: int = 8_192) -> Iterator[pa.RecordBatch]:
+        """One row per new document (:data:`RESULT_SCHEMA`; ``pos`` is its visiting rank), in no order."""
         if not self._decided:
             self.run()
         reader = self.con.execute("""
@@ -599,7 +615,6 @@ class NearDuplicateIndex:
             JOIN docs c ON c.pos = t.cluster_pos
             LEFT JOIN docs r ON r.pos = t.rep_pos
             LEFT JOIN members m ON m.rep_pos = t.cluster_pos
-            ORDER BY t.pos
         """).fetch_record_batch(batch_rows)
         for batch in reader:
             yield batch.cast(RESULT_SCHEMA) if batch.schema != RESULT_SCHEMA else batch
@@ -612,6 +627,19 @@ class NearDuplicateIndex:
             SELECT d.doc_id, d.base_size + count(*) FROM decided t JOIN docs d ON d.pos = t.rep_pos
             WHERE t.rep_pos < ? GROUP BY d.pos, d.doc_id, d.base_size ORDER BY d.pos
         """, [self.previous]).fetchall()
+
+
+def signature_matrix(column: pa.Array | pa.ChunkedArray, config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A binary column of stored signatures as a matrix (no Python objects), and which rows were not null.
+
+    Null rows get the signature of a text without shingles (every value at its maximum).
+    """
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    out = np.full((len(column), config.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+    if valid.any():
+        out[valid] = _blobs(column.filter(pa.array(valid)), config.num_perm * 8).reshape(-1, config.num_perm)
+    return out, valid
 
 
 def _blobs(column: pa.Array, width: int) -> np.ndarray:

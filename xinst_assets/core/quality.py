@@ -17,7 +17,6 @@ Sources:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property, lru_cache
 from typing import Any, Mapping, NamedTuple, Sequence

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
-
-_WHITESPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
@@ -15,8 +12,8 @@ def normalise(text: str) -> str:
     Two copies of a document that differ only in Unicode composition or spacing normalise to the same string,
     so they get the same content id (and count as exact duplicates downstream).
     """
-    # str.split() splits at runs of the same whitespace characters as the regex \s+ (str.isspace) and drops
-    # them at both ends: " ".join of it is _WHITESPACE.sub(" ", ...).strip(), two to three times faster.
+    # str.split() splits at runs of the characters the regex \s matches (str.isspace) and drops them at both
+    # ends: " ".join of it equals re.sub(r"\s+", " ", ...).strip(), and is two to three times faster.
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 

@@ -341,6 +341,7 @@ _CODE_POINTS = 0x110000
 _NFC_BACK = 8  # combining marks looked through to find the starter of a composable character
 # The separator of the joined batch: whitespace and no word character, so no token spans two texts.
 _SEPARATOR = "\n"
+_SEPARATOR_THAI = "\x00"  # between Thai tokens given to the syllable regex together
 
 
 def _runs(pattern: str, text: str, out: np.ndarray, bit: int) -> None:
@@ -527,13 +528,27 @@ class TextBatch:
         cut = np.flatnonzero(inside[ends] > inside[starts])
         if cut.size == 0:
             return words, first_token, lengths
-        # Tokens with characters of the space-less scripts: the syllable rules, one token at a time.
+        # Tokens with characters of the space-less scripts: the syllable rules. Tokens all in Thai (nearly
+        # every one of a Thai text) go through the syllable regex in one call, separated by a character no
+        # syllable can hold (every alternative but "." needs Thai letters, and the regex looks ahead only
+        # negatively, so a separator acts as the end of the text); half the time of one call per token.
+        thai = ((points >= 0x0E00) & (points <= 0x0E7F)).view(np.int8)
+        within = np.concatenate(([0], np.cumsum(thai, dtype=np.int64)))
+        pure = within[ends[cut]] - within[starts[cut]] == lengths[cut]
+        syllables = iter(_THAI_SYLLABLE.findall(_SEPARATOR_THAI.join(words[i] for i in cut[pure].tolist())))
         counts = np.ones(len(words), dtype=np.int64)
         out: list[str] = []
         last = 0
-        for i in cut.tolist():
+        for i, all_thai in zip(cut.tolist(), pure.tolist()):
             out += words[last:i]
-            pieces = _split_segmented_token(words[i])
+            if all_thai:
+                pieces = []
+                for piece in syllables:
+                    if piece == _SEPARATOR_THAI:
+                        break
+                    pieces.append(piece)
+            else:
+                pieces = _split_segmented_token(words[i])
             out += pieces
             counts[i] = len(pieces)
             last = i + 1

@@ -76,3 +76,71 @@ def test_word_count_counts_what_split_words_returns():
 def test_a_script_that_is_not_an_iso_15924_code_is_a_clear_error():
     with pytest.raises(ValueError, match="ISO 15924"):
         split_words("text", "latin")
+
+
+# --- TextBatch: the same words for many texts at once ----------------------------------------------------
+
+import random  # noqa: E402
+
+from xinst_assets.core.text import normalise  # noqa: E402
+from xinst_assets.core.words import TextBatch, Vocabulary  # noqa: E402
+from xinst_assets.settings import SAMPLE_DIR  # noqa: E402
+
+# Characters that exercise every rule: joiners, apostrophes and hyphens, marks in and out of canonical
+# order, compositions (with a non-word "="), Thai/Lao/Khmer/Myanmar runs, Han, Hangul jamo, dotted capital
+# I, Greek sigma, a supplementary-plane letter and symbol.
+TRICKY = list(
+    "aZ09 \n\t'’-‐‑_\u200c\u200d=≠¨΅ΣσςİIıiéè\u0301\u0300\u0323\u0302\u0338\u0307ệêẹ"
+    "क़\u093c\u0928\u0929ো\u09c7\u09be\u0bbe\u0bc6ொ\u0627\u0654ไทยประเทศ\u0e48\u0e38\u0e31ພາສາខ្មែរ\u1025\u102e\u1026"
+    "中文\uf900가\u1100\u1161\u11a8𠀀𝅗𝅥"
+)
+
+
+def _random_texts(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(TRICKY) for _ in range(rng.randint(0, 30))) for _ in range(count)]
+
+
+def _sample_texts() -> list[str]:
+    import json
+
+    texts = []
+    for path in sorted((SAMPLE_DIR / "raw").glob("*/*.jsonl")):
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return texts
+
+
+def test_a_batch_finds_exactly_the_words_of_split_words_on_the_sample_and_random_texts():
+    texts = _sample_texts() + _random_texts(1, 3000) + ["", "a", "anak-anak --x"]
+    batch = TextBatch(texts)
+    assert len(batch.offsets) == len(texts) + 1
+    for i, text in enumerate(texts):
+        assert batch.words_of(i) == split_words(text), repr(text)
+    assert batch.word_lengths.tolist() == [len(w) for w in batch.words]
+
+
+def test_shingle_safe_texts_have_as_shingle_words_their_words_normalised_and_lower_cased():
+    texts = _sample_texts() + _random_texts(2, 3000) + ["İSTANBUL'DA anak-anak", "ΑΣ.Β", "=\u0338", "i\u0e48\u0300"]
+    batch = TextBatch(texts)
+    safe = batch.shingle_safe
+    assert safe[: len(_sample_texts())].all()  # every sample text takes the fast path
+    assert not safe[-3] and not safe[-2] and not safe[-1]
+    for i, text in enumerate(texts):
+        if safe[i]:
+            expected = split_words(normalise(text).lower())
+            assert [unicodedata.normalize("NFC", w).lower() for w in batch.words_of(i)] == expected
+
+
+def test_the_batch_nfc_check_agrees_with_unicodedata():
+    texts = _sample_texts() + _random_texts(3, 4000)
+    texts += [unicodedata.normalize(form, t) for t in texts[-500:] for form in ("NFC", "NFD")]
+    batch = TextBatch(texts)
+    assert batch.nfc.tolist() == [unicodedata.is_normalized("NFC", t) for t in texts]
+
+
+def test_the_vocabulary_numbers_equal_words_equally_and_starts_afresh_when_full():
+    vocabulary = Vocabulary(max_words=5)
+    first = vocabulary.ids(["b", "a", "b"])
+    assert first[0] == first[2] != first[1] and vocabulary.generation == 0
+    vocabulary.ids(["c", "d", "e", "f"])  # 2 + 4 words would pass 5: a new generation, new numbers
+    assert vocabulary.generation == 1 and len(vocabulary.words) == 4
