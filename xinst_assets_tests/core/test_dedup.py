@@ -234,3 +234,143 @@ def test_incremental_dedup_keeps_earlier_representatives_across_runs():
 def test_documents_without_words_are_kept_and_never_merged_with_each_other():
     outcome = deduplicate([DedupCandidate("p1", "!!!"), DedupCandidate("p2", "???")], "Latn")
     assert [d.keep for d in outcome.decisions] == [True, True]
+
+
+# --- The DuckDB index against an in-memory MinHashLSH --------------------------------------------------
+
+from datasketch import LeanMinHash, MinHashLSH  # noqa: E402
+
+import xinst_assets.core.dedup as dedup_module  # noqa: E402
+from xinst_assets.core.dedup import (  # noqa: E402
+    NearDuplicateIndex,
+    StoredRepresentative,
+    signature_matrix,
+)
+from xinst_assets.core.text import content_id  # noqa: E402
+
+
+def _reference(docs, script, config=MinhashConfig(), previous=()):
+    """The algorithm of the module docstring with datasketch's in-memory MinHashLSH (as dedup used to be),
+    visiting ``docs`` in the order given."""
+    signatures, has = MinhashSigner(config).signatures([d.text for d in docs], script)
+    lsh = MinHashLSH(num_perm=config.num_perm, params=(config.num_bands, config.rows_per_band))
+    rep_of, indexed, rank, by_content, sizes, touched, regiven = [], [], {}, {}, {}, set(), {}
+
+    def index(signature, rep):
+        rep_of.append(rep)
+        indexed.append(signature)
+        lsh.insert(len(rep_of) - 1, LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine64"))
+
+    for r in previous:
+        rank[r.doc_id] = len(rank)
+        by_content.setdefault(r.content_key, r.doc_id)
+        sizes[r.doc_id] = r.cluster_size
+        regiven[r.doc_id] = r.content_key
+        index(np.frombuffer(r.signature, dtype="<u8").astype(np.uint64), r.doc_id)
+    out = []
+    for doc, signature, shingled in zip(docs, signatures, has):
+        key = content_id(doc.text)
+        if regiven.get(doc.doc_id) == key:
+            regiven.pop(doc.doc_id)
+            out.append((doc.doc_id, True, None, None))
+            continue
+        if key in by_content:
+            rep = by_content[key]
+            sizes[rep] += 1
+            touched.add(rep)
+            out.append((doc.doc_id, False, "dedup_exact_duplicate", rep))
+            continue
+        if shingled:
+            keys = list(lsh.query(LeanMinHash(seed=config.seed, hashvalues=signature, scheme="affine64")))
+            if keys and config.min_jaccard is not None:
+                keys = [k for k in keys if (indexed[k] == signature).mean() >= config.min_jaccard]
+            matches = {rep_of[k] for k in keys}
+            if matches:
+                rep = min(matches, key=rank.__getitem__)
+                sizes[rep] += 1
+                touched.add(rep)
+                by_content[key] = rep
+                index(signature, rep)
+                out.append((doc.doc_id, False, "dedup_near_duplicate", rep))
+                continue
+            index(signature, doc.doc_id)
+        rank[doc.doc_id] = len(rank)
+        by_content[key] = doc.doc_id
+        sizes[doc.doc_id] = 1
+        touched.add(doc.doc_id)
+        out.append((doc.doc_id, True, None, None))
+    return out, {d: sizes[d] for d in sorted(touched, key=rank.__getitem__)}
+
+
+def _near_copies(seed: int, count: int) -> list[DedupCandidate]:
+    """Documents from a small vocabulary with exact and near copies (word edits) of earlier ones."""
+    rng = random.Random(seed)
+    vocabulary = sorted(set((RICE + " " + RICE_OTHER).replace(",", "").replace(".", "").lower().split()))
+    texts: list[str] = []
+    for _ in range(count):
+        roll = rng.random()
+        if texts and roll < 0.15:
+            texts.append(rng.choice(texts))
+        elif texts and roll < 0.5:
+            words = rng.choice(texts).split()
+            for _ in range(rng.randint(1, 12)):
+                words[rng.randrange(len(words))] = rng.choice(vocabulary)
+            texts.append(" ".join(words))
+        else:
+            texts.append(" ".join(rng.choices(vocabulary, k=rng.randint(3, 60))))
+    return [DedupCandidate(f"d{i:04d}", t) for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize("min_jaccard", [0.5, None])
+def test_the_index_decides_exactly_as_an_in_memory_minhash_lsh(min_jaccard):
+    config = MinhashConfig(min_jaccard=min_jaccard)
+    docs = _near_copies(11, 400)
+    expected, sizes = _reference(docs, "Latn", config)
+    outcome = deduplicate(docs, "Latn", config)
+    assert [(d.doc_id, d.keep, d.reason, d.duplicate_of) for d in outcome.decisions] == expected
+    assert outcome.cluster_sizes == sizes
+    assert 0 < outcome.kept < len(docs)
+    # ... and across runs: the second half against the representatives of the first.
+    first = deduplicate(docs[:200], "Latn", config)
+    again = sorted(docs[200:] + docs[:5], key=lambda d: d.doc_id)  # the visiting order (no timestamps)
+    expected, sizes = _reference(again, "Latn", config, first.new_representatives)
+    second = deduplicate(again, "Latn", config, first.new_representatives)
+    assert [(d.doc_id, d.keep, d.reason, d.duplicate_of) for d in second.decisions] == expected
+    assert second.cluster_sizes == sizes
+
+
+def test_colliding_band_hashes_change_nothing(monkeypatch):
+    docs = _near_copies(12, 150)
+    expected = deduplicate(docs, "Latn")
+    # Every band of every document in one bucket: every pair is a candidate, and only whole equal bands
+    # (datasketch's candidates) that pass the similarity check may merge.
+    monkeypatch.setattr(dedup_module, "band_hashes", lambda s, c: np.zeros((len(s), c.num_bands), np.uint64))
+    assert deduplicate(docs, "Latn") == expected
+
+
+def test_the_index_streams_batches_and_spills_to_its_directory(tmp_path):
+    docs = _near_copies(13, 300)
+    expected = deduplicate(docs, "Latn")
+    signatures, has = MinhashSigner().signatures([d.text for d in docs], "Latn")
+    keys = [content_id(d.text) for d in docs]
+    with NearDuplicateIndex(MinhashConfig(), tmp_path / "index", memory_limit="64MB", threads=1) as index:
+        for start in range(0, len(docs), 64):  # in batches, as the asset feeds it
+            end = start + 64
+            index.add([d.doc_id for d in docs[start:end]], keys[start:end], signatures[start:end], has[start:end])
+        rows = sorted((r for b in index.results(batch_rows=50) for r in b.to_pylist()), key=lambda r: r["pos"])
+    assert [(r["doc_id"], r["kind"] == "kept", r["duplicate_of"]) for r in rows] == [
+        (d.doc_id, d.keep, d.duplicate_of) for d in expected.decisions
+    ]
+    kept_sizes = {r["doc_id"]: r["cluster_size"] for r in rows if r["kind"] == "kept"}
+    assert kept_sizes == expected.cluster_sizes
+    assert not (tmp_path / "index" / "spill").exists()  # cleaned up
+
+
+def test_stored_signatures_read_back_as_a_matrix_with_nulls_as_empty():
+    import pyarrow as pa
+
+    [signature], _ = MinhashSigner().signatures([RICE], "Latn")
+    matrix, valid = signature_matrix(pa.array([signature_to_bytes(signature), None]), MinhashConfig())
+    assert valid.tolist() == [True, False]
+    assert np.array_equal(matrix[0], signature) and (matrix[1] == np.iinfo(np.uint64).max).all()
+    assert StoredRepresentative("a", "k", signature_to_bytes(signature)).cluster_size == 1

@@ -141,3 +141,26 @@ def test_misaligned_labels_are_a_clear_error():
 
 def test_the_sample_dir_is_inside_the_package():
     assert Path(SAMPLE_DIR).name == "sample" and Path(SAMPLE_DIR).parent.name == "data"
+
+
+def test_the_screener_signs_the_kept_documents_from_the_words_it_split_for_quality(identifier, registry, sample):
+    import numpy as np
+
+    from xinst_assets.core.dedup import MinhashSigner
+    from xinst_assets.core.filtering import DocumentScreener
+    from xinst_assets.core.text import content_id
+
+    for code in ("id", "th", "bn"):
+        found = sample(code)
+        if found is None:
+            continue
+        docs = found[0]
+        lang = registry.get(code)
+        screener = DocumentScreener(lang, identifier)
+        screened = screener.screen(docs, content_keys=True)
+        assert screened.decisions == filter_documents(docs, lang, identifier)
+        kept = [docs[i] for i in screened.kept.tolist()]
+        assert [d.doc_id for d in kept] == [d.doc_id for d in screened.decisions if d.keep]
+        expected, has = MinhashSigner().signatures([d.text for d in kept], lang.script)
+        assert np.array_equal(screened.signatures, expected) and screened.shingled == has
+        assert screened.content_keys == [content_id(d.text) for d in kept]

@@ -252,3 +252,85 @@ def test_on_the_sample_quality_keeps_clean_documents_and_rejects_boilerplate_and
         (label, reason) for reason, label in zip(reasons, labels) if label in {"boilerplate", "too_short"}
     ]
     assert junk and all(reason is not None for _, reason in junk), junk
+
+
+# --- Many texts at once: the same verdicts ---------------------------------------------------------------
+
+import random  # noqa: E402
+from collections import Counter  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from xinst_assets.core.quality import assess_quality_batch, ngram_fractions  # noqa: E402
+from xinst_assets.core.words import split_words  # noqa: E402
+
+
+def _cascade(words: list[str]) -> tuple[dict[int, float], dict[int, float]]:
+    """Gopher's n-gram fractions the plain way (a Counter per size), the reference for ngram_fractions."""
+    top: dict[int, float] = {}
+    dup: dict[int, float] = {}
+    total = sum(map(len, words))
+    for n in range(2, 11):
+        grams = [tuple(words[p : p + n]) for p in range(len(words) - n + 1)]
+        if not grams:
+            break
+        counts = Counter(grams)
+        gram, count = counts.most_common(1)[0]
+        if count < 2:
+            break
+        top[n] = sum(map(len, gram)) * count / total
+        covered = [False] * len(words)
+        seen: set = set()
+        for p, g in enumerate(grams):
+            if g in seen:
+                covered[p : p + n] = [True] * n
+            seen.add(g)
+        dup[n] = sum(len(w) for w, c in zip(words, covered) if c) / total
+    return top, dup
+
+
+def _repetitive_texts(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    vocabulary = HINDI.split() + THAI.split() + ["a", "bb", "ccc", "#", "...", "12", "x-y"]
+    texts = []
+    for _ in range(count):
+        phrase = rng.choices(vocabulary, k=rng.randint(1, 12))
+        body = phrase * rng.randint(1, 6) + rng.choices(vocabulary, k=rng.randint(0, 80))
+        lines = [" ".join(body[i : i + rng.randint(1, 15)]) for i in range(0, len(body), 15)]
+        texts.append(("\n" if rng.random() < 0.5 else " ").join(lines))
+    return texts
+
+
+def test_ngram_fractions_of_a_batch_equal_the_plain_cascade():
+    texts = _repetitive_texts(5, 400) + [HINDI, BENGALI, THAI, "", "a", "a a a a"]
+    words = [split_words(t, "Deva") for t in texts]
+    index: dict[str, int] = {}
+    ids = np.array([index.setdefault(w, len(index)) for ws in words for w in ws], dtype=np.int64)
+    lengths = np.array([len(w) for ws in words for w in ws], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum([len(ws) for ws in words])))
+    top, dup = ngram_fractions(ids, lengths, offsets)
+    for row, ws in enumerate(words):
+        want_top, want_dup = _cascade(ws)
+        assert [want_top.get(n, 0.0) for n in range(2, 11)] == top[row, 2:].tolist()
+        assert [want_dup.get(n, 0.0) for n in range(2, 11)] == dup[row, 2:].tolist()
+
+
+@pytest.mark.parametrize("code", ["hi", "bn", "ur", "th", "id", "tr"])
+def test_the_batch_gives_every_text_the_verdict_of_assess_quality(th, registry, code, sample):
+    found = sample(code)
+    texts = [d.text for d in found[0]] if found else []
+    rng = random.Random(len(code))
+    base = texts + [HINDI, BENGALI, URDU, THAI, TAMIL_SHORT]
+    texts += _repetitive_texts(len(code), 200)
+    # Boilerplate and lorem ipsum in every position, lines cut short, symbols and digits added.
+    for text in base:
+        lines = text.splitlines() or [text]
+        texts.append(text + "\nLorem IPSUM dolor" if rng.random() < 0.5 else text.replace(" ", " # ", 3))
+        texts.append("\n".join(lines + ["© 2024", "Login", "Password", "Baca juga: x"][: rng.randint(1, 4)]))
+        texts.append("\n".join(line[: rng.randint(0, 40)] for line in lines))
+        texts.append(" ".join(["1", "2", "3"] * rng.randint(1, 40)) + " " + text[:300])
+    thresholds = th(code)
+    script = registry.get(code).script
+    expected = [assess_quality(t, script, thresholds) for t in texts]
+    assert assess_quality_batch(texts, script, thresholds) == expected
+    assert {v.reason for v in expected} >= {None, "quality_boilerplate_markers"}
