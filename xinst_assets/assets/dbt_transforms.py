@@ -1,16 +1,20 @@
 """dbt models as Dagster assets: exact dedup and screening per language, and the statistics marts.
 
-dbt tests become asset checks. dbt opens the DuckDB file itself, so a dbt build runs while this run holds the
-warehouse lock exclusively: concurrent language partitions build one after another, never colliding.
+dbt tests become asset checks. dbt opens the DuckDB file itself, so a dbt build executes while this run holds the
+warehouse lock exclusively: concurrent language partitions build one after another, never colliding. dbt runs
+in the run's process, parsed once per process outside the lock (``resources/dbt_runner.py``).
 """
 
 import json
-import os
+from pathlib import Path
 from typing import Any, Mapping
 
-from dagster import AssetExecutionContext, PartitionsDefinition
+from dagster import AssetExecutionContext, Failure, MetadataValue, PartitionsDefinition
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
+from xinst_assets.resources.dbt_runner import dbt_build
 from xinst_assets.resources.warehouse import Warehouse
 
 
@@ -26,13 +30,34 @@ class XinstDbtTranslator(DagsterDbtTranslator):
 
 
 def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    """``dbt build`` of the selected models for this run's language partition, under the warehouse lock."""
-    os.environ["XINST_DBT_WAREHOUSE"] = str(warehouse.db_path)
-    with warehouse.lock(exclusive=True):
-        # Make sure the file exists: dbt-duckdb would create it, but only ours may create it under the lock.
-        warehouse.db_path.parent.mkdir(parents=True, exist_ok=True)
-        args = ["build", "--vars", json.dumps({"lang": context.partition_key})]
-        yield from dbt.cli(args, context=context).stream()
+    """``dbt build`` of the selected models for this run's language partition, in this process (see
+    ``resources/dbt_runner.py``), holding the warehouse lock only while dbt executes; dbt's results become
+    Dagster outputs and asset check results as dagster-dbt's CLI streaming would make them."""
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator()
+    )
+    if "--selector" in params.selection_args:  # dagster-dbt only does this for selections of 200+ nodes
+        raise Failure(f"unsupported dbt selection {params.selection_args}")
+    args = ["--vars", json.dumps({"lang": context.partition_key}), *params.selection_args]
+    if params.indirect_selection:
+        args += ["--indirect-selection", params.indirect_selection]
+    # Make sure the file's folder exists: dbt-duckdb would create the file, but only under our lock.
+    warehouse.db_path.parent.mkdir(parents=True, exist_ok=True)
+    outcome = dbt_build(
+        Path(dbt.project_dir), Path(dbt.profiles_dir or dbt.project_dir), warehouse.db_path, args,
+        hold_warehouse=lambda: warehouse.lock(exclusive=True),
+    )
+    for raw_event in outcome.events:
+        event = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
+        yield from event.to_default_asset_events(
+            manifest=params.manifest, dagster_dbt_translator=params.dagster_dbt_translator, context=context,
+            project=params.dbt_project,
+        )
+    if not outcome.success:
+        raise Failure(
+            f"dbt build failed for partition {context.partition_key}",
+            metadata={"errors": MetadataValue.md("\n".join(f"- {e}" for e in outcome.errors) or "(none logged)")},
+        )
 
 
 def build_dbt_assets(project: DbtProject, partitions_def: PartitionsDefinition) -> list:

@@ -1,0 +1,205 @@
+"""dbt run inside the run's own process: parsed once per process, built under the warehouse lock.
+
+Why not the dbt CLI in a subprocess (dagster-dbt's ``DbtCliResource.cli``): each call starts a Python process
+that imports dbt and parses the project again, and it is always a *full* parse, because the partition's
+``--vars`` and the run's warehouse path (part of the profile) both invalidate dbt's partial-parse state. On
+two busy cores that is 10-40 s per call, and all of it under the warehouse lock, because dbt opens the DuckDB
+file itself: concurrent partitions queued behind each other's parses.
+
+Here dbt is called through its Python entry point (``dbtRunner``). The project is parsed *outside* the lock
+(parsing never opens the database), and every build reuses that manifest: the partition's ``lang`` var is
+applied when dbt compiles a model for execution, not at parse time. The lock is held only while dbt executes
+models and tests. The parsed manifest is kept in memory, and pickled in a private per-user cache folder keyed
+by the project's file contents, the warehouse path and the dbt version, so that the next run process on this
+machine loads it in milliseconds instead of parsing again (2-4 s of CPU; ten run workers of a backfill start
+at once, and one parses while the others wait for its result). The cache folder must belong to the user and be
+closed to others, or it is not used: a pickle is code. dbt keeps global state, so one invocation runs at a time
+per process; dbt-duckdb keeps its database handle open after a build, so it is closed before the lock is
+released (another process may then open the file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator, Sequence
+
+WAREHOUSE_ENV = "XINST_DBT_WAREHOUSE"  # read by dbt/profiles.yml
+CACHE_ENV = "XINST_DBT_CACHE"  # where parsed manifests are kept (default: ~/.cache/xinst/dbt-manifests)
+CACHE_WAIT_S = 300  # how long a process waits for another one that parses the same project
+CACHE_KEEP_S = 7 * 86400  # cached manifests unused for a week are removed (each test warehouse has its own)
+_invocation_lock = threading.RLock()
+_manifests: dict[str, Any] = {}
+
+
+@dataclass
+class DbtBuildOutcome:
+    """What one in-process dbt invocation did: success, its structured events (as dbt's JSON log lines), and
+    the error messages dbt logged."""
+
+    success: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exception: BaseException | None = None
+
+
+def _manifest_key(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -> str:
+    """Changes with any file of the project (a model edited), the profile, the warehouse and dbt's version."""
+    from dbt.version import __version__ as dbt_version
+
+    digest = hashlib.sha256(f"{dbt_version}\0{warehouse_path}\0{project_dir}\0".encode())
+    files = [p for folder in ("models", "macros", "tests") for p in (project_dir / folder).rglob("*") if p.is_file()]
+    files += [project_dir / "dbt_project.yml", profiles_dir / "profiles.yml"]
+    for path in sorted(files):
+        if path.is_file():
+            digest.update(f"{os.path.relpath(path, project_dir)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def _cache_dir() -> Path | None:
+    """The private folder of pickled manifests, or None when it is not safe to use."""
+    configured = os.environ.get(CACHE_ENV)
+    base = Path(configured) if configured else Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xinst" / "dbt-manifests"
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = base.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return base
+
+
+def _parse(project_dir: Path, profiles_dir: Path, warehouse_path: Path):
+    from dbt.cli.main import dbtRunner
+
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    with _warehouse_env(warehouse_path), tempfile.TemporaryDirectory(prefix="xinst-dbt-parse-") as target:
+        result = dbtRunner().invoke(["parse", *_common_args(project_dir, profiles_dir, target)])
+    if not result.success or result.result is None:
+        raise RuntimeError(f"dbt could not parse {project_dir}: {result.exception}")
+    return result.result
+
+
+def _parse_or_load(project_dir: Path, profiles_dir: Path, warehouse_path: Path, key: str):
+    """The manifest from the cache folder, or parsed (and cached) by this process; concurrent processes wait
+    for the one that parses."""
+    from xinst_assets.resources.warehouse import file_lock
+
+    cache = _cache_dir()
+    if cache is None:
+        return _parse(project_dir, profiles_dir, warehouse_path)
+    path = cache / f"{key}.pickle"
+    with file_lock(cache / f"{key}.lock", exclusive=True, timeout_s=CACHE_WAIT_S):
+        if path.is_file():
+            try:
+                manifest = pickle.loads(path.read_bytes())
+                os.utime(path)  # in use: not pruned
+                return manifest
+            except Exception:  # a cache written by another version of a library: parse again
+                path.unlink(missing_ok=True)
+        manifest = _parse(project_dir, profiles_dir, warehouse_path)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_bytes(pickle.dumps(manifest))
+        os.replace(partial, path)
+    _prune(cache)
+    return manifest
+
+
+def _prune(cache: Path) -> None:
+    cutoff = time.time() - CACHE_KEEP_S
+    for old in cache.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
+@contextlib.contextmanager
+def _warehouse_env(warehouse_path: Path) -> Iterator[None]:
+    previous = os.environ.get(WAREHOUSE_ENV)
+    os.environ[WAREHOUSE_ENV] = str(warehouse_path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WAREHOUSE_ENV, None)
+        else:
+            os.environ[WAREHOUSE_ENV] = previous
+
+
+def _common_args(project_dir: Path, profiles_dir: Path, target: str) -> list[str]:
+    return [
+        "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
+        "--target-path", target, "--log-path", target, "--quiet",
+    ]
+
+
+def parsed_manifest(project_dir: Path, profiles_dir: Path, warehouse_path: Path):
+    """dbt's parsed manifest of ``project_dir`` for a warehouse (the database name is the file's stem)."""
+    key = _manifest_key(project_dir, profiles_dir, warehouse_path)
+    with _invocation_lock:
+        if key not in _manifests:
+            _manifests[key] = _parse_or_load(project_dir, profiles_dir, warehouse_path, key)
+        return _manifests[key]
+
+
+def _close_duckdb_handle() -> None:
+    """dbt-duckdb keeps the database open in a process-wide environment after a build: close it."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter: nothing of ours to close
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            env.close()
+
+
+def dbt_build(
+    project_dir: Path,
+    profiles_dir: Path,
+    warehouse_path: Path,
+    args: Sequence[str],
+    hold_warehouse: Callable[[], ContextManager[Any]],
+) -> DbtBuildOutcome:
+    """``dbt build <args>`` in this process on ``warehouse_path``; ``hold_warehouse()`` is entered around the
+    execution only (after parsing). Never raises for a failing model or test: see ``success``/``errors``."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.base_types import EventLevel
+    from dbt_common.events.functions import msg_to_dict
+
+    manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
+    outcome = DbtBuildOutcome(success=False)
+
+    def keep(message) -> None:
+        event = msg_to_dict(message)
+        outcome.events.append(event)
+        info = event.get("info", {})
+        if info.get("level") == EventLevel.ERROR.value and info.get("msg"):
+            outcome.errors.append(info["msg"])
+
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    with _invocation_lock, _warehouse_env(warehouse_path), \
+            tempfile.TemporaryDirectory(prefix="xinst-dbt-build-") as target:
+        runner = dbtRunner(manifest=manifest, callbacks=[keep])
+        with hold_warehouse():
+            try:
+                result = runner.invoke(["build", *_common_args(project_dir, profiles_dir, target), *args])
+            finally:
+                _close_duckdb_handle()
+    outcome.success = bool(result.success)
+    outcome.exception = result.exception
+    if result.exception is not None and not outcome.errors:
+        outcome.errors.append(f"{type(result.exception).__name__}: {result.exception}")
+    return outcome
