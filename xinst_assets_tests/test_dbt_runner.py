@@ -23,18 +23,46 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_a_second_process_loads_the_cached_manifest_instead_of_parsing(cache, tmp_path, monkeypatch):
+def make_warehouse(path: Path, languages=("sw", "fi")) -> Warehouse:
+    """A warehouse with the two source tables of ``screened_documents``: one document twice per language."""
+    wh = Warehouse(path=str(path))
+    with wh.write() as con:
+        con.execute("CREATE TABLE raw_documents (lang VARCHAR, doc_id VARCHAR, text VARCHAR, url VARCHAR, "
+                    "timestamp VARCHAR, source VARCHAR, shard VARCHAR, position BIGINT)")
+        con.execute("CREATE TABLE document_signals (lang VARCHAR, doc_id VARCHAR, lid_label VARCHAR, "
+                    "lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE, reject_reason VARCHAR, "
+                    "first_seen_at TIMESTAMP)")
+        for lang in languages:
+            con.execute("INSERT INTO raw_documents VALUES (?, 'd1', 't', NULL, NULL, NULL, 's', 0), "
+                        "(?, 'd1', 't', NULL, NULL, NULL, 's', 1)", [lang, lang])
+            con.execute("INSERT INTO document_signals VALUES (?, 'd1', ?, 0.9, NULL, NULL, NULL, now())",
+                        [lang, lang])
+    return wh
+
+
+def build(wh: Warehouse, lang: str, hold=None) -> dbt_runner.DbtBuildOutcome:
+    """``dbt build`` of screened_documents and its tests (one of them refers to it with ``ref``)."""
+    project = dbt_project()
+    return dbt_runner.dbt_build(Path(project.project_dir), Path(project.profiles_dir), wh.db_path,
+                                ["--vars", json.dumps({"lang": lang}), "--select", "screened_documents+"],
+                                hold_warehouse=hold or (lambda: wh.lock(exclusive=True)))
+
+
+def test_a_second_process_builds_with_the_cached_manifest_instead_of_parsing(cache, tmp_path, monkeypatch):
     parses = []
     real_parse = dbt_runner._parse
     monkeypatch.setattr(dbt_runner, "_parse", lambda *a: parses.append(a) or real_parse(*a))
-    warehouse = tmp_path / "wh" / "warehouse.duckdb"
-    first = dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, warehouse)
+    wh = make_warehouse(tmp_path / "wh" / "warehouse.duckdb")
+    first = dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, wh.db_path)
     assert len(parses) == 1 and len(list(cache.glob("*.pickle"))) == 1
     monkeypatch.setattr(dbt_runner, "_manifests", {})  # as a new process
-    again = dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, warehouse)
-    assert len(parses) == 1
+    again = dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, wh.db_path)
+    assert len(parses) == 1 and again is not first
     node = "model.xinst.screened_documents"
-    assert again.nodes[node].relation_name == first.nodes[node].relation_name == '"warehouse"."main"."screened_documents"'
+    assert again.nodes[node].relation_name == '"warehouse"."main"."screened_documents"'
+    outcome = build(wh, "sw")  # compiles models and tests (source() and ref()) from the loaded manifest
+    assert outcome.success, outcome.errors
+    assert len(parses) == 1
     # Another warehouse file is another database name: parsed again, cached beside the first.
     other = dbt_runner.parsed_manifest(DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path / "elsewhere.duckdb")
     assert len(parses) == 2 and other.nodes[node].relation_name == '"elsewhere"."main"."screened_documents"'
@@ -48,33 +76,20 @@ def test_a_cache_folder_others_can_write_is_not_used(cache, tmp_path, monkeypatc
 
 
 def test_a_build_runs_the_partition_under_the_lock_and_releases_the_file(cache, tmp_path):
-    wh = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
-    with wh.write() as con:
-        con.execute("CREATE TABLE raw_documents (lang VARCHAR, doc_id VARCHAR, text VARCHAR, url VARCHAR, "
-                    "timestamp VARCHAR, source VARCHAR, shard VARCHAR, position BIGINT)")
-        con.execute("CREATE TABLE document_signals (lang VARCHAR, doc_id VARCHAR, lid_label VARCHAR, "
-                    "lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE, reject_reason VARCHAR, "
-                    "first_seen_at TIMESTAMP)")
-        for lang in ("sw", "fi"):
-            con.execute("INSERT INTO raw_documents VALUES (?, 'd1', 't', NULL, NULL, NULL, 's', 0), "
-                        "(?, 'd1', 't', NULL, NULL, NULL, 's', 1)", [lang, lang])
-            con.execute("INSERT INTO document_signals VALUES (?, 'd1', ?, 0.9, NULL, NULL, NULL, now())",
-                        [lang, lang])
+    wh = make_warehouse(tmp_path / "warehouse.duckdb")
     held = []
 
     def hold():
         held.append(True)
         return wh.lock(exclusive=True)
 
-    project = dbt_project()
     for lang in ("sw", "fi", "sw"):  # the same manifest serves every partition; a rerun replaces its rows
-        outcome = dbt_runner.dbt_build(Path(project.project_dir), Path(project.profiles_dir), wh.db_path,
-                                       ["--vars", json.dumps({"lang": lang}), "--select", "screened_documents"],
-                                       hold_warehouse=hold)
+        outcome = build(wh, lang, hold)
         assert outcome.success, outcome.errors
     assert len(held) == 3
     results = {e["data"]["node_info"]["unique_id"] for e in outcome.events if e["info"]["name"] == "LogModelResult"}
     assert results == {"model.xinst.screened_documents"}
+    assert any(e["info"]["name"] == "LogTestResult" for e in outcome.events)
     # dbt's handle is closed: another connection (read-write) can open the file in this process.
     with duckdb.connect(str(wh.db_path)) as con:
         rows = con.execute("SELECT lang, position, reject_reason FROM screened_documents ORDER BY ALL").fetchall()
@@ -86,9 +101,6 @@ def test_a_failing_build_reports_dbts_error(cache, tmp_path):
     wh = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     with wh.write():
         pass  # an empty warehouse: the model's source tables do not exist
-    project = dbt_project()
-    outcome = dbt_runner.dbt_build(Path(project.project_dir), Path(project.profiles_dir), wh.db_path,
-                                   ["--vars", json.dumps({"lang": "sw"}), "--select", "screened_documents"],
-                                   hold_warehouse=lambda: wh.lock(exclusive=True))
+    outcome = build(wh, "sw")
     assert not outcome.success
     assert any("raw_documents" in error for error in outcome.errors), outcome.errors

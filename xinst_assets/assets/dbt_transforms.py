@@ -6,6 +6,7 @@ in the run's process, parsed once per process outside the lock (``resources/dbt_
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,9 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from xinst_assets.resources.dbt_runner import dbt_build
 from xinst_assets.resources.warehouse import Warehouse
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class XinstDbtTranslator(DagsterDbtTranslator):
@@ -54,9 +58,10 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse
             project=params.dbt_project,
         )
     if not outcome.success:
+        errors = [_ANSI.sub("", e) for e in outcome.errors] or ["(dbt logged no error message)"]
         raise Failure(
-            f"dbt build failed for partition {context.partition_key}",
-            metadata={"errors": MetadataValue.md("\n".join(f"- {e}" for e in outcome.errors) or "(none logged)")},
+            f"dbt build failed for partition {context.partition_key}: " + " | ".join(errors[:5]),
+            metadata={"errors": MetadataValue.md("\n".join(f"- {e}" for e in errors))},
         )
 
 

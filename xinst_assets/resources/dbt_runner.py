@@ -21,6 +21,7 @@ released (another process may then open the file).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -35,6 +36,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 WAREHOUSE_ENV = "XINST_DBT_WAREHOUSE"  # read by dbt/profiles.yml
 CACHE_ENV = "XINST_DBT_CACHE"  # where parsed manifests are kept (default: ~/.cache/xinst/dbt-manifests)
 CACHE_WAIT_S = 300  # how long a process waits for another one that parses the same project
+CACHE_FORMAT = "fields-v1"  # see _dump_manifest
 CACHE_KEEP_S = 7 * 86400  # cached manifests unused for a week are removed (each test warehouse has its own)
 _invocation_lock = threading.RLock()
 _manifests: dict[str, Any] = {}
@@ -55,7 +57,7 @@ def _manifest_key(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -
     """Changes with any file of the project (a model edited), the profile, the warehouse and dbt's version."""
     from dbt.version import __version__ as dbt_version
 
-    digest = hashlib.sha256(f"{dbt_version}\0{warehouse_path}\0{project_dir}\0".encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{dbt_version}\0{warehouse_path}\0{project_dir}\0".encode())
     files = [p for folder in ("models", "macros", "tests") for p in (project_dir / folder).rglob("*") if p.is_file()]
     files += [project_dir / "dbt_project.yml", profiles_dir / "profiles.yml"]
     for path in sorted(files):
@@ -91,6 +93,21 @@ def _parse(project_dir: Path, profiles_dir: Path, warehouse_path: Path):
     return result.result
 
 
+def _dump_manifest(manifest) -> bytes:
+    """The manifest's public fields, pickled. Not the object itself: dbt's own ``Manifest.__reduce_ex__``
+    passes its fields by position and has fallen behind the class (dbt 1.11 added fields before the lookups it
+    passes), so an unpickled object has its lookups in the wrong slots. The private fields are caches that a
+    new object builds again when needed."""
+    return pickle.dumps({f.name: getattr(manifest, f.name) for f in dataclasses.fields(manifest)
+                         if f.init and not f.name.startswith("_")})
+
+
+def _load_manifest(data: bytes):
+    from dbt.contracts.graph.manifest import Manifest
+
+    return Manifest(**pickle.loads(data))
+
+
 def _parse_or_load(project_dir: Path, profiles_dir: Path, warehouse_path: Path, key: str):
     """The manifest from the cache folder, or parsed (and cached) by this process; concurrent processes wait
     for the one that parses."""
@@ -103,14 +120,14 @@ def _parse_or_load(project_dir: Path, profiles_dir: Path, warehouse_path: Path, 
     with file_lock(cache / f"{key}.lock", exclusive=True, timeout_s=CACHE_WAIT_S):
         if path.is_file():
             try:
-                manifest = pickle.loads(path.read_bytes())
+                manifest = _load_manifest(path.read_bytes())
                 os.utime(path)  # in use: not pruned
                 return manifest
             except Exception:  # a cache written by another version of a library: parse again
                 path.unlink(missing_ok=True)
         manifest = _parse(project_dir, profiles_dir, warehouse_path)
         partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_bytes(pickle.dumps(manifest))
+        partial.write_bytes(_dump_manifest(manifest))
         os.replace(partial, path)
     _prune(cache)
     return manifest
