@@ -1,9 +1,11 @@
 """A real Dagster deployment for end-to-end tests: ``dagster-webserver`` and ``dagster-daemon`` as processes.
 
-The fixture writes a temporary ``DAGSTER_HOME`` (queued run coordinator, three concurrent runs), a temporary
-``XINST_HOME`` and a language file narrowing the registry to three languages, starts both processes on
-127.0.0.1 with a free port, and waits (bounded) until the code location is loaded. Teardown stops each
-process group it started: SIGTERM, then SIGKILL after a grace period.
+The fixture writes a temporary ``DAGSTER_HOME`` (queued run coordinator, ten concurrent runs) and a temporary
+``XINST_HOME`` (every language of the packaged registry, the embedded sample as raw data), starts both
+processes on 127.0.0.1 with a free port, and waits (bounded) until the code location is loaded. Teardown
+stops each process group it started (the code servers and run workers they spawn are in those groups):
+SIGTERM, then SIGKILL after a grace period. A failed test that used the server gets both logs' tails in its
+report, whatever failed it (an assertion, or pytest-timeout).
 """
 
 from __future__ import annotations
@@ -15,28 +17,33 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
 import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-# Three languages keep the partition set (and the test) small; sw and id are the two that lid.176 handles
-# worst (see ENVIRONMENT.md), so the filters meet their hard cases.
+# The three languages of the whole-graph backfill; sw and id are the two that lid.176 handles worst (see
+# ENVIRONMENT.md), so the filters meet their hard cases. The deployment itself has every language.
 E2E_LANGUAGES = ("sw", "id", "vi")
-SERVER_START_TIMEOUT_S = 120  # cold start loads dbt, fastText and transformers: ~15-40 s on 2 cores
+SERVER_START_TIMEOUT_S = 150  # cold start: two processes each import dagster, dbt and load the code location
 STOP_GRACE_S = 15
+GRAPHQL_TIMEOUT_S = 60
 
 DAGSTER_YAML = """\
-# Written by the e2e tests: a local instance that queues runs and runs at most three at a time.
+# Written by the e2e tests: a local instance that queues runs and runs up to ten at a time (one backfill of
+# every language partition at once).
 run_queue:
   dequeue_interval_seconds: 1
 concurrency:
   runs:
-    max_concurrent_runs: 3
+    max_concurrent_runs: 10
   pools:
-    # Unconfigured pools (the `gpu` pool of the model stages) run one step at a time on this machine.
-    default_limit: 1
+    # The `gpu` pool of the model stages: a deployment sets it to its GPUs (deploy/dagster.yaml). Here the
+    # models are tiny and run on the CPU, so the three partitions' model steps may run together.
+    default_limit: 3
 run_monitoring:
   enabled: true
   poll_interval_seconds: 5
@@ -65,7 +72,7 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interva
             value = probe()
             if value:
                 return value
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, DagsterGraphQLClientError) as exc:
             last_error = exc
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last error: {last_error!r})")
@@ -159,16 +166,19 @@ class DagsterServer:
     def warehouse_path(self) -> Path:
         return self.xinst_home / "warehouse.duckdb"
 
-    def graphql(self, query: str, variables: dict[str, Any] | None = None, timeout_s: float = 60) -> dict:
-        """POST a GraphQL query; return ``data`` or raise with the server's errors."""
-        response = httpx.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout_s
-        )
-        response.raise_for_status()
-        body = response.json()
-        if body.get("errors"):
-            raise AssertionError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @cached_property
+    def client(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=GRAPHQL_TIMEOUT_S)
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict:
+        """Run a GraphQL query or mutation through dagster-graphql's client; return its ``data`` (GraphQL
+        errors raise). The client's public methods cover job runs only, so backfills, sensors and event logs
+        go through the query method they use themselves."""
+        return self.client._execute(query, variables or {})
 
     def logs(self) -> str:
         """The tails of both process logs, for assertion messages."""
@@ -213,41 +223,66 @@ def _location_loaded(server: DagsterServer) -> bool:
     )
 
 
+def _start_webserver(env: dict, root: Path, attempts: int = 3) -> tuple[subprocess.Popen, int]:
+    """Start the webserver on a free port; another process may take the port between the probe and the bind,
+    so a webserver that exits at once saying so is started again on another port."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        log = root / "webserver.log"
+        proc = start_process(
+            [venv_tool("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "xinst_assets.definitions"],
+            env, log, cwd=root,
+        )
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            return proc, port  # still running: it holds the port
+        stop_process_group(proc)
+        if "address already in use" not in log_tail(log).lower() or attempt == attempts:
+            raise RuntimeError(f"dagster-webserver exited with {proc.returncode}:\n{log_tail(log)}")
+        log.rename(root / f"webserver-port-taken-{attempt}.log")
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterServer]:
-    """``dagster-webserver`` and ``dagster-daemon run`` over ``-m xinst_assets.definitions``, three
-    languages."""
+    """``dagster-webserver`` and ``dagster-daemon run`` over ``-m xinst_assets.definitions``: every language,
+    the embedded sample as raw data."""
     root = tmp_path_factory.mktemp("e2e-deployment")
     dagster_home, xinst_home = root / "dagster_home", root / "xinst_home"
     dagster_home.mkdir()
     xinst_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
-    languages_file = root / "languages.yaml"
-    languages_file.write_text(f"languages: {{}}\nonly: [{', '.join(E2E_LANGUAGES)}]\n", encoding="utf-8")
-    env = e2e_environment(dagster_home, xinst_home, languages_file)
+    env = e2e_environment(dagster_home, xinst_home, None)
 
     # Create the instance's storage once, before two processes open it at the same time.
     subprocess.run([venv_tool("dagster"), "instance", "migrate"], env=env, cwd=root, check=True,
                    capture_output=True, timeout=SERVER_START_TIMEOUT_S)
-    port = free_port()
-    module = ["-m", "xinst_assets.definitions"]
-    webserver = start_process(
-        [venv_tool("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), *module],
-        env, root / "webserver.log", cwd=root,
-    )
-    daemon = start_process([venv_tool("dagster-daemon"), "run", *module], env, root / "daemon.log", cwd=root)
-    server = DagsterServer(f"http://127.0.0.1:{port}", root, dagster_home, xinst_home, env, webserver, daemon)
+    daemon = start_process([venv_tool("dagster-daemon"), "run", "-m", "xinst_assets.definitions"], env,
+                           root / "daemon.log", cwd=root)
+    webserver: subprocess.Popen | None = None
     try:
-        wait_for(lambda: _location_loaded(server), SERVER_START_TIMEOUT_S, "the webserver and code location")
+        webserver, port = _start_webserver(env, root)
+        server = DagsterServer(f"http://127.0.0.1:{port}", root, dagster_home, xinst_home, env, webserver, daemon)
+        try:
+            wait_for(lambda: _location_loaded(server), SERVER_START_TIMEOUT_S, "the webserver and code location")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{server.logs()}") from None
         yield server
     finally:
         stop_process_group(daemon)
-        stop_process_group(webserver)
+        if webserver is not None:
+            stop_process_group(webserver)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Expose each phase's report on the test item (``item.rep_call``) so fixtures can act on failures."""
+    """Expose each phase's report on the test item (``item.rep_call``) so fixtures can act on failures, and
+    attach the server's log tails to the report of a failed test that used the server (also when
+    pytest-timeout stopped it)."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    server = getattr(item, "funcargs", {}).get("dagster_server")
+    if report.failed and isinstance(server, DagsterServer):
+        report.sections.append(("dagster webserver and daemon logs (tails)", server.logs()))
     return report
