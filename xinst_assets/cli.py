@@ -47,10 +47,11 @@ CURATED_ASSETS = ["seed_pairs", "parallel_pairs", "eval_questions"]
 def _share_cores(workers: int) -> None:
     """Give each of ``workers`` processes its share of the cores (torch would otherwise take them all in each)."""
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    # torch reads this when it is first imported (by a model stage); a run of data stages never imports it.
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def _run_one(
