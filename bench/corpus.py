@@ -295,7 +295,9 @@ def iter_batches(
     """Record batches of one language folder, in writing order, stopping after ``limit`` documents."""
     left = limit
     for shard in sorted(folder.glob("*.parquet")):
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=list(columns)):
+        # pre_buffer=False: pyarrow's default keeps every row group read until the file is closed.
+        reader = pq.ParquetFile(shard, pre_buffer=False)
+        for batch in reader.iter_batches(batch_size=batch_size, columns=list(columns)):
             if left is not None:
                 if left <= 0:
                     return

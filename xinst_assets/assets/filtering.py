@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS filter_rejections (
 );
 """
 BATCH_DOCS = 2_000
+# Staged Parquet files are read with pre_buffer=False: with pyarrow's default (True) the reader keeps every
+# row group it has read until it is closed, so a streamed file would end up in memory whole.
 # DuckDB memory for the near-dedup index: it spills to the scratch folder beyond this.
 DEDUP_MEMORY_LIMIT = "1GB"
 PURITY_MIN = 0.95
@@ -119,7 +121,7 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
     progress = Progress(f"document_signals:{lang.code}", total, context.log.info, unit="docs")
     screener = DocumentScreener(lang, identifier, settings)
     with pq.ParquetWriter(out, schema) as writer:
-        for batch in pq.ParquetFile(pending).iter_batches(batch_size=BATCH_DOCS):
+        for batch in pq.ParquetFile(pending, pre_buffer=False).iter_batches(batch_size=BATCH_DOCS):
             rows = batch.to_pylist()
             docs = [Document(r["doc_id"], r["text"], published_at=r["published_at"]) for r in rows]
             screened = screener.screen(docs)
@@ -175,12 +177,12 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     signer = None
     with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT,
                             threads=warehouse.threads) as index:
-        for batch in pq.ParquetFile(previous_file).iter_batches(batch_size=SIGNATURE_BATCH):
+        for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
             ids = batch.column("doc_id").to_pylist()
             index.add_previous(ids, batch.column("content_key").to_pylist(),
                                signature_matrix(batch.column("signature"), config)[0], [1] * len(ids))
         empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for batch in pq.ParquetFile(todo_file).iter_batches(batch_size=SIGNATURE_BATCH):
+        for batch in pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
             ids = batch.column("doc_id").to_pylist()
             signatures, stored = signature_matrix(batch.column("minhash"), config)
             shingled = np.ones(len(ids), dtype=bool)

@@ -18,6 +18,7 @@ near a dropped duplicate joins that duplicate's cluster), as with datatrove's un
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import unicodedata
@@ -39,6 +40,9 @@ NEAR_DUPLICATE = "dedup_near_duplicate"
 # datasketch's 64-bit permutation scheme: hash values are uint64, which is how signatures are stored.
 _SCHEME = "affine64"
 _SIGNATURE_DTYPE = np.dtype("<u8")
+# Signature rows at most this far apart are read from the index's file in one read (NearDuplicateIndex._read):
+# only neighbours, as candidate pairs point all over the file and the gaps would be read too.
+_READ_GAP = 1
 
 
 @dataclass(frozen=True)
@@ -381,7 +385,6 @@ _DOCS_SCHEMA = pa.schema(
         ("pos", pa.int64()),
         ("doc_id", pa.string()),
         ("content_key", pa.string()),
-        ("signature", pa.binary()),
         ("shingled", pa.bool_()),
         ("previous", pa.bool_()),
         ("base_size", pa.int64()),
@@ -414,10 +417,11 @@ class NearDuplicateIndex:
       indexed documents (representatives and near duplicates alike: clusters are transitive) that share a
       whole LSH band with it and pass the ``min_jaccard`` check; and it is indexed in turn.
 
-    Band hashes of every indexed document go to a DuckDB table; one join on (band, hash) yields all candidate
-    pairs, which are checked in batches against both signatures (streamed, ordered by the later document).
-    Python then holds one int64 per new document (its cluster); DuckDB moves data to ``directory`` beyond
-    ``memory_limit``. Previous representatives cost memory only inside DuckDB.
+    Band hashes of every indexed document go to DuckDB tables (one per band); a join per band on the hash
+    yields the candidate pairs, which are checked in batches against both signatures (streamed, ordered by the
+    later document). Python then holds one int64 per new document (its cluster); DuckDB keeps its database
+    file in ``directory`` and spills there beyond ``memory_limit``. Previous representatives cost memory only
+    inside DuckDB.
     """
 
     def __init__(
@@ -435,14 +439,22 @@ class NearDuplicateIndex:
                     "preserve_insertion_order": False}
         if threads:
             settings["threads"] = threads
-        # An in-memory database: beyond memory_limit DuckDB moves its blocks to temp_directory, and it
-        # writes no file otherwise (a file database was 4x slower to fill here, for nothing kept).
-        self.con = duckdb.connect(":memory:", config=settings)
+        # A database file in the scratch directory rather than an in-memory one: DuckDB can then always
+        # evict table blocks to make room for a join (an in-memory database ran out of memory at 157k
+        # documents under a 256 MB limit). Filling it costs about 15 us a document more.
+        self.con = duckdb.connect(str(self.directory / "index.duckdb"), config=settings)
         self.con.execute(
-            "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, signature BLOB, "
+            "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, "
             "shingled BOOLEAN, previous BOOLEAN, base_size BIGINT)"
         )
-        self.con.execute("CREATE TABLE bands (pos BIGINT, band UTINYINT, h UBIGINT)")
+        # Signatures go to a flat file beside it, row ``pos`` at byte pos * 8 * num_perm, and are read back
+        # for the rows a batch needs: as BLOBs in DuckDB they took far more memory than its memory_limit.
+        self._signature_path = self.directory / "signatures.u64"
+        self._signatures = open(self._signature_path, "w+b")
+        # One table of band hashes per band: candidates are found one band at a time, so a join holds
+        # 1/num_bands of the index in its hash table.
+        for band in range(config.num_bands):
+            self.con.execute(f"CREATE TABLE band_{band} (pos BIGINT, h UBIGINT)")
         self.previous = 0  # representatives added
         self.added = 0  # new documents added
         self._decided = False
@@ -456,9 +468,13 @@ class NearDuplicateIndex:
     def close(self) -> None:
         """Close the database and remove the scratch files this index created."""
         self.con.close()
+        self._signatures.close()
+        self._signature_path.unlink(missing_ok=True)
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
         else:
+            for name in ("index.duckdb", "index.duckdb.wal"):
+                (self.directory / name).unlink(missing_ok=True)
             shutil.rmtree(self.directory / "spill", ignore_errors=True)
 
     def add_previous(
@@ -495,11 +511,11 @@ class NearDuplicateIndex:
         start = self.previous + self.added
         pos = np.arange(start, start + count, dtype=np.int64)
         matrix = np.ascontiguousarray(matrix, dtype=_SIGNATURE_DTYPE)
-        blobs = pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(matrix.shape[1] * 8), count, [None, pa.py_buffer(matrix.tobytes())]
-        ).cast(pa.binary())
+        if matrix.shape != (count, self.config.num_perm):
+            raise ValueError(f"expected {count} signatures of {self.config.num_perm} values, got {matrix.shape}")
+        matrix.tofile(self._signatures)
         docs = pa.Table.from_arrays(
-            [pa.array(pos), pa.array(doc_ids, pa.string()), pa.array(content_keys, pa.string()), blobs,
+            [pa.array(pos), pa.array(doc_ids, pa.string()), pa.array(content_keys, pa.string()),
              pa.array(shingled), pa.array(np.full(count, previous)), pa.array(np.asarray(sizes, dtype=np.int64))],
             schema=_DOCS_SCHEMA,
         )
@@ -510,15 +526,14 @@ class NearDuplicateIndex:
         index = np.flatnonzero(shingled)
         if index.size:
             bands = band_hashes(matrix[index], self.config)
-            table = pa.table({
-                "pos": np.repeat(pos[index], self.config.num_bands),
-                "band": np.tile(np.arange(self.config.num_bands, dtype=np.uint8), index.size),
-                "h": bands.reshape(-1),
-            })
-            self.con.from_arrow(table).insert_into("bands")
+            indexed = pa.array(pos[index])
+            for band in range(self.config.num_bands):
+                table = pa.Table.from_arrays([indexed, pa.array(bands[:, band])], names=["pos", "h"])
+                self.con.from_arrow(table).insert_into(f"band_{band}")
 
-    def run(self, pair_batch: int = 16_384) -> None:
-        """Decide every new document (once). Candidate pairs are checked ``pair_batch`` at a time."""
+    def run(self, pair_batch: int = 8_192) -> None:
+        """Decide every new document (once). Candidate pairs are checked ``pair_batch`` at a time (each
+        batch reads the signatures of at most two documents per pair)."""
         if self._decided:
             raise RuntimeError("run() was called already")
         self._decided = True
@@ -538,38 +553,33 @@ class NearDuplicateIndex:
             FROM docs d JOIN firsts f USING (content_key) LEFT JOIN regiven r USING (pos)
             WHERE d.pos >= {previous}
         """)
-        con.execute(f"""
-            DELETE FROM bands WHERE pos >= {previous}
-            AND pos IN (SELECT pos FROM state WHERE NOT indexed)
-        """)
         # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash (rows of
         # two integers: DuckDB sorts and spills them cheaply; signatures are fetched per batch of pairs).
-        con.execute(f"""
-            CREATE TABLE pairs AS
-            SELECT DISTINCT q.pos AS i, c.pos AS j
-            FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
-            WHERE q.pos >= {previous}
-        """)
+        con.execute("CREATE TABLE pairs (i BIGINT, j BIGINT)")
+        for band in range(self.config.num_bands):
+            con.execute(f"""
+                DELETE FROM band_{band} WHERE pos >= {previous}
+                AND pos IN (SELECT pos FROM state WHERE NOT indexed)
+            """)
+            con.execute(f"""
+                INSERT INTO pairs
+                SELECT q.pos, c.pos FROM band_{band} q JOIN band_{band} c ON q.h = c.h AND c.pos < q.pos
+                WHERE q.pos >= {previous}
+            """)
+            con.execute(f"DROP TABLE band_{band}")
         rep = np.arange(previous, previous + self.added, dtype=np.int64)  # cluster of each new document
         config = self.config
-        lookup = con.cursor()  # a second cursor: the pair stream stays open while signatures are read
-        for batch in con.execute("SELECT i, j FROM pairs ORDER BY i, j").fetch_record_batch(pair_batch):
+        self._signatures.flush()
+        for batch in con.execute("SELECT i, j FROM pairs GROUP BY i, j ORDER BY i, j").fetch_record_batch(
+            pair_batch
+        ):
             if batch.num_rows == 0:
                 continue
             i = batch.column(0).to_numpy()
             j = batch.column(1).to_numpy()
-            lookup.from_arrow(pa.table({"pos": np.unique(np.concatenate((i, j)))})).create_view(
-                "needed", replace=True
-            )
-            found = lookup.execute(
-                "SELECT pos, signature FROM docs WHERE pos IN (SELECT pos FROM needed)"
-            ).fetch_arrow_table()
-            positions = found.column("pos").to_numpy()
-            order = np.argsort(positions)
-            positions = positions[order]
-            matrix = _blobs(found.column("signature"), config.num_perm * 8).reshape(-1, config.num_perm)[order]
-            del found
-            equal = matrix[np.searchsorted(positions, i)] == matrix[np.searchsorted(positions, j)]
+            both = self._read(np.concatenate((i, j)))  # one read for both sides (the i rows are adjacent)
+            equal = both[: len(i)] == both[len(i) :]
+            del both
             # A whole band equal (the LSH condition itself: band hashes may collide) ...
             ok = equal.reshape(len(i), config.num_bands, config.rows_per_band).all(axis=2).any(axis=1)
             if config.min_jaccard is not None:
@@ -581,7 +591,6 @@ class NearDuplicateIndex:
                 cluster = rep[b - previous] if b >= previous else b
                 if cluster < rep[a - previous]:
                     rep[a - previous] = cluster
-        lookup.close()
         con.execute("DROP TABLE pairs")
         con.execute("CREATE TABLE clusters (pos BIGINT, rep BIGINT)")
         con.from_arrow(pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep})).insert_into(
@@ -603,20 +612,60 @@ class NearDuplicateIndex:
         """)
         con.execute("DROP TABLE clusters")
 
-    def results(self, batch_rows: int = 8_192) -> Iterator[pa.RecordBatch]:
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        """The signatures of document positions ``rows`` (any order, repeats allowed), from the file.
+
+        Read with ``os.pread``, rows close together in one read: a memory map would do, but the kernel maps
+        the cached neighbours of each page read along with it, and mapped pages count as resident memory.
+        """
+        perm = self.config.num_perm
+        width = perm * _SIGNATURE_DTYPE.itemsize
+        if len(rows) == 0:
+            return np.empty((0, perm), dtype=np.uint64)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        cuts = np.flatnonzero(np.diff(unique) > _READ_GAP) + 1
+        firsts = unique[np.concatenate(([0], cuts))]
+        lasts = unique[np.concatenate((cuts - 1, [len(unique) - 1]))]
+        fd, pread = self._signatures.fileno(), os.pread
+        data = b"".join(
+            [pread(fd, (b - a + 1) * width, a * width) for a, b in zip(firsts.tolist(), lasts.tolist())]
+        )
+        spans = np.frombuffer(data, dtype=_SIGNATURE_DTYPE).reshape(-1, perm)
+        # Row of each unique position in the concatenated spans.
+        span_of = np.searchsorted(firsts, unique, side="right") - 1
+        start_row = np.concatenate(([0], np.cumsum(lasts - firsts + 1)[:-1]))
+        return spans[start_row[span_of] + unique - firsts[span_of]][inverse].astype(np.uint64)
+
+    def results(self, batch_rows: int = 4_096) -> Iterator[pa.RecordBatch]:
         """One row per new document (:data:`RESULT_SCHEMA`; ``pos`` is its visiting rank), in no order."""
         if not self._decided:
             self.run()
         reader = self.con.execute("""
             WITH members AS (SELECT rep_pos, count(*) AS n FROM decided WHERE rep_pos IS NOT NULL GROUP BY 1)
-            SELECT t.pos, d.doc_id, t.kind, r.doc_id AS duplicate_of, d.content_key, d.signature,
+            SELECT t.pos, d.doc_id, t.kind, r.doc_id AS duplicate_of, d.content_key, NULL::BLOB AS signature,
                    CASE WHEN t.kind IN ('kept', 'regiven') THEN c.base_size + coalesce(m.n, 0) END AS cluster_size
             FROM decided t JOIN docs d ON d.pos = t.pos
             JOIN docs c ON c.pos = t.cluster_pos
             LEFT JOIN docs r ON r.pos = t.rep_pos
             LEFT JOIN members m ON m.rep_pos = t.cluster_pos
         """).fetch_record_batch(batch_rows)
+        self._signatures.flush()
+        width = self.config.num_perm * 8
         for batch in reader:
+            # The signatures of the documents kept as new representatives (to store for the next run).
+            kinds = batch.column("kind").to_numpy(zero_copy_only=False)
+            rows = batch.column("pos").to_numpy()[kinds == KEPT]
+            data = self._read(rows).astype(_SIGNATURE_DTYPE).tobytes()
+            offsets = np.zeros(len(kinds) + 1, dtype=np.int32)
+            offsets[1:] = np.cumsum(np.where(kinds == KEPT, width, 0))
+            validity = pa.array(kinds == KEPT).buffers()[1]
+            signatures = pa.Array.from_buffers(
+                pa.binary(), len(kinds), [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
+            )
+            batch = pa.RecordBatch.from_arrays(
+                [batch.column(k) if name != "signature" else signatures for k, name in enumerate(batch.schema.names)],
+                names=batch.schema.names,
+            )
             yield batch.cast(RESULT_SCHEMA) if batch.schema != RESULT_SCHEMA else batch
 
     def grown_previous(self) -> list[tuple[str, int]]:
