@@ -1,5 +1,7 @@
--- Idempotent partitions: each raw row appears once in screened_documents, however often a language reruns.
+-- Idempotent partitions: each raw row of the language this run builds appears once in screened_documents,
+-- however often the language reruns (other languages are checked by their own runs).
 select lang, shard, position, count(*) as copies
 from {{ ref('screened_documents') }}
+where lang = '{{ partition_lang() }}'
 group by lang, shard, position
 having count(*) > 1
