@@ -46,7 +46,7 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, sql_path
+from xinst_assets.resources.warehouse import Warehouse, sql_path, sync_partition
 
 SIGNALS_DDL = """
 CREATE TABLE IF NOT EXISTS document_signals (
@@ -146,23 +146,19 @@ VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LA
 SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
 
 
-def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path, int, int]:
+def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path | None, int, int]:
     """Near-dedup of this run's survivors against the representatives kept earlier, with bounded memory.
 
     Both sides are staged to Parquet under the shared lock (ordered by DuckDB), then streamed in batches into
     a :class:`NearDuplicateIndex` in ``scratch``; its decisions are staged as the new ``near_dedup_state``
-    rows. Returns (staged state file, new documents, representatives kept earlier).
+    rows. Returns (staged state file, new documents, representatives kept earlier); no file when there is
+    nothing to decide.
     """
     config = settings.minhash
     alive = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
     previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
     # Representatives from earlier runs that are still here keep their place; duplicates whose
     # representative is gone are decided again, so no document is lost with a vanished original.
-    previous = warehouse.export_partition(f"""
-        SELECT n.doc_id, n.content_key, n.signature
-        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id WHERE")}
-          AND n.config = ? AND n.keep
-        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint], previous_file)
     todo = warehouse.export_partition(f"""
         SELECT s.doc_id, g.minhash, CASE WHEN g.minhash IS NULL THEN s.text END AS text
         {alive.replace("WHERE", "LEFT JOIN document_signals g ON g.lang = s.lang AND g.doc_id = s.doc_id WHERE")}
@@ -170,6 +166,14 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
             SELECT 1 FROM near_dedup_state n WHERE n.lang = s.lang AND n.doc_id = s.doc_id AND n.config = ?
               AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))
         ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint, lang.code], todo_file)
+    if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
+        context.log.info(f"{lang.code}: near-dedup: no new documents")
+        return None, 0, 0
+    previous = warehouse.export_partition(f"""
+        SELECT n.doc_id, n.content_key, n.signature
+        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id WHERE")}
+          AND n.config = ? AND n.keep
+        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint], previous_file)
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
@@ -325,26 +329,25 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                     "DELETE FROM near_dedup_state WHERE lang = ? AND (config <> ? OR doc_id NOT IN "
                     "(SELECT doc_id FROM screened_documents WHERE lang = ? AND reject_reason IS NULL))",
                     [lang.code, config, lang.code])
-                con.execute(f"""
-                    INSERT OR REPLACE INTO near_dedup_state
-                    SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
-                    FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
-                for table in ("filtered_documents", "filter_rejections"):
-                    con.execute(f"DELETE FROM {table} WHERE lang = ?", [lang.code])
+                if staged is not None:
+                    con.execute(f"""
+                        INSERT OR REPLACE INTO near_dedup_state
+                        SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
+                        FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
                 # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
-                con.execute("""
-                    INSERT INTO filtered_documents
+                # Synced, not replaced: a refresh writes only the rows that change.
+                sync_partition(con, "filtered_documents", lang.code, """
                     SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
                            s.exact_copies + coalesce((
                                SELECT sum(d.exact_copies) FROM near_dedup_state n
                                JOIN screened_documents d ON d.lang = n.lang AND d.doc_id = n.doc_id
                                     AND d.reject_reason IS NULL
                                WHERE n.lang = s.lang AND n.duplicate_of = s.doc_id AND NOT n.keep), 0)
+                           AS cluster_size
                     FROM screened_documents s
                     JOIN near_dedup_state k ON k.lang = s.lang AND k.doc_id = s.doc_id AND k.keep
                     WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code])
-                con.execute("""
-                    INSERT INTO filter_rejections
+                sync_partition(con, "filter_rejections", lang.code, """
                     SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                            coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
                            CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id

@@ -188,3 +188,28 @@ def replace_partition(
     return int(con.execute(f"SELECT count(*) FROM {table} WHERE lang = ?", [lang]).fetchone()[0])
 
 
+def sync_partition(
+    con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None
+) -> tuple[int, int]:
+    """Within an open write transaction, make ``table``'s rows for ``lang`` equal to ``source_sql``'s rows,
+    writing only the difference: rows that are no longer wanted (or changed in any column) are deleted,
+    rows that are not there yet are inserted.
+
+    The result is the same as :func:`replace_partition`'s, but a refresh that changes 1% of a large partition
+    writes (and checkpoints) about 1% of it instead of all of it. ``source_sql`` must return whole rows of
+    ``table`` (every column, by name) for ``lang`` only. Returns (rows deleted, rows inserted).
+    """
+    columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_source AS SELECT {', '.join(columns)} FROM ({source_sql})",
+                params or [])
+    same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in columns)
+    deleted = con.execute(
+        f"DELETE FROM {table} t WHERE t.lang = ? AND NOT EXISTS (SELECT 1 FROM _sync_source d WHERE {same})",
+        [lang]).fetchone()[0]
+    inserted = con.execute(
+        f"INSERT INTO {table} SELECT * FROM _sync_source d "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.lang = ? AND {same})", [lang]).fetchone()[0]
+    con.execute("DROP TABLE _sync_source")
+    return int(deleted), int(inserted)
+
+
