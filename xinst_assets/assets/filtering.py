@@ -35,6 +35,7 @@ from xinst_assets.assets.transient import retry_transient
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.dedup import (
     MinhashSigner,
+    band_hashes,
     NearDuplicateIndex,
     REGIVEN,
     signature_matrix,
@@ -144,6 +145,9 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
 # ISO 8601 strings; missing ones last), as core.dedup orders candidates.
 VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
 SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
+# Up to this many new documents (28 band hashes and an id each: ~25 MB), a refresh indexes only the earlier
+# representatives that could be their candidates; beyond it, all of them (as on a first run).
+PRUNE_MAX_NEW = 100_000
 
 
 def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path | None, int, int]:
@@ -178,26 +182,29 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
                               ("content_key", pa.string()), ("signature", pa.binary())])
-    signer = None
+    # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
+    # id) with a new document can be a candidate, so the others are left out of the index. Exact: the
+    # decisions for the new documents are the same as with every representative indexed.
+    reachable = _reachable_keys(todo_file, config, lang) if todo <= PRUNE_MAX_NEW else None
+    loaded = 0
     with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT,
                             threads=warehouse.threads) as index:
         for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
             ids = batch.column("doc_id").to_pylist()
-            index.add_previous(ids, batch.column("content_key").to_pylist(),
-                               signature_matrix(batch.column("signature"), config)[0], [1] * len(ids))
-        empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for batch in pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
-            ids = batch.column("doc_id").to_pylist()
-            signatures, stored = signature_matrix(batch.column("minhash"), config)
-            shingled = np.ones(len(ids), dtype=bool)
-            missing = np.flatnonzero(~stored).tolist()
-            if missing:  # screened before signatures were stored with the signals: sign the text now
-                signer = signer or MinhashSigner(config)
-                texts = batch.column("text").to_pylist()
-                matrix, has = signer.signatures([texts[i] for i in missing], lang.script)
-                signatures[missing] = matrix
-                shingled[missing] = has
-            shingled &= ~(signatures == empty).all(axis=1)  # the signature of a text without shingles
+            keys = batch.column("content_key").to_pylist()
+            matrix = signature_matrix(batch.column("signature"), config)[0]
+            if reachable is not None:
+                bands, new_ids = reachable
+                hit = np.isin(band_hashes(matrix, config), bands).any(axis=1)
+                hit |= np.fromiter((k in new_ids for k in keys), dtype=bool, count=len(keys))
+                rows = np.flatnonzero(hit)
+                ids, keys, matrix = [ids[i] for i in rows], [keys[i] for i in rows], matrix[rows]
+            index.add_previous(ids, keys, matrix, [1] * len(ids))
+            loaded += len(ids)
+        if reachable is not None and previous:
+            context.log.info(f"{lang.code}: {loaded:,} of {previous:,} earlier representatives share a band "
+                             "with a new document; only those were indexed")
+        for ids, signatures, shingled in _todo_signatures(todo_file, config, lang):
             # The doc id is the content id of the normalised text (raw_web_text), the exact-dedup key.
             index.add(ids, ids, signatures, shingled)
         with pq.ParquetWriter(state, state_schema) as writer:
@@ -213,6 +220,35 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
                              pa.binary()),
                 ], schema=state_schema).filter(pa.array(new)))
     return state, todo, previous
+
+
+def _todo_signatures(todo_file: Path, config, lang):
+    """Batches of (doc ids, signature matrix, has shingles) of the documents to decide, in visiting order."""
+    signer = None
+    empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    for batch in pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
+        ids = batch.column("doc_id").to_pylist()
+        signatures, stored = signature_matrix(batch.column("minhash"), config)
+        shingled = np.ones(len(ids), dtype=bool)
+        missing = np.flatnonzero(~stored).tolist()
+        if missing:  # screened before signatures were stored with the signals: sign the text now
+            signer = signer or MinhashSigner(config)
+            texts = batch.column("text").to_pylist()
+            matrix, has = signer.signatures([texts[i] for i in missing], lang.script)
+            signatures[missing] = matrix
+            shingled[missing] = has
+        shingled &= ~(signatures == empty).all(axis=1)  # the signature of a text without shingles
+        yield ids, signatures, shingled
+
+
+def _reachable_keys(todo_file: Path, config, lang) -> tuple[np.ndarray, set[str]]:
+    """The band hashes and content ids of the documents to decide: what an earlier representative must share
+    with one of them to be a candidate."""
+    bands, ids = [], set()
+    for batch_ids, signatures, _ in _todo_signatures(todo_file, config, lang):
+        bands.append(np.unique(band_hashes(signatures, config)))
+        ids.update(batch_ids)
+    return np.unique(np.concatenate(bands)) if bands else np.empty(0, np.uint64), ids
 
 
 def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:

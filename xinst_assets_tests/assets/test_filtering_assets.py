@@ -103,3 +103,42 @@ def test_a_partition_builds_while_another_language_is_half_way_through_its_refre
         stats = dict(con.execute("SELECT lang, documents_in FROM language_filter_stats").fetchall())
         raw_counts = dict(con.execute("SELECT lang, count(*) FROM raw_documents GROUP BY lang").fetchall())
     assert stats == raw_counts and raw_counts["id"] == len(lines) + 5
+
+
+def _refresh_with_near_copies(tmp_path, name: str):
+    """sw's sample, then a new shard of near and exact copies of kept documents: the final tables."""
+    import shutil
+
+    raw = tmp_path / name / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    config = XinstConfig(registry=load_registry(), home=tmp_path / name / "home", raw_patterns=[str(raw)])
+    assert materialize(config, FILTER_CHAIN.split(), "sw").success
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        kept = con.execute("SELECT url, text FROM filtered_documents WHERE lang = 'sw' ORDER BY doc_id").fetchall()
+    new = []
+    for i, (url, text) in enumerate(kept[:6]):
+        words = text.split(" ")
+        words[len(words) // 2] = "kabisa"  # one word changed: a near copy
+        new.append({"url": f"https://near.example/{i}", "text": " ".join(words)})
+    new.append({"url": "https://copy.example/0", "text": kept[6][1]})  # an exact copy
+    (raw / "sw" / "part-00001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new), encoding="utf-8")
+    assert materialize(config, FILTER_CHAIN.split(), "sw").success
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        return {
+            table: con.execute(f"SELECT * EXCLUDE ({drop}) FROM {table} WHERE lang = 'sw' ORDER BY ALL").fetchall()
+            for table, drop in (("filtered_documents", "text"), ("filter_rejections", "text, shard"),
+                                ("near_dedup_state", "signature"))
+        }, {url for url, _ in kept}
+
+
+def test_a_refresh_indexes_only_reachable_representatives_and_decides_the_same(tmp_path, monkeypatch):
+    import xinst_assets.assets.filtering as filtering
+
+    pruned, old_urls = _refresh_with_near_copies(tmp_path, "pruned")
+    monkeypatch.setattr(filtering, "PRUNE_MAX_NEW", 0)  # every earlier representative indexed
+    full, _ = _refresh_with_near_copies(tmp_path, "full")
+    assert pruned == full
+    rejections = pruned["filter_rejections"]
+    near = [r for r in rejections if r[4] == "dedup_near_duplicate" and r[3].startswith("https://near.example/")]
+    exact = [r for r in rejections if r[4] == "dedup_exact_duplicate" and r[3] == "https://copy.example/0"]
+    assert len(near) == 6 and len(exact) == 1, rejections
