@@ -163,10 +163,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = make_rows(args.examples, args.seed)
-        data = root / "train.jsonl"
-        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        base = build_tiny_model(root / "base", [r["instruction"] + " " + r["response"] for r in rows])
+        data, base = write_data_and_tiny_model(root, args, "base")
         results = [run(base, data, root / f"out-{p}", p, args) for p in (False, True)]
     for r in results:
         print(
@@ -182,6 +179,14 @@ def main() -> None:
     )
 
 
+def write_data_and_tiny_model(root: Path, args: argparse.Namespace, model_dir: str) -> tuple[Path, Path]:
+    """The benchmark's training rows as JSONL under ``root`` and a tiny model (tokenizer trained on them)."""
+    rows = make_rows(args.examples, args.seed)
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return data, build_tiny_model(root / model_dir, [r["instruction"] + " " + r["response"] for r in rows])
+
+
 def measure_mfu(args: argparse.Namespace) -> None:
     """Packed training of a real-shape model: tokens/s and model FLOPs utilisation."""
     import torch
@@ -189,10 +194,7 @@ def measure_mfu(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = make_rows(args.examples, args.seed)
-        data = root / "train.jsonl"
-        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tiny = build_tiny_model(root / "tiny", [r["instruction"] + " " + r["response"] for r in rows])
+        data, tiny = write_data_and_tiny_model(root, args, "tiny")
         base, shape = build_architecture(args.arch, tiny, root / "base", args.max_length)
         result = run(base, data, root / "out", True, args)
     peak, device = device_peak_tflops(args.peak_tflops)

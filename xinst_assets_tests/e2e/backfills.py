@@ -155,17 +155,25 @@ def _describe_failures(server: DagsterServer, backfill: dict) -> str:
 def wait_for_backfill(server: DagsterServer, backfill_id: str, timeout_s: float) -> dict:
     """Poll the backfill until it and every run it launched have ended; fail after ``timeout_s`` with the
     backfill's state, its unfinished or failed runs and the server's log tails."""
+    return _poll_backfill(
+        server, backfill_id, timeout_s,
+        lambda b, ended: b["status"] in BACKFILL_TERMINAL and ended, failure="did not finish",
+    )
+
+
+def _poll_backfill(server: DagsterServer, backfill_id: str, timeout_s: float, done, failure: str) -> dict:
+    """Poll every 2 s until ``done(backfill, all_its_runs_ended)``; fail after ``timeout_s`` with the
+    backfill's state, its unfinished or failed runs and the server's log tails."""
     deadline = time.monotonic() + timeout_s
     backfill: dict = {}
     while time.monotonic() < deadline:
         backfill = server.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         assert backfill["__typename"] == "PartitionBackfill", backfill
-        runs_done = all(r["status"] in RUN_TERMINAL for r in backfill["runs"])
-        if backfill["status"] in BACKFILL_TERMINAL and runs_done:
+        if done(backfill, all(r["status"] in RUN_TERMINAL for r in backfill["runs"])):
             return backfill
         time.sleep(2)
     raise AssertionError(
-        f"backfill {backfill_id} did not finish in {timeout_s:.0f}s: status {backfill.get('status')}\n"
+        f"backfill {backfill_id} {failure} in {timeout_s:.0f}s: status {backfill.get('status')}\n"
         f"{_describe_failures(server, backfill)}\n{server.logs()}"
     )
 
@@ -174,18 +182,10 @@ def wait_for_runs(server: DagsterServer, backfill_id: str, runs: int, timeout_s:
     """Poll a backfill until it has launched ``runs`` runs and all of them have ended (or the backfill has
     ended). Quicker than waiting for its status: the daemon marks a backfill complete on its next look, up to
     30 s after its last run."""
-    deadline = time.monotonic() + timeout_s
-    backfill: dict = {}
-    while time.monotonic() < deadline:
-        backfill = server.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-        assert backfill["__typename"] == "PartitionBackfill", backfill
-        ended = all(r["status"] in RUN_TERMINAL for r in backfill["runs"])
-        if ended and (len(backfill["runs"]) >= runs or backfill["status"] in BACKFILL_TERMINAL):
-            return backfill
-        time.sleep(2)
-    raise AssertionError(
-        f"backfill {backfill_id} did not run {runs} runs in {timeout_s:.0f}s: status {backfill.get('status')}\n"
-        f"{_describe_failures(server, backfill)}\n{server.logs()}"
+    return _poll_backfill(
+        server, backfill_id, timeout_s,
+        lambda b, ended: ended and (len(b["runs"]) >= runs or b["status"] in BACKFILL_TERMINAL),
+        failure=f"did not run {runs} runs",
     )
 
 
