@@ -142,3 +142,51 @@ def test_a_refresh_indexes_only_reachable_representatives_and_decides_the_same(t
     near = [r for r in rejections if r[4] == "dedup_near_duplicate" and r[3].startswith("https://near.example/")]
     exact = [r for r in rejections if r[4] == "dedup_exact_duplicate" and r[3] == "https://copy.example/0"]
     assert len(near) == 6 and len(exact) == 1, rejections
+
+
+SCREENING = ["raw_web_text", "document_signals", "screened_documents"]
+
+
+def _screened(config, lang: str) -> list[tuple]:
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        return con.execute("SELECT * FROM screened_documents WHERE lang = ? ORDER BY ALL", [lang]).fetchall()
+
+
+def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
+    """screened_documents recomputes only content ids whose copies or verdicts changed; the result is the same
+    as screening the whole language again: a new copy that sorts first becomes the survivor, a removed shard
+    takes its copies away, a new document arrives, and the others stay as they were."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    lines = [json.loads(line) for line in (raw / "sw" / "part-00000.jsonl").read_text(encoding="utf-8").splitlines()]
+    clean = {url for url, label in _labels("sw").items() if label == "clean"}
+    news = [row for row in lines if row["url"] in clean][:3]
+    # A second shard with an exact copy of a document: removed again before the refresh.
+    (raw / "sw" / "part-00001.jsonl").write_text(json.dumps({**news[0], "url": "https://copy.example/gone"}) + "\n",
+                                                 encoding="utf-8")
+    config = XinstConfig(registry=load_registry(), home=tmp_path / "home", raw_patterns=[str(raw)])
+    assert materialize(config, SCREENING, "sw").success
+    before = _screened(config, "sw")
+    assert sum(1 for row in before if row[-3] == "dedup_exact_duplicate") >= 1
+
+    (raw / "sw" / "part-00001.jsonl").unlink()
+    first = [{**news[1], "url": "https://copy.example/earlier"},  # sorts before part-00000: the new survivor
+             {"text": news[2]["text"] + "\n\nHabari mpya kabisa kuhusu mradi huu.", "url": "https://new.example/1"}]
+    (raw / "sw" / "a-earlier.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first), encoding="utf-8")
+    assert materialize(config, SCREENING, "sw").success
+    refreshed = _screened(config, "sw")
+
+    with duckdb.connect(str(config.warehouse)) as con:  # no rows left: the next build screens the whole language
+        con.execute("DELETE FROM screened_documents WHERE lang = 'sw'")
+    assert materialize(config, ["screened_documents"], "sw").success
+    assert refreshed == _screened(config, "sw")
+
+    by_url = {row[3]: row for row in refreshed}
+    assert "https://copy.example/gone" not in by_url and "https://new.example/1" in by_url
+    assert by_url["https://copy.example/earlier"][-3] is None  # survivor: first by shard order
+    assert by_url[news[1]["url"]][-3] == "dedup_exact_duplicate"
+    untouched = [row for row in before if row[1] not in {by_url["https://copy.example/earlier"][1]}
+                 and row[3] != "https://copy.example/gone" and row[1] != by_url[news[0]["url"]][1]]
+    assert set(untouched) <= set(refreshed)

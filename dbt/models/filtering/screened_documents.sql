@@ -1,15 +1,34 @@
-{{ config(pre_hook="{{ replace_partition_hook() }}", tags=["filtering"]) }}
+{{ config(pre_hook="{{ forget_changed_screenings() }}", tags=["filtering"]) }}
 
 -- Each raw document of the partition with its language-ID and quality decision, and exact deduplication by
 -- content id: the first copy (earliest first seen, then shard order) survives and carries the copy count.
-with joined as (
+-- Incremental by content: the pre-hook removed the rows of every content id whose copies or verdict changed,
+-- and a refresh computes those content ids again (all their copies), so it writes what changed, not the
+-- whole language.
+with raw as (
+    {{ raw_rows_with_ingest() }}
+),
+
+{% if screening_is_incremental() %}
+todo as (
+    select distinct raw.doc_id from raw
+    where not exists (
+        select 1 from {{ this }} as t
+        where t.lang = raw.lang and t.doc_id = raw.doc_id and t.shard = raw.shard and t.position = raw.position)
+),
+{% endif %}
+
+joined as (
     select
-        r.lang, r.doc_id, r.text, r.url, r.timestamp, r.source, r.shard, r.position,
-        s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at
-    from {{ source('xinst', 'raw_documents') }} as r
+        r.lang, r.doc_id, r.text, r.url, r.timestamp, r.source, r.shard, r.position, r.shard_ingested_at,
+        s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at,
+        s.settings_key
+    from raw as r
     join {{ source('xinst', 'document_signals') }} as s
       on s.lang = r.lang and s.doc_id = r.doc_id
-    where r.lang = '{{ partition_lang() }}'
+    {% if screening_is_incremental() %}
+    where r.doc_id in (select doc_id from todo)
+    {% endif %}
 ),
 
 ranked as (
@@ -26,5 +45,7 @@ select
     case
         when reject_reason is not null then reject_reason
         when copy_rank > 1 then 'dedup_exact_duplicate'
-    end as reject_reason
+    end as reject_reason,
+    shard_ingested_at,
+    settings_key
 from ranked
