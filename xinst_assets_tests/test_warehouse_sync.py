@@ -1,9 +1,10 @@
-"""sync_partition: the same table as replacing the partition, with only the difference written."""
+"""sync_partition: the same table as replacing the partition, with only the difference written; and the
+migration of per-document tables off their primary key."""
 
 import duckdb
 import pytest
 
-from xinst_assets.resources.warehouse import replace_partition, sync_partition
+from xinst_assets.resources.warehouse import drop_primary_key, replace_partition, sync_partition
 
 DDL = "CREATE TABLE t (lang VARCHAR, id INTEGER, v VARCHAR, x DOUBLE)"
 ROWS = "INSERT INTO t VALUES ('sw', 1, 'a', NULL), ('sw', 2, 'b', 1.0), ('sw', 3, 'c', 2.0), ('fi', 1, 'z', 9.0)"
@@ -47,3 +48,22 @@ def test_sync_takes_columns_by_name_and_an_empty_source_empties_the_partition(co
     assert [r[1] for r in _table(con) if r[0] == "sw"] == [1, 2, 4]
     assert sync_partition(con, "t", "sw", "SELECT * FROM t WHERE false") == (3, 0)
     assert [r[0] for r in _table(con)] == ["fi"]
+
+
+def test_a_table_loses_its_primary_key_and_keeps_its_rows_types_and_not_null(tmp_path):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE s (lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, score DOUBLE, sig BLOB, "
+                    "PRIMARY KEY (lang, doc_id))")
+        con.execute("INSERT INTO s VALUES ('sw', 'a', 0.5, '\\x01'::BLOB), ('sw', 'b', NULL, NULL)")
+        before = con.execute("SELECT * FROM s ORDER BY ALL").fetchall()
+        assert drop_primary_key(con, "s") is True
+        assert drop_primary_key(con, "s") is False  # already migrated: nothing to do
+        assert con.execute("SELECT * FROM s ORDER BY ALL").fetchall() == before
+        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 's' "
+                           "AND constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
+        columns = con.execute("SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+                              "WHERE table_name = 's' ORDER BY column_index").fetchall()
+        assert columns == [("lang", "VARCHAR", False), ("doc_id", "VARCHAR", False), ("score", "DOUBLE", True),
+                           ("sig", "BLOB", True)]
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("INSERT INTO s VALUES (NULL, 'c', 1.0, NULL)")

@@ -47,15 +47,17 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, sql_path, sync_partition
+from xinst_assets.resources.warehouse import Warehouse, drop_primary_key, sql_path, sync_partition
 
+# The per-document tables have no PRIMARY KEY on purpose (see warehouse.drop_primary_key): a refresh would
+# pay for rewriting the key index of every language. (lang, doc_id) is unique by construction: rows are
+# deleted before they are written again, and the no_duplicates_kept check watches the kept set.
 SIGNALS_DDL = """
 CREATE TABLE IF NOT EXISTS document_signals (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, settings_key VARCHAR NOT NULL,
     lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
     chars BIGINT, words BIGINT, reject_reason VARCHAR, first_seen_at TIMESTAMP NOT NULL,
-    minhash BLOB,
-    PRIMARY KEY (lang, doc_id)
+    minhash BLOB
 );
 -- Warehouses from before signatures were stored with the signals (their settings key changes too, so every
 -- document is screened again and gets one).
@@ -64,12 +66,11 @@ ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS minhash BLOB;
 FILTERED_DDL = """
 CREATE TABLE IF NOT EXISTS near_dedup_state (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, config VARCHAR NOT NULL, keep BOOLEAN NOT NULL,
-    duplicate_of VARCHAR, content_key VARCHAR, signature BLOB, PRIMARY KEY (lang, doc_id)
+    duplicate_of VARCHAR, content_key VARCHAR, signature BLOB
 );
 CREATE TABLE IF NOT EXISTS filtered_documents (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, text VARCHAR NOT NULL, url VARCHAR, timestamp VARCHAR,
-    source VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, cluster_size BIGINT NOT NULL,
-    PRIMARY KEY (lang, doc_id)
+    source VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, cluster_size BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS filter_rejections (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, shard VARCHAR, position BIGINT, url VARCHAR,
@@ -110,10 +111,10 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
         SELECT doc_id, any_value(text) AS text, min(timestamp) AS published_at
         FROM raw_documents r
         WHERE lang = ? AND NOT EXISTS (
-            SELECT 1 FROM document_signals s WHERE s.lang = r.lang AND s.doc_id = r.doc_id AND s.settings_key = ?)
+            SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
         GROUP BY doc_id ORDER BY doc_id
     """
-    total = warehouse.export_partition(query, [lang.code, key], pending)
+    total = warehouse.export_partition(query, [lang.code, lang.code, key], pending)
     out = scratch / "signals.parquet"
     schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
                         ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
@@ -165,19 +166,19 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     # representative is gone are decided again, so no document is lost with a vanished original.
     todo = warehouse.export_partition(f"""
         SELECT s.doc_id, g.minhash, CASE WHEN g.minhash IS NULL THEN s.text END AS text
-        {alive.replace("WHERE", "LEFT JOIN document_signals g ON g.lang = s.lang AND g.doc_id = s.doc_id WHERE")}
+        {alive.replace("WHERE", "LEFT JOIN document_signals g ON g.lang = ? AND g.doc_id = s.doc_id WHERE")}
           AND NOT EXISTS (
-            SELECT 1 FROM near_dedup_state n WHERE n.lang = s.lang AND n.doc_id = s.doc_id AND n.config = ?
+            SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
               AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))
-        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint, lang.code], todo_file)
+        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, lang.code, config.fingerprint, lang.code], todo_file)
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
         return None, 0, 0
     previous = warehouse.export_partition(f"""
         SELECT n.doc_id, n.content_key, n.signature
-        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id WHERE")}
+        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
           AND n.config = ? AND n.keep
-        ORDER BY {VISIT_ORDER}""", [lang.code, config.fingerprint], previous_file)
+        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
@@ -276,6 +277,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         identifier = lid_model.identifier(registry)
         with retry_transient(context), warehouse.write() as con:
             con.execute(SIGNALS_DDL)
+            drop_primary_key(con, "document_signals")
         with retry_transient(context), storage.scratch_dir(f"signals-{lang.code}") as scratch:
             staged, screened = _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch)
             now = _now()
@@ -284,15 +286,19 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 # Verdicts of documents gone from raw_documents go too; first_seen_at survives a re-screen.
                 con.execute(
                     "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM raw_documents r WHERE r.lang = s.lang AND r.doc_id = s.doc_id)", [lang.code])
+                    "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
                 con.execute(f"""
-                    INSERT OR REPLACE INTO document_signals
+                    CREATE OR REPLACE TEMP TABLE _new_signals AS
                     SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
                            n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
                            coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash
                     FROM read_parquet('{sql_path(staged)}') n
                     LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
                 """, [lang.code, key, now, lang.code])
+                con.execute("DELETE FROM document_signals WHERE lang = ? AND doc_id IN "
+                            "(SELECT doc_id FROM _new_signals)", [lang.code])
+                con.execute("INSERT INTO document_signals BY NAME SELECT * FROM _new_signals")
+                con.execute("DROP TABLE _new_signals")
                 total, rejected = con.execute(
                     "SELECT count(*), count(reject_reason) FROM document_signals WHERE lang = ?", [lang.code]
                 ).fetchone()
@@ -357,32 +363,40 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         config = settings.minhash.fingerprint
         with retry_transient(context), warehouse.write() as con:
             con.execute(FILTERED_DDL)
+            for table in ("near_dedup_state", "filtered_documents"):
+                drop_primary_key(con, table)
         with retry_transient(context), storage.scratch_dir(f"filtered-{lang.code}") as scratch:
             staged, new_docs, _ = _near_dedup(context, lang, settings, warehouse, scratch)
             with warehouse.write() as con:
                 con.execute(FILTERED_DDL)
                 con.execute(
-                    "DELETE FROM near_dedup_state WHERE lang = ? AND (config <> ? OR doc_id NOT IN "
-                    "(SELECT doc_id FROM screened_documents WHERE lang = ? AND reject_reason IS NULL))",
+                    "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
+                    "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL))",
                     [lang.code, config, lang.code])
-                if staged is not None:
+                if staged is not None:  # the new decisions replace the stored ones of the same documents
+                    con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
+                                f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
                     con.execute(f"""
-                        INSERT OR REPLACE INTO near_dedup_state
+                        INSERT INTO near_dedup_state
                         SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
                         FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
                 # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
                 # Synced, not replaced: a refresh writes only the rows that change.
+                # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
+                # filter across a join condition, and would scan every language.)
                 sync_partition(con, "filtered_documents", lang.code, """
+                    WITH absorbed AS (
+                        SELECT n.duplicate_of AS doc_id, sum(d.exact_copies) AS copies
+                        FROM near_dedup_state n
+                        JOIN screened_documents d ON d.lang = ? AND d.doc_id = n.doc_id AND d.reject_reason IS NULL
+                        WHERE n.lang = ? AND NOT n.keep
+                        GROUP BY n.duplicate_of)
                     SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
-                           s.exact_copies + coalesce((
-                               SELECT sum(d.exact_copies) FROM near_dedup_state n
-                               JOIN screened_documents d ON d.lang = n.lang AND d.doc_id = n.doc_id
-                                    AND d.reject_reason IS NULL
-                               WHERE n.lang = s.lang AND n.duplicate_of = s.doc_id AND NOT n.keep), 0)
-                           AS cluster_size
+                           s.exact_copies + coalesce(a.copies, 0) AS cluster_size
                     FROM screened_documents s
-                    JOIN near_dedup_state k ON k.lang = s.lang AND k.doc_id = s.doc_id AND k.keep
-                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code])
+                    JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
+                    LEFT JOIN absorbed a ON a.doc_id = s.doc_id
+                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4)
                 sync_partition(con, "filter_rejections", lang.code, """
                     SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                            coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
@@ -390,8 +404,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                                 ELSE n.duplicate_of END AS duplicate_of,
                            s.lid_label, s.lid_score, s.text
                     FROM screened_documents s
-                    LEFT JOIN near_dedup_state n ON n.lang = s.lang AND n.doc_id = s.doc_id
-                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code])
+                    LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
+                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2)
                 kept, clustered = con.execute(
                     "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
                     "WHERE lang = ?", [lang.code]).fetchone()
@@ -403,10 +417,10 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                            count(*) - count(DISTINCT f.doc_id),
                            count(*) FILTER (WHERE r.doc_id IS NOT NULL)
                     FROM filtered_documents f
-                    LEFT JOIN document_signals s ON s.lang = f.lang AND s.doc_id = f.doc_id
-                    LEFT JOIN (SELECT DISTINCT lang, doc_id FROM filter_rejections
-                               WHERE reason LIKE 'dedup_near%') r ON r.lang = f.lang AND r.doc_id = f.doc_id
-                    WHERE f.lang = ?""", [lang.code]).fetchone()
+                    LEFT JOIN document_signals s ON s.lang = ? AND s.doc_id = f.doc_id
+                    LEFT JOIN (SELECT DISTINCT doc_id FROM filter_rejections
+                               WHERE lang = ? AND reason LIKE 'dedup_near%') r ON r.doc_id = f.doc_id
+                    WHERE f.lang = ?""", [lang.code] * 3).fetchone()
                 examples = con.execute(
                     "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
                     "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "

@@ -213,3 +213,29 @@ def sync_partition(
     return int(deleted), int(inserted)
 
 
+
+
+def drop_primary_key(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Rebuild ``table`` without its PRIMARY KEY (columns, types and NOT NULL kept); False if it has none.
+
+    Large per-document tables carry no primary key: DuckDB rewrites a table's whole key index at every
+    checkpoint that touches the table, so with one a refresh writing 200 rows costs as much as indexing every
+    language's documents again (0.5-0.8 s per table at 200,000 documents, growing with the warehouse). Their
+    keys stay unique by construction and are checked (asset checks, tests). This migrates tables created with
+    one by earlier versions, once.
+    """
+    has_key = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [table]).fetchone()[0]
+    if not has_key:
+        return False
+    columns = con.execute(
+        "SELECT column_name, data_type, is_nullable FROM duckdb_columns() WHERE table_name = ? "
+        "ORDER BY column_index", [table]).fetchall()
+    definition = ", ".join(f'"{name}" {kind}{"" if nullable else " NOT NULL"}' for name, kind, nullable in columns)
+    con.execute(f"CREATE TABLE {table}__rebuilt ({definition})")
+    con.execute(f"INSERT INTO {table}__rebuilt SELECT * FROM {table}")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {table}__rebuilt RENAME TO {table}")
+    _log.info("rebuilt %s without its primary key", table)
+    return True
