@@ -219,11 +219,12 @@ def _fmix64(hv: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's affine64 permutation parameters (imported here: datasketch pulls in scipy, ~1 s)."""
-    from datasketch import MinHash
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=_SCHEME).permutations
-    return np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+    """datasketch's affine64 permutation parameters h -> a*h + b (mod 2^64), drawn as datasketch draws them
+    (tested equal). Not imported from datasketch: it pulls in scipy, a second of start-up in every process."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd: bijective
+    b = gen.randint(0, 1 << 64, num_perm, dtype=np.uint64)
+    return a, b
 
 
 class MinhashSigner:

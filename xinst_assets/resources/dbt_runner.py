@@ -40,6 +40,7 @@ CACHE_FORMAT = "fields-v1"  # see _dump_manifest
 CACHE_KEEP_S = 7 * 86400  # cached manifests unused for a week are removed (each test warehouse has its own)
 _invocation_lock = threading.RLock()
 _manifests: dict[str, Any] = {}
+_warmed: set[str] = set()  # manifests this process has run dbt with once
 
 
 @dataclass
@@ -183,6 +184,22 @@ def _close_duckdb_handle() -> None:
             env.close()
 
 
+def _warm_up(manifest, project_dir: Path, profiles_dir: Path, warehouse_path: Path, args: Sequence[str]) -> None:
+    """The first dbt invocation of a process spends about a second on dbt's own set-up (imports, plugins,
+    macros); do it with ``dbt ls`` (which never opens the database) before the warehouse lock is taken, so
+    the first build holds the lock only for its work."""
+    from dbt.cli.main import dbtRunner
+
+    key = str(id(manifest))
+    with _invocation_lock:
+        if key in _warmed:
+            return
+        _warmed.add(key)
+        with _warehouse_env(warehouse_path), tempfile.TemporaryDirectory(prefix="xinst-dbt-ls-") as target:
+            dbtRunner(manifest=manifest).invoke(
+                ["ls", *_common_args(project_dir, profiles_dir, target), "--output", "name", *args])
+
+
 def dbt_build(
     project_dir: Path,
     profiles_dir: Path,
@@ -197,6 +214,7 @@ def dbt_build(
     from dbt_common.events.functions import msg_to_dict
 
     manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
+    _warm_up(manifest, project_dir, profiles_dir, warehouse_path, args)
     outcome = DbtBuildOutcome(success=False)
 
     def keep(message) -> None:

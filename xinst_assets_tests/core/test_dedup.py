@@ -72,6 +72,16 @@ def test_a_similarity_outside_zero_to_one_is_a_clear_error():
         MinhashConfig(min_jaccard=1.5)
 
 
+@pytest.mark.parametrize("num_perm, seed", [(112, 1), (128, 42), (7, 0)])
+def test_the_permutations_are_datasketchs(num_perm, seed):
+    from xinst_assets.core.dedup import _permutations
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine64").permutations
+    ours = _permutations(num_perm, seed)
+    assert ours[0].dtype == ours[1].dtype == np.uint64
+    assert np.array_equal(ours[0], a) and np.array_equal(ours[1], b)
+
+
 def test_vectorised_signatures_equal_datasketch_minhash_update_batch():
     config = MinhashConfig()
     signatures, has = MinhashSigner(config).signatures([RICE, RICE_OTHER, ""], "Latn")
