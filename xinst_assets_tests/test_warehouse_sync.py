@@ -25,8 +25,9 @@ def con():
     con.close()
 
 
-def test_sync_writes_only_the_difference_and_matches_a_replace(con):
-    assert sync_partition(con, "t", "sw", SOURCE) == (2, 2)  # old id 2 and id 3 out; new id 2 and id 4 in
+@pytest.mark.parametrize("key", [None, ["id"], ["lang", "id"]])
+def test_sync_writes_only_the_difference_and_matches_a_replace(con, key):
+    assert sync_partition(con, "t", "sw", SOURCE, key=key) == (2, 2)  # old id 2 and id 3 out; new 2 and 4 in
     synced = _table(con)
     con.execute("DELETE FROM t")
     con.execute(ROWS)
@@ -35,10 +36,11 @@ def test_sync_writes_only_the_difference_and_matches_a_replace(con):
     assert ("fi", 1, "z", 9.0) in synced  # other partitions untouched
 
 
-def test_sync_twice_changes_nothing_the_second_time(con):
-    sync_partition(con, "t", "sw", SOURCE)
+@pytest.mark.parametrize("key", [None, ["id"]])
+def test_sync_twice_changes_nothing_the_second_time(con, key):
+    sync_partition(con, "t", "sw", SOURCE, key=key)
     before = _table(con)
-    assert sync_partition(con, "t", "sw", SOURCE) == (0, 0)
+    assert sync_partition(con, "t", "sw", SOURCE, key=key) == (0, 0)
     assert _table(con) == before
 
 
@@ -48,6 +50,19 @@ def test_sync_takes_columns_by_name_and_an_empty_source_empties_the_partition(co
     assert [r[1] for r in _table(con) if r[0] == "sw"] == [1, 2, 4]
     assert sync_partition(con, "t", "sw", "SELECT * FROM t WHERE false") == (3, 0)
     assert [r[0] for r in _table(con)] == ["fi"]
+
+
+def test_a_key_that_is_not_unique_still_gives_the_replaced_table(con):
+    """Rows sharing a key (here v 'a' twice, one of them changed) are rewritten as a group; NULL keys match."""
+    con.execute("INSERT INTO t VALUES ('sw', 5, NULL, 1.0), ('sw', 6, 'a', 7.0)")
+    source = ("SELECT * FROM (VALUES ('sw', 1, 'a', NULL::DOUBLE), ('sw', 6, 'a', 8.0), ('sw', 2, 'b', 1.0), "
+              "('sw', 5, NULL, 1.0)) v(lang, id, v, x)")
+    sync_partition(con, "t", "sw", source, key=["v"])
+    synced = _table(con)
+    con.execute("DELETE FROM t WHERE lang = 'sw'")
+    con.execute(f"INSERT INTO t {source}")
+    assert synced == _table(con)
+    assert sync_partition(con, "t", "sw", source, key=["v"]) == (2, 2)  # the 'a' group pairs differ: rewritten
 
 
 def test_a_table_loses_its_primary_key_and_keeps_its_rows_types_and_not_null(tmp_path):

@@ -396,7 +396,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                     FROM screened_documents s
                     JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
                     LEFT JOIN absorbed a ON a.doc_id = s.doc_id
-                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4)
+                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"])
                 sync_partition(con, "filter_rejections", lang.code, """
                     SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                            coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
@@ -405,7 +405,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                            s.lid_label, s.lid_score, s.text
                     FROM screened_documents s
                     LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
-                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2)
+                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
+                    key=["doc_id", "shard", "position"])
                 kept, clustered = con.execute(
                     "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
                     "WHERE lang = ?", [lang.code]).fetchone()
