@@ -35,7 +35,6 @@ from xinst_assets.assets.transient import retry_transient
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.dedup import (
     MinhashSigner,
-    band_hashes,
     NearDuplicateIndex,
     REGIVEN,
     signature_matrix,
@@ -146,8 +145,8 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
 # ISO 8601 strings; missing ones last), as core.dedup orders candidates.
 VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
 SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
-# Up to this many new documents (28 band hashes and an id each: ~25 MB), a refresh indexes only the earlier
-# representatives that could be their candidates; beyond it, all of them (as on a first run).
+# Up to this many new documents, a refresh reads and indexes only the earlier representatives that could be
+# their candidates; beyond it, all of them (as a first run does): most of them would share a band anyway.
 PRUNE_MAX_NEW = 100_000
 
 
@@ -156,7 +155,7 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
 
     Both sides are staged to Parquet under the shared lock (ordered by DuckDB), then streamed in batches into
     a :class:`NearDuplicateIndex` in ``scratch``; its decisions are staged as the new ``near_dedup_state``
-    rows. Returns (staged state file, new documents, representatives kept earlier); no file when there is
+    rows. Returns (staged state file, new documents, earlier representatives indexed); no file when there is
     nothing to decide.
     """
     config = settings.minhash
@@ -174,37 +173,46 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
         return None, 0, 0
-    previous = warehouse.export_partition(f"""
-        SELECT n.doc_id, n.content_key, n.signature
+    # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
+    # id) with a new document can be a candidate, so the others are not even read. DuckDB compares the bands
+    # as slices of the stored signatures (a hash collision only lets an extra one through), so the decisions
+    # are exactly those made with every representative indexed.
+    prune = 0 < todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
+    band_bytes = config.rows_per_band * 8
+    representatives = f"""
+        SELECT n.doc_id, n.content_key, n.signature, s.first_seen_at, s.timestamp
         {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
-          AND n.config = ? AND n.keep
-        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
-    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
+          AND n.config = ? AND n.keep"""
+    reachable = f"""
+        WITH todo AS (SELECT doc_id, minhash FROM read_parquet('{sql_path(todo_file)}')),
+        todo_bands AS (
+            SELECT DISTINCT b.band, hash(t.minhash[b.band * {band_bytes} + 1 : (b.band + 1) * {band_bytes}]) AS k
+            FROM todo t CROSS JOIN range({config.num_bands}) b(band)),
+        reps AS ({representatives})
+        SELECT * FROM reps r WHERE r.content_key IN (SELECT doc_id FROM todo) OR r.doc_id IN (
+            SELECT r2.doc_id FROM reps r2 CROSS JOIN range({config.num_bands}) b(band)
+            SEMI JOIN todo_bands t ON t.band = b.band
+                 AND t.k = hash(r2.signature[b.band * {band_bytes} + 1 : (b.band + 1) * {band_bytes}]))"""
+    previous = warehouse.export_partition(f"""
+        SELECT doc_id, content_key, signature FROM ({reachable if prune else representatives}) s
+        ORDER BY {VISIT_ORDER}""", [lang.code] * 2 + [config.fingerprint], previous_file)
+    if prune:
+        with warehouse.read() as con:
+            kept_earlier = con.execute(f"SELECT count(*) FROM ({representatives})",
+                                       [lang.code] * 2 + [config.fingerprint]).fetchone()[0]
+        context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} of "
+                         f"{kept_earlier:,} earlier representatives that share a band with one of them")
+    else:
+        context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
                               ("content_key", pa.string()), ("signature", pa.binary())])
-    # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
-    # id) with a new document can be a candidate, so the others are left out of the index. Exact: the
-    # decisions for the new documents are the same as with every representative indexed.
-    reachable = _reachable_keys(todo_file, config, lang) if todo <= PRUNE_MAX_NEW else None
-    loaded = 0
     with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT,
                             threads=warehouse.threads) as index:
         for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
-            ids = batch.column("doc_id").to_pylist()
-            keys = batch.column("content_key").to_pylist()
             matrix = signature_matrix(batch.column("signature"), config)[0]
-            if reachable is not None:
-                bands, new_ids = reachable
-                hit = np.isin(band_hashes(matrix, config), bands).any(axis=1)
-                hit |= np.fromiter((k in new_ids for k in keys), dtype=bool, count=len(keys))
-                rows = np.flatnonzero(hit)
-                ids, keys, matrix = [ids[i] for i in rows], [keys[i] for i in rows], matrix[rows]
-            index.add_previous(ids, keys, matrix, [1] * len(ids))
-            loaded += len(ids)
-        if reachable is not None and previous:
-            context.log.info(f"{lang.code}: {loaded:,} of {previous:,} earlier representatives share a band "
-                             "with a new document; only those were indexed")
+            ids = batch.column("doc_id").to_pylist()
+            index.add_previous(ids, batch.column("content_key").to_pylist(), matrix, [1] * len(ids))
         for ids, signatures, shingled in _todo_signatures(todo_file, config, lang):
             # The doc id is the content id of the normalised text (raw_web_text), the exact-dedup key.
             index.add(ids, ids, signatures, shingled)
@@ -242,14 +250,10 @@ def _todo_signatures(todo_file: Path, config, lang):
         yield ids, signatures, shingled
 
 
-def _reachable_keys(todo_file: Path, config, lang) -> tuple[np.ndarray, set[str]]:
-    """The band hashes and content ids of the documents to decide: what an earlier representative must share
-    with one of them to be a candidate."""
-    bands, ids = [], set()
-    for batch_ids, signatures, _ in _todo_signatures(todo_file, config, lang):
-        bands.append(np.unique(band_hashes(signatures, config)))
-        ids.update(batch_ids)
-    return np.unique(np.concatenate(bands)) if bands else np.empty(0, np.uint64), ids
+def _all_signed(todo_file: Path) -> bool:
+    """Whether every document to decide has its stored signature (not one screened before they were stored)."""
+    column = pq.read_table(todo_file, columns=["minhash"]).column("minhash")
+    return column.null_count == 0
 
 
 def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
@@ -366,7 +370,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             for table in ("near_dedup_state", "filtered_documents"):
                 drop_primary_key(con, table)
         with retry_transient(context), storage.scratch_dir(f"filtered-{lang.code}") as scratch:
-            staged, new_docs, _ = _near_dedup(context, lang, settings, warehouse, scratch)
+            staged, new_docs, indexed = _near_dedup(context, lang, settings, warehouse, scratch)
             with warehouse.write() as con:
                 con.execute(FILTERED_DDL)
                 con.execute(
@@ -440,6 +444,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
             "kept_with_duplicates": int(clustered),
             "near_dedup_candidates_this_run": new_docs,
+            "earlier_representatives_indexed_this_run": indexed,
             "rejected_by_reason": counts_table(by_reason),
             "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
             "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
