@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import multiprocessing
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from xinst_assets.settings import default_home
 
@@ -54,18 +57,43 @@ def _share_cores(workers: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _run_one(
-    code: str, selection: list[str] | None, run_config: dict | None, workers: int = 1
-) -> tuple[str, bool, float, str]:
-    """Materialize the pipeline job (or ``selection``) for one language; runs in a worker process."""
-    import dagster as dg
+def _import_pipeline(workers: int) -> None:
+    """A worker's start: its share of the cores, and the imports every run needs (seconds, once per worker)."""
+    _share_cores(workers)
+    import dagster  # noqa: F401
 
+    import xinst_assets.definitions  # noqa: F401
+
+
+@lru_cache(maxsize=1)
+def _definitions():
+    """The definitions, built once per process (the environment does not change within a command)."""
     from xinst_assets.config import XinstConfig
     from xinst_assets.definitions import build_definitions
 
+    return build_definitions(XinstConfig.from_env())
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, before_work=None) -> Iterator[Executor]:
+    """``workers`` processes that run language partitions, started at once: they import the pipeline while
+    this process runs ``before_work`` (such as creating the Dagster instance's storage)."""
+    with ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_import_pipeline, initargs=(workers,)) as pool:
+        started = [pool.submit(time.monotonic) for _ in range(max(workers, 1))]  # makes the pool start them
+        if before_work is not None:
+            before_work()
+        for future in started:
+            future.result()
+        yield pool
+
+
+def _run_one(code: str, selection: list[str] | None, run_config: dict | None) -> tuple[str, bool, float, str]:
+    """Materialize the pipeline job (or ``selection``) for one language; runs in a worker process."""
+    import dagster as dg
+
     started = time.monotonic()
-    _share_cores(workers)
-    defs = build_definitions(XinstConfig.from_env())
+    defs = _definitions()
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("xinst_pipeline").execute_in_process(
             partition_key=code,
@@ -78,29 +106,25 @@ def _run_one(
 
 
 def _run_partitions(
-    languages: list[str], selection: list[str] | None, run_config: dict | None = None, workers: int = 1
+    pool: Executor, languages: list[str], selection: list[str] | None, run_config: dict | None = None
 ) -> list[str]:
-    """Run the pipeline job for each language, ``workers`` languages at a time in separate processes (the
-    warehouse serialises their writes); return the languages that failed."""
+    """Run the pipeline job for each language on the pool's worker processes, as many languages at a time as
+    it has workers (the warehouse serialises their writes); return the languages that failed."""
     failures = []
-    with ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_one, code, selection, run_config, workers) for code in languages]
-        for future in as_completed(futures):
-            code, ok, seconds, run_id = future.result()
-            print(f"xinst: {code} {'ok' if ok else 'FAILED'} in {seconds:.1f}s (run {run_id})", flush=True)
-            if not ok:
-                failures.append(code)
+    futures = [pool.submit(_run_one, code, selection, run_config) for code in languages]
+    for future in as_completed(futures):
+        code, ok, seconds, run_id = future.result()
+        print(f"xinst: {code} {'ok' if ok else 'FAILED'} in {seconds:.1f}s (run {run_id})", flush=True)
+        if not ok:
+            failures.append(code)
     return failures
 
 
 def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: dict | None) -> bool:
     import dagster as dg
 
-    from xinst_assets.config import XinstConfig
-    from xinst_assets.definitions import build_definitions
-
     started = time.monotonic()
-    defs = build_definitions(XinstConfig.from_env())
+    defs = _definitions()
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, run_config=run_config or {}, raise_on_error=False,
@@ -111,15 +135,15 @@ def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: d
     return result.success
 
 
-def _demo(languages: list[str], workers: int) -> int:
+def _demo(pool: Executor, languages: list[str]) -> int:
     """The whole pipeline on the embedded sample: curated inputs, the generator once, every language's data
     stages (two at a time), then tuning and evaluation over all languages."""
     print(f"xinst: demo over {', '.join(languages)}", flush=True)
-    failures = _run_partitions(languages, CURATED_ASSETS, None, workers)
+    failures = _run_partitions(pool, languages, CURATED_ASSETS)
     if not failures and not _run_unpartitioned("xinst_pipeline", ["instruction_generator"], None):
         failures.append("instruction_generator")
     if not failures:
-        failures += _run_partitions(languages, None, DEMO_DATA_RUN_CONFIG, workers)
+        failures += _run_partitions(pool, languages, None, DEMO_DATA_RUN_CONFIG)
     if not failures and not _run_unpartitioned("xinst_tuning", None, DEMO_TUNING_RUN_CONFIG):
         failures.append("tuning")
     if failures:
@@ -181,17 +205,22 @@ def main(argv: list[str] | None = None) -> int:
              "-h", "127.0.0.1", "-p", str(args.port)]
         )
     from xinst_assets.config import XinstConfig
+    from xinst_assets.languages import UnknownLanguageError
 
     registry = XinstConfig.from_env().registry
     languages = args.languages.split(",") if args.languages else registry.codes
-    for language in languages:
-        registry.get(language)  # an unknown code fails here, before any work
-    _init_instance()
-    if args.command == "demo":
-        code = _demo(languages, args.workers)
-    else:
-        selection = args.select.split(",") if args.select else None
-        code = 1 if _run_partitions(languages, selection, None, args.workers) else 0
+    try:
+        for language in languages:
+            registry.get(language)  # an unknown code fails here, before any work
+    except UnknownLanguageError as error:
+        print(f"xinst: {error}", file=sys.stderr)
+        return 2
+    with _worker_pool(args.workers, before_work=_init_instance) as pool:
+        if args.command == "demo":
+            code = _demo(pool, languages)
+        else:
+            selection = args.select.split(",") if args.select else None
+            code = 1 if _run_partitions(pool, languages, selection) else 0
     _print_where(home, dagster_home)
     return code
 

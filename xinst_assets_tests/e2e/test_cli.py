@@ -1,0 +1,54 @@
+"""The ``xinst`` command end to end: real processes on a temporary home with the embedded sample."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from xinst_assets.settings import SAMPLE_DIR
+from xinst_assets_tests.e2e.conftest import venv_tool
+
+DATA_STAGES = ("raw_web_text,document_signals,screened_documents,language_filtered_text,filter_rejections,"
+               "language_filter_stats,seed_pairs,parallel_pairs,eval_questions")
+
+
+def _xinst(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XINST_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), "DO_NOT_TRACK": "1",
+           "XINST_RAW_SOURCES": str(SAMPLE_DIR / "raw")}
+    for name in ("XINST_LANGUAGES_FILE", "XINST_WAREHOUSE"):
+        env.pop(name, None)
+    return subprocess.run([venv_tool("xinst"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _tables(home: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return {table: con.execute(f"SELECT lang, count(*) FROM {table} GROUP BY lang ORDER BY lang").fetchall()
+                for table in ("raw_documents", "filtered_documents", "language_filter_stats", "seed_pairs")}
+
+
+@pytest.mark.slow
+def test_materialize_runs_two_languages_on_two_workers_and_a_second_run_changes_nothing(tmp_path):
+    home = tmp_path / "home"
+    first = _xinst(home, "materialize", "--languages", "sw,id", "--select", DATA_STAGES, "--workers", "2")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert {m for m in re.findall(r"^xinst: (\w+) ok in", first.stdout, re.M)} == {"sw", "id"}
+    assert "Open the Dagster UI" in first.stdout and str(home / "warehouse.duckdb") in first.stdout
+    tables = _tables(home)
+    for table, counts in tables.items():
+        assert [lang for lang, _ in counts] == ["id", "sw"] and all(n > 0 for _, n in counts), (table, counts)
+
+    again = _xinst(home, "materialize", "--languages", "sw,id", "--select", DATA_STAGES, "--workers", "2")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert _tables(home) == tables
+
+
+def test_an_unknown_language_is_a_clear_error_before_any_work(tmp_path):
+    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw,xx", "--workers", "1", timeout=120)
+    assert result.returncode == 2
+    assert "Unknown language code 'xx'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()
