@@ -18,9 +18,12 @@ The quality heuristics (word counts, mean word length, duplicated n-grams) and t
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import unicodedata
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -358,9 +361,46 @@ class CharTables(NamedTuple):
     compositions: np.ndarray  # int64, sorted: (first << 21) | second of every canonical composition pair
 
 
+CHAR_TABLES_CACHE_ENV = "XINST_TABLES_CACHE"  # where built tables are kept (default: ~/.cache/xinst/char-tables)
+
+
 @lru_cache(maxsize=1)
 def char_tables() -> CharTables:
-    """The per-code-point tables, built once per process (under a second) from ``unicodedata``.
+    """The per-code-point tables, once per process: loaded from the user's cache folder (milliseconds) or
+    built from ``unicodedata`` (about a second of CPU, which every run process would otherwise pay) and saved
+    there. The file is keyed by the Unicode version and this module's source, so a change of either builds
+    the tables again."""
+    from xinst_assets.core.user_cache import private_cache_dir
+
+    folder = private_cache_dir("char-tables", CHAR_TABLES_CACHE_ENV)
+    path = folder / f"{_char_tables_key()}.npz" if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                tables = CharTables(**{name: stored[name] for name in CharTables._fields})
+            if all(len(table) == _CODE_POINTS for table in tables[:3]):
+                return tables
+        except (OSError, ValueError, KeyError):  # unreadable or from an older layout: built again below
+            pass
+    tables = build_char_tables()
+    if path is not None:
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(partial, **tables._asdict())
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+    return tables
+
+
+def _char_tables_key() -> str:
+    digest = hashlib.sha256(f"{unicodedata.unidata_version}\0{np.__version__}\0".encode())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def build_char_tables() -> CharTables:
+    """The per-code-point tables, built from ``unicodedata``.
 
     Word characters are defined as in the regexes of :func:`split_words`: letters, marks and digits below
     U+20000 (the supplementary planes included), the CJK extensions U+20000-U+3134F, and the joiners.

@@ -25,13 +25,14 @@ import dataclasses
 import hashlib
 import os
 import pickle
-import stat
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
+
+from xinst_assets.core.user_cache import private_cache_dir
 
 WAREHOUSE_ENV = "XINST_DBT_WAREHOUSE"  # read by dbt/profiles.yml
 CACHE_ENV = "XINST_DBT_CACHE"  # where parsed manifests are kept (default: ~/.cache/xinst/dbt-manifests)
@@ -70,17 +71,7 @@ def _manifest_key(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -
 
 def _cache_dir() -> Path | None:
     """The private folder of pickled manifests, or None when it is not safe to use."""
-    configured = os.environ.get(CACHE_ENV)
-    base = Path(configured) if configured else Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xinst" / "dbt-manifests"
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = base.stat()
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return None
-    return base
+    return private_cache_dir("dbt-manifests", CACHE_ENV)
 
 
 def _parse(project_dir: Path, profiles_dir: Path, warehouse_path: Path):

@@ -144,3 +144,29 @@ def test_the_vocabulary_numbers_equal_words_equally_and_starts_afresh_when_full(
     assert first[0] == first[2] != first[1] and vocabulary.generation == 0
     vocabulary.ids(["c", "d", "e", "f"])  # 2 + 4 words would pass 5: a new generation, new numbers
     assert vocabulary.generation == 1 and len(vocabulary.words) == 4
+
+
+def test_the_char_tables_are_saved_once_and_loaded_equal_and_a_broken_file_is_built_again(tmp_path, monkeypatch):
+    import numpy as np
+
+    from xinst_assets.core import words
+
+    monkeypatch.setenv(words.CHAR_TABLES_CACHE_ENV, str(tmp_path / "tables"))
+    built = words.build_char_tables()
+    try:
+        words.char_tables.cache_clear()
+        first = words.char_tables()  # built and saved
+        saved = list((tmp_path / "tables").glob("*.npz"))
+        assert len(saved) == 1
+        words.char_tables.cache_clear()
+        loaded = words.char_tables()  # loaded from the file
+        for name in words.CharTables._fields:
+            assert np.array_equal(getattr(built, name), getattr(first, name))
+            assert np.array_equal(getattr(built, name), getattr(loaded, name))
+            assert getattr(built, name).dtype == getattr(loaded, name).dtype
+        saved[0].write_bytes(b"not an npz file")
+        words.char_tables.cache_clear()
+        again = words.char_tables()
+        assert np.array_equal(again.flags, built.flags) and saved[0].stat().st_size > 1_000_000
+    finally:
+        words.char_tables.cache_clear()
