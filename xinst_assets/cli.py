@@ -60,9 +60,7 @@ def _share_cores(workers: int) -> None:
 def _import_pipeline(workers: int) -> None:
     """A worker's start: its share of the cores, and the imports every run needs (seconds, once per worker)."""
     _share_cores(workers)
-    import dagster  # noqa: F401
-
-    import xinst_assets.definitions  # noqa: F401
+    import xinst_assets.definitions  # noqa: F401  (Dagster, dbt and the stages)
 
 
 @lru_cache(maxsize=1)

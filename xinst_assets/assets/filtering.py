@@ -196,14 +196,9 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     previous = warehouse.export_partition(f"""
         SELECT doc_id, content_key, signature FROM ({reachable if prune else representatives}) s
         ORDER BY {VISIT_ORDER}""", [lang.code] * 2 + [config.fingerprint], previous_file)
-    if prune:
-        with warehouse.read() as con:
-            kept_earlier = con.execute(f"SELECT count(*) FROM ({representatives})",
-                                       [lang.code] * 2 + [config.fingerprint]).fetchone()[0]
-        context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} of "
-                         f"{kept_earlier:,} earlier representatives that share a band with one of them")
-    else:
-        context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against {previous:,} kept earlier")
+    reached = " that share a band with one of them" if prune else ""
+    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
+                     f"representatives kept earlier{reached}")
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
                               ("content_key", pa.string()), ("signature", pa.binary())])
@@ -251,9 +246,14 @@ def _todo_signatures(todo_file: Path, config, lang):
 
 
 def _all_signed(todo_file: Path) -> bool:
-    """Whether every document to decide has its stored signature (not one screened before they were stored)."""
-    column = pq.read_table(todo_file, columns=["minhash"]).column("minhash")
-    return column.null_count == 0
+    """Whether every document to decide has its stored signature (not one screened before they were stored).
+    Read from the file's column statistics when it has them, not from the signatures themselves."""
+    metadata = pq.ParquetFile(todo_file).metadata
+    column = metadata.schema.names.index("minhash")
+    stats = [metadata.row_group(i).column(column).statistics for i in range(metadata.num_row_groups)]
+    if all(s is not None and s.has_null_count for s in stats):
+        return sum(s.null_count for s in stats) == 0
+    return pq.read_table(todo_file, columns=["minhash"]).column("minhash").null_count == 0
 
 
 def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
