@@ -106,14 +106,19 @@ def _now() -> datetime:
 def _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch: Path):
     """LID + quality (+ survivors' MinHash) for documents without a verdict under ``key``: (staged file, count)."""
     pending = scratch / "pending.parquet"
+    # The ids to screen first, then their texts: the anti-join reads ids only, and a refresh with nothing new
+    # never touches the language's texts.
     query = """
+        WITH todo AS (
+            SELECT DISTINCT doc_id FROM raw_documents r
+            WHERE lang = ? AND NOT EXISTS (
+                SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?))
         SELECT doc_id, any_value(text) AS text, min(timestamp) AS published_at
-        FROM raw_documents r
-        WHERE lang = ? AND NOT EXISTS (
-            SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
+        FROM raw_documents
+        WHERE lang = ? AND doc_id IN (SELECT doc_id FROM todo)
         GROUP BY doc_id ORDER BY doc_id
     """
-    total = warehouse.export_partition(query, [lang.code, lang.code, key], pending)
+    total = warehouse.export_partition(query, [lang.code, lang.code, key, lang.code], pending)
     out = scratch / "signals.parquet"
     schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
                         ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
@@ -163,13 +168,24 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
     # Representatives from earlier runs that are still here keep their place; duplicates whose
     # representative is gone are decided again, so no document is lost with a vanished original.
+    # The ids first; then the signatures of those documents only, and texts only for documents without one
+    # (screened before signatures were stored): a refresh does not read every signature and text.
     todo = warehouse.export_partition(f"""
-        SELECT s.doc_id, g.minhash, CASE WHEN g.minhash IS NULL THEN s.text END AS text
-        {alive.replace("WHERE", "LEFT JOIN document_signals g ON g.lang = ? AND g.doc_id = s.doc_id WHERE")}
-          AND NOT EXISTS (
-            SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
-              AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))
-        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, lang.code, config.fingerprint, lang.code], todo_file)
+        WITH todo AS (
+            SELECT s.doc_id, s.first_seen_at, s.timestamp {alive}
+              AND NOT EXISTS (
+                SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
+                  AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))),
+        signed AS (
+            SELECT t.*, g.minhash FROM todo t LEFT JOIN (
+                SELECT doc_id, minhash FROM document_signals
+                WHERE lang = ? AND doc_id IN (SELECT doc_id FROM todo)) g ON g.doc_id = t.doc_id)
+        SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
+            SELECT doc_id, text FROM screened_documents
+            WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
+        ) x ON x.doc_id = s.doc_id
+        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint, lang.code, lang.code, lang.code],
+        todo_file)
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
         return None, 0, 0

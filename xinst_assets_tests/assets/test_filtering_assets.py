@@ -196,3 +196,23 @@ def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
     untouched = [row for row in before if row[1] not in {by_url["https://copy.example/earlier"][1]}
                  and row[3] != "https://copy.example/gone" and row[1] != by_url[news[0]["url"]][1]]
     assert set(untouched) <= set(refreshed)
+
+
+def _near_dedup_outcome(config, lang: str) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        return {table: con.execute(f"SELECT * FROM {table} WHERE lang = ? ORDER BY ALL", [lang]).fetchall()
+                for table in ("near_dedup_state", "filtered_documents")}
+
+
+def test_documents_screened_without_a_stored_signature_are_signed_from_their_text(tmp_path, filtered_home):
+    """Warehouses screened before signatures were stored with the signals: near-dedup signs those documents'
+    texts itself and decides exactly as with the stored signatures."""
+    config = _sample_config(tmp_path / "home")
+    assert materialize(config, ["raw_web_text", "document_signals", "screened_documents"], "sw").success
+    with duckdb.connect(str(config.warehouse)) as con:
+        con.execute("UPDATE document_signals SET minhash = NULL WHERE lang = 'sw'")
+    result = materialize(config, ["language_filtered_text", "filter_rejections"], "sw")
+    assert result.success
+    signed_from_text = _near_dedup_outcome(config, "sw")
+    assert signed_from_text["filtered_documents"]
+    assert signed_from_text == _near_dedup_outcome(filtered_home[0], "sw")
