@@ -118,6 +118,35 @@ def _run_partitions(
     return failures
 
 
+def _run_language_ranges(
+    languages: list[str], codes: list[str], selection: list[str] | None, workers: int | None
+) -> list[str]:
+    """Materialize the pipeline job (or ``selection``) for ``languages`` in this process, one run over each
+    stretch of consecutive partitions (all of them in one run when every language is selected), as the nightly
+    schedule does; return the languages of the runs that failed."""
+    import dagster as dg
+
+    from xinst_assets.partitions import contiguous_ranges, range_tags
+
+    run_config: dict = {}
+    if workers and (selection is None or "document_signals" in selection):
+        run_config = {"ops": {"document_signals": {"config": {"workers": workers}}}}
+    defs = _definitions()
+    failures: list[str] = []
+    for stretch in contiguous_ranges(codes, languages):
+        started = time.monotonic()
+        with dg.DagsterInstance.get() as instance:
+            result = defs.resolve_job_def("xinst_pipeline").execute_in_process(
+                instance=instance, tags=range_tags(stretch), run_config=run_config, raise_on_error=False,
+                asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
+            )
+        print(f"xinst: {','.join(stretch)} {'ok' if result.success else 'FAILED'} in "
+              f"{time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
+        if not result.success:
+            failures += stretch
+    return failures
+
+
 def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: dict | None) -> bool:
     import dagster as dg
 
@@ -188,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("materialize", help="materialize the pipeline (or some assets) for languages")
     run.add_argument("--languages", required=True, help="comma-separated language codes")
     run.add_argument("--select", help="comma-separated asset names (default: the whole pipeline)")
-    run.add_argument("--workers", type=int, default=1, help="languages run at the same time")
+    run.add_argument("--workers", type=int, default=None,
+                     help="processes that screen documents (default: one per CPU core); the languages run in one "
+                     "run (one per stretch of consecutive partitions)")
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
@@ -213,12 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownLanguageError as error:
         print(f"xinst: {error}", file=sys.stderr)
         return 2
-    with _worker_pool(args.workers, before_work=_init_instance) as pool:
-        if args.command == "demo":
+    if args.command == "demo":
+        with _worker_pool(args.workers, before_work=_init_instance) as pool:
             code = _demo(pool, languages)
-        else:
-            selection = args.select.split(",") if args.select else None
-            code = 1 if _run_partitions(pool, languages, selection) else 0
+    else:
+        selection = args.select.split(",") if args.select else None
+        code = 1 if _run_language_ranges(languages, registry.codes, selection, args.workers) else 0
     _print_where(home, dagster_home)
     return code
 

@@ -3,8 +3,10 @@
 from datetime import datetime, timezone
 
 import dagster as dg
+import pytest
 
 from xinst_assets.definitions import build_definitions
+from xinst_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_ranges, range_tags
 from xinst_assets_tests.conftest import materialize, write_jsonl
 
 
@@ -38,13 +40,35 @@ def test_the_sensor_notices_a_removed_shard(xinst_config, resources, raw_root):
     assert [p for p, _ in _sensor_requests(xinst_config, resources)[0]] == ["sw"]
 
 
-def test_the_nightly_schedule_requests_every_language_partition_once(xinst_config):
+def test_the_nightly_schedule_requests_one_run_over_every_language_partition(xinst_config):
     defs = build_definitions(xinst_config)
     schedule = defs.get_schedule_def("nightly_refresh")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 23, 2, tzinfo=timezone.utc), repository_def=defs.get_repository_def()
-    )
-    requests = schedule.evaluate_tick(context).run_requests
-    assert [r.partition_key for r in requests] == xinst_config.registry.codes
-    assert len({r.run_key for r in requests}) == len(requests)
+    codes = xinst_config.registry.codes
+
+    def tick(hour: int):
+        context = dg.build_schedule_context(
+            scheduled_execution_time=datetime(2026, 11, 23, hour, tzinfo=timezone.utc),
+            repository_def=defs.get_repository_def())
+        return schedule.evaluate_tick(context).run_requests
+
+    requests = tick(2)
+    assert len(requests) == 1
+    request = requests[0]
+    assert request.partition_key is None
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (codes[0], codes[-1])
+    # The range covers every language partition, in the partitions' own order.
+    partitions = defs.resolve_job_def("xinst_pipeline").partitions_def
+    keys = partitions.get_partition_keys()
+    assert keys[keys.index(codes[0]):keys.index(codes[-1]) + 1] == codes
+    assert tick(3)[0].run_key != request.run_key  # each night's run is its own
+
+
+def test_contiguous_ranges_split_a_subset_with_gaps_into_runs_of_consecutive_partitions():
+    codes = ["sw", "bn", "ur", "fi", "id"]
+    assert contiguous_ranges(codes, codes) == [codes]
+    assert contiguous_ranges(codes, ["fi", "sw", "bn"]) == [["sw", "bn"], ["fi"]]
+    assert contiguous_ranges(codes, ["id"]) == [["id"]]
+    assert range_tags(["bn", "ur"]) == {RANGE_START_TAG: "bn", RANGE_END_TAG: "ur"}
+    with pytest.raises(ValueError, match="xx"):
+        contiguous_ranges(codes, ["sw", "xx"])

@@ -5,6 +5,7 @@ import json
 
 from dagster import AssetExecutionContext, MaterializeResult, PartitionsDefinition, asset
 
+from xinst_assets.assets.ranges import add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.curated import EVAL_QUESTIONS, PARALLEL_PAIRS, SEED_PAIRS, CuratedKind, curated_files, read_curated
@@ -62,6 +63,46 @@ def _replace(con, kind: CuratedKind, lang: str, fields: list[str], rows: list[tu
                         [[kind.name, lang, *row] for row in rejected])
 
 
+def _sync_language(
+    context: AssetExecutionContext, kind: CuratedKind, lang: str, warehouse: Warehouse, curated_sources: CuratedSources
+) -> dict:
+    """Read ``lang``'s files of ``kind``, store their rows and rejections when they differ from the stored
+    ones, and return the language's metadata."""
+    patterns = getattr(curated_sources, kind.name)
+    files = curated_files(kind, lang, SAMPLE_DIR if curated_sources.include_embedded else None, patterns)
+    rows, rejected, seen = [], [], set()
+    for path in files:
+        good, bad = read_curated(kind, path, lang)
+        for row in good:
+            if row["id"] in seen:
+                rejected.append({"file": str(path), "line": None, "reason": "duplicate", "detail": row["id"]})
+                continue
+            seen.add(row["id"])
+            rows.append(row)
+        rejected += bad
+    fields = ["id", *kind.required, *kind.optional, "source"]
+    new_rows = sorted(tuple(None if r.get(f) is None else str(r[f]) for f in fields) for r in rows)
+    new_rejected = sorted(((r["file"], r["line"], r["reason"], r["detail"]) for r in rejected), key=repr)
+    if _stored(warehouse, kind, lang, fields) == (new_rows, new_rejected):
+        # The nightly case: the files say what the tables hold; no write (and checkpoint).
+        context.log.info(f"{kind.name}/{lang}: {len(rows)} rows, unchanged")
+    else:
+        with warehouse.write() as con:
+            _replace(con, kind, lang, fields, new_rows, new_rejected)
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    if not rows:
+        context.log.warning(f"{kind.name}/{lang}: no rows in {len(files)} file(s)")
+    return {
+        "dagster/row_count": len(rows),
+        "files": json.dumps([str(f.name) for f in files]),
+        "rejected": len(rejected),
+        "rejected_by_reason": counts_table(reasons),
+        "preview": markdown_table([[r[f] for f in kind.required] for r in rows[:5]], list(kind.required)),
+    }
+
+
 def _build(kind: CuratedKind, partitions_def: PartitionsDefinition):
     @asset(
         name=kind.name,
@@ -72,41 +113,11 @@ def _build(kind: CuratedKind, partitions_def: PartitionsDefinition):
         description=DESCRIPTIONS[kind.name],
     )
     def curated(context: AssetExecutionContext, warehouse: Warehouse, curated_sources: CuratedSources):
-        lang = context.partition_key
-        patterns = getattr(curated_sources, kind.name)
-        files = curated_files(kind, lang, SAMPLE_DIR if curated_sources.include_embedded else None, patterns)
-        rows, rejected, seen = [], [], set()
-        for path in files:
-            good, bad = read_curated(kind, path, lang)
-            for row in good:
-                if row["id"] in seen:
-                    rejected.append({"file": str(path), "line": None, "reason": "duplicate", "detail": row["id"]})
-                    continue
-                seen.add(row["id"])
-                rows.append(row)
-            rejected += bad
-        fields = ["id", *kind.required, *kind.optional, "source"]
-        new_rows = sorted(tuple(None if r.get(f) is None else str(r[f]) for f in fields) for r in rows)
-        new_rejected = sorted(((r["file"], r["line"], r["reason"], r["detail"]) for r in rejected), key=repr)
-        with retry_transient(context):
-            if _stored(warehouse, kind, lang, fields) == (new_rows, new_rejected):
-                # The nightly case: the files say what the tables hold; no write window (and checkpoint).
-                context.log.info(f"{kind.name}/{lang}: {len(rows)} rows, unchanged")
-            else:
-                with warehouse.write() as con:
-                    _replace(con, kind, lang, fields, new_rows, new_rejected)
-        reasons: dict[str, int] = {}
-        for r in rejected:
-            reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-        if not rows:
-            context.log.warning(f"{kind.name}/{lang}: no rows in {len(files)} file(s)")
-        return MaterializeResult(metadata={
-            "dagster/row_count": len(rows),
-            "files": json.dumps([str(f.name) for f in files]),
-            "rejected": len(rejected),
-            "rejected_by_reason": counts_table(reasons),
-            "preview": markdown_table([[r[f] for f in kind.required] for r in rows[:5]], list(kind.required)),
-        })
+        # The files are small: one session compares (and, where they changed, writes) every language's rows.
+        with retry_transient(context), warehouse.session():
+            for lang in context.partition_keys:
+                add_language_metadata(context, lang, _sync_language(context, kind, lang, warehouse, curated_sources))
+        return MaterializeResult()
 
     return curated
 

@@ -1,7 +1,8 @@
 """dbt models as Dagster assets: exact dedup and screening per language, and the statistics marts.
 
 dbt tests become asset checks. dbt opens the DuckDB file itself, so a dbt build executes while this run holds the
-warehouse lock exclusively: concurrent language partitions build one after another, never colliding. dbt runs
+warehouse lock exclusively: concurrent language partitions build one after another, never colliding. A run
+over several languages builds them all in one invocation. dbt runs
 in the run's process, parsed once per process outside the lock (``resources/dbt_runner.py``).
 """
 
@@ -34,7 +35,8 @@ class XinstDbtTranslator(DagsterDbtTranslator):
 
 
 def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    """``dbt build`` of the selected models for this run's language partition, in this process (see
+    """``dbt build`` of the selected models for this run's language partitions (one invocation for all of
+    them; the models and tests are scoped to them by the ``langs`` var), in this process (see
     ``resources/dbt_runner.py``), holding the warehouse lock only while dbt executes; dbt's results become
     Dagster outputs and asset check results as dagster-dbt's CLI streaming would make them."""
     params = get_updated_cli_invocation_params_for_context(
@@ -42,7 +44,7 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse
     )
     if "--selector" in params.selection_args:  # dagster-dbt only does this for selections of 200+ nodes
         raise Failure(f"unsupported dbt selection {params.selection_args}")
-    args = ["--vars", json.dumps({"lang": context.partition_key}), *params.selection_args]
+    args = ["--vars", json.dumps({"langs": list(context.partition_keys)}), *params.selection_args]
     if params.indirect_selection:
         args += ["--indirect-selection", params.indirect_selection]
     # Make sure the file's folder exists: dbt-duckdb would create the file, but only under our lock.
@@ -60,7 +62,7 @@ def run_dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, warehouse
     if not outcome.success:
         errors = [_ANSI.sub("", e) for e in outcome.errors] or ["(dbt logged no error message)"]
         raise Failure(
-            f"dbt build failed for partition {context.partition_key}: " + " | ".join(errors[:5]),
+            f"dbt build failed for {', '.join(context.partition_keys)}: " + " | ".join(errors[:5]),
             metadata={"errors": MetadataValue.md("\n".join(f"- {e}" for e in errors))},
         )
 

@@ -9,14 +9,17 @@ DuckDB scratch database fed from staged Parquet files (``NearDuplicateIndex``), 
 language's documents in memory.
 """
 
+import contextlib
 import json
-from dataclasses import asdict
+import os
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -27,10 +30,12 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetSpec,
+    Config,
     asset,
     multi_asset,
 )
 
+from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, run_languages
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.dedup import (
@@ -40,8 +45,9 @@ from xinst_assets.core.dedup import (
     signature_matrix,
     signature_to_bytes,
 )
-from xinst_assets.core.filtering import Document, DocumentScreener, FilterSettings
+from xinst_assets.core.filtering import FilterSettings
 from xinst_assets.core.progress import Progress
+from xinst_assets.core.screening_files import ScreeningJob, screen_files
 from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
@@ -76,7 +82,6 @@ CREATE TABLE IF NOT EXISTS filter_rejections (
     reason VARCHAR NOT NULL, duplicate_of VARCHAR, lid_label VARCHAR, lid_score DOUBLE, text VARCHAR
 );
 """
-BATCH_DOCS = 2_000
 # Staged Parquet files are read with pre_buffer=False: with pyarrow's default (True) the reader keeps every
 # row group it has read until it is closed, so a streamed file would end up in memory whole.
 # DuckDB memory for the near-dedup index: it spills to the scratch folder beyond this.
@@ -85,6 +90,13 @@ PURITY_MIN = 0.95
 # Web crawls keep roughly 10-60% of documents after LID, quality and dedup (FineWeb-2 reports similar ranges);
 # a kept fraction outside these wide bounds usually means a wrong source folder or a broken threshold.
 KEPT_FRACTION_BOUNDS = (0.02, 0.99)
+
+
+class DocumentSignalsConfig(Config):
+    """Run configuration of ``document_signals``."""
+
+    workers: int = Field(default=0, description="Processes that screen documents (0: one per CPU core). A run "
+                         "over several languages, or one large language, screens on all of them.")
 
 
 def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: float) -> str:
@@ -103,8 +115,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch: Path):
-    """LID + quality (+ survivors' MinHash) for documents without a verdict under ``key``: (staged file, count)."""
+def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int]:
+    """Stage the documents of ``lang`` without a verdict under ``key`` (doc id, text, first timestamp)."""
     pending = scratch / "pending.parquet"
     # The ids to screen first, then their texts: the anti-join reads ids only, and a refresh with nothing new
     # never touches the language's texts.
@@ -118,32 +130,43 @@ def _screen_new_documents(context, lang, identifier, settings, key, warehouse, s
         WHERE lang = ? AND doc_id IN (SELECT doc_id FROM todo)
         GROUP BY doc_id ORDER BY doc_id
     """
-    total = warehouse.export_partition(query, [lang.code, lang.code, key, lang.code], pending)
-    out = scratch / "signals.parquet"
-    schema = pa.schema([("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
-                        ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()),
-                        ("chars", pa.int64()), ("words", pa.int64()), ("reject_reason", pa.string()),
-                        ("minhash", pa.binary())])
-    progress = Progress(f"document_signals:{lang.code}", total, context.log.info, unit="docs")
-    screener = DocumentScreener(lang, identifier, settings)
-    with pq.ParquetWriter(out, schema) as writer:
-        for batch in pq.ParquetFile(pending, pre_buffer=False).iter_batches(batch_size=BATCH_DOCS):
-            rows = batch.to_pylist()
-            docs = [Document(r["doc_id"], r["text"], published_at=r["published_at"]) for r in rows]
-            screened = screener.screen(docs)
-            minhash: list[bytes | None] = [None] * len(docs)
-            for i, signature in zip(screened.kept.tolist(), screened.signatures):
-                minhash[i] = signature_to_bytes(signature)
-            writer.write_table(pa.Table.from_pylist(
-                [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
-                  "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
-                  "chars": d.chars, "words": d.words, "reject_reason": d.reason, "minhash": m}
-                 for d, m in zip(screened.decisions, minhash)],
-                schema=schema,
-            ))
-            progress.advance(len(rows))
-    progress.finish()
-    return out, total
+    return pending, warehouse.export_partition(query, [lang.code, lang.code, key, lang.code], pending)
+
+
+def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
+    """Store the new verdicts of ``lang`` in one transaction; return the language's metadata counts."""
+    now = _now()
+    with warehouse.write() as con:
+        # Verdicts of documents gone from raw_documents go too; first_seen_at survives a re-screen.
+        con.execute(
+            "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
+            "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _new_signals AS
+            SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
+                   n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
+                   coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash
+            FROM read_parquet('{sql_path(staged)}') n
+            LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
+        """, [lang.code, key, now, lang.code])
+        con.execute("DELETE FROM document_signals WHERE lang = ? AND doc_id IN "
+                    "(SELECT doc_id FROM _new_signals)", [lang.code])
+        con.execute("INSERT INTO document_signals BY NAME SELECT * FROM _new_signals")
+        con.execute("DROP TABLE _new_signals")
+        total, rejected = con.execute(
+            "SELECT count(*), count(reject_reason) FROM document_signals WHERE lang = ?", [lang.code]
+        ).fetchone()
+        by_reason = dict(con.execute(
+            "SELECT reject_reason, count(*) FROM document_signals WHERE lang = ? "
+            "AND reject_reason IS NOT NULL GROUP BY 1", [lang.code]).fetchall())
+    return {
+        "dagster/row_count": int(total),
+        "documents_screened_this_run": screened,
+        "documents_from_cache": int(total) - screened,
+        "passed_lid_and_quality": int(total - rejected),
+        "rejected": int(rejected),
+        "rejected_by_reason": counts_table(by_reason),
+    }
 
 
 # The order in which near-dedup visits documents: first seen, then published, then doc id (timestamps are
@@ -155,14 +178,19 @@ SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
 PRUNE_MAX_NEW = 100_000
 
 
-def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path | None, int, int]:
-    """Near-dedup of this run's survivors against the representatives kept earlier, with bounded memory.
+@dataclass
+class _NearDedupInput:
+    """One language's staged near-dedup input: the documents to decide and the representatives to index."""
 
-    Both sides are staged to Parquet under the shared lock (ordered by DuckDB), then streamed in batches into
-    a :class:`NearDuplicateIndex` in ``scratch``; its decisions are staged as the new ``near_dedup_state``
-    rows. Returns (staged state file, new documents, earlier representatives indexed); no file when there is
-    nothing to decide.
-    """
+    todo_file: Path
+    todo: int
+    previous_file: Path | None = None
+    previous: int = 0
+
+
+def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _NearDedupInput:
+    """Stage (ordered by DuckDB) this run's survivors to decide and the representatives kept earlier that
+    could be their candidates; no representatives file when there is nothing to decide."""
     config = settings.minhash
     alive = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
     previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
@@ -188,7 +216,7 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
         todo_file)
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
-        return None, 0, 0
+        return _NearDedupInput(todo_file, 0)
     # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
     # id) with a new document can be a candidate, so the others are not even read. DuckDB compares the bands
     # as slices of the stored signatures (a hash collision only lets an extra one through), so the decisions
@@ -215,11 +243,21 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
     reached = " that share a band with one of them" if prune else ""
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
                      f"representatives kept earlier{reached}")
+    return _NearDedupInput(todo_file, todo, previous_file, previous)
+
+
+def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, scratch: Path) -> Path | None:
+    """Near-dedup of the staged survivors against the staged representatives, with bounded memory: both are
+    streamed in batches into a :class:`NearDuplicateIndex` in ``scratch``, and its decisions are staged as the
+    new ``near_dedup_state`` rows. Returns the staged state file; none when there is nothing to decide."""
+    if staged.todo == 0:
+        return None
+    config = settings.minhash
+    previous_file, todo_file = staged.previous_file, staged.todo_file
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
                               ("content_key", pa.string()), ("signature", pa.binary())])
-    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT,
-                            threads=warehouse.threads) as index:
+    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT, threads=threads) as index:
         for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
             matrix = signature_matrix(batch.column("signature"), config)[0]
             ids = batch.column("doc_id").to_pylist()
@@ -239,7 +277,7 @@ def _near_dedup(context, lang, settings, warehouse, scratch: Path) -> tuple[Path
                     pa.array([b if k else None for b, k in zip(batch.column("signature").to_pylist(), keep)],
                              pa.binary()),
                 ], schema=state_schema).filter(pa.array(new)))
-    return state, todo, previous
+    return state
 
 
 def _todo_signatures(todo_file: Path, config, lang):
@@ -272,6 +310,108 @@ def _all_signed(todo_file: Path) -> bool:
     return pq.read_table(todo_file, columns=["minhash"]).column("minhash").null_count == 0
 
 
+def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
+    """Store the new near-dedup decisions of ``lang`` and sync its kept set and rejections to them, in one
+    transaction; return the figures its metadata and checks report."""
+    config = settings.minhash.fingerprint
+    with warehouse.write() as con:
+        con.execute(FILTERED_DDL)
+        con.execute(
+            "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
+            "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL))",
+            [lang.code, config, lang.code])
+        if staged is not None:  # the new decisions replace the stored ones of the same documents
+            con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
+                        f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
+            con.execute(f"""
+                INSERT INTO near_dedup_state
+                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
+                FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
+        # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
+        # Synced, not replaced: a refresh writes only the rows that change.
+        # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
+        # filter across a join condition, and would scan every language.)
+        sync_partition(con, "filtered_documents", lang.code, """
+            WITH absorbed AS (
+                SELECT n.duplicate_of AS doc_id, sum(d.exact_copies) AS copies
+                FROM near_dedup_state n
+                JOIN screened_documents d ON d.lang = ? AND d.doc_id = n.doc_id AND d.reject_reason IS NULL
+                WHERE n.lang = ? AND NOT n.keep
+                GROUP BY n.duplicate_of)
+            SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
+                   s.exact_copies + coalesce(a.copies, 0) AS cluster_size
+            FROM screened_documents s
+            JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
+            LEFT JOIN absorbed a ON a.doc_id = s.doc_id
+            WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"])
+        sync_partition(con, "filter_rejections", lang.code, """
+            SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
+                   coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
+                   CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
+                        ELSE n.duplicate_of END AS duplicate_of,
+                   s.lid_label, s.lid_score, s.text
+            FROM screened_documents s
+            LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
+            WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
+            key=["doc_id", "shard", "position"])
+        kept, clustered = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
+            "WHERE lang = ?", [lang.code]).fetchone()
+        by_reason = dict(con.execute(
+            "SELECT reason, count(*) FROM filter_rejections WHERE lang = ? GROUP BY reason",
+            [lang.code]).fetchall())
+        purity, duplicated_ids, kept_marked_dup = con.execute("""
+            SELECT avg(CASE WHEN s.lid_label = f.lang THEN 1.0 ELSE 0.0 END),
+                   count(*) - count(DISTINCT f.doc_id),
+                   count(*) FILTER (WHERE r.doc_id IS NOT NULL)
+            FROM filtered_documents f
+            LEFT JOIN document_signals s ON s.lang = ? AND s.doc_id = f.doc_id
+            LEFT JOIN (SELECT DISTINCT doc_id FROM filter_rejections
+                       WHERE lang = ? AND reason LIKE 'dedup_near%') r ON r.doc_id = f.doc_id
+            WHERE f.lang = ?""", [lang.code] * 3).fetchone()
+        examples = con.execute(
+            "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
+            "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "
+            "ORDER BY reason LIMIT 20", [lang.code]).fetchall()
+    return {"kept": kept, "clustered": clustered, "by_reason": by_reason, "purity": purity,
+            "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples}
+
+
+def _report_filtered(context, lang, settings, summary: dict, new_docs: int, indexed: int,
+                     checks: list[LanguageCheck]) -> None:
+    """Record the language's metadata on both assets and its outcome of each check."""
+    kept, clustered, by_reason = summary["kept"], summary["clustered"], summary["by_reason"]
+    purity, examples = summary["purity"], summary["examples"]
+    duplicated_ids, kept_marked_dup = summary["duplicated_ids"], summary["kept_marked_dup"]
+    rejected = sum(by_reason.values())
+    fraction = kept / (kept + rejected) if kept + rejected else None
+    add_language_metadata(context, lang.code, {
+        "dagster/row_count": int(rejected),
+        "rejected_by_reason": counts_table(by_reason),
+        "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
+    }, asset_key="filter_rejections")
+    add_language_metadata(context, lang.code, {
+        "dagster/row_count": int(kept),
+        "kept": int(kept),
+        "rejected": int(rejected),
+        "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
+        "kept_with_duplicates": int(clustered),
+        "near_dedup_candidates_this_run": new_docs,
+        "earlier_representatives_indexed_this_run": indexed,
+        "rejected_by_reason": counts_table(by_reason),
+        "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
+        "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
+    }, asset_key="language_filtered_text")
+    purity_check, duplicates_check, fraction_check = checks
+    purity_check.add(lang.code, kept == 0 or (purity or 0) >= PURITY_MIN,
+                     {"purity": round(float(purity or 0), 4), "kept": int(kept)})
+    duplicates_check.add(lang.code, duplicated_ids == 0 and kept_marked_dup == 0,
+                         {"duplicated_ids": int(duplicated_ids), "kept_but_marked_duplicate": int(kept_marked_dup)})
+    fraction_check.add(lang.code, fraction is None or KEPT_FRACTION_BOUNDS[0] <= fraction <= KEPT_FRACTION_BOUNDS[1],
+                       {"kept_fraction": round(fraction, 4) if fraction is not None else "no documents"})
+
+
+
 def build_filtering_assets(partitions_def: PartitionsDefinition, registry: LanguageRegistry) -> list:
     """``document_signals`` and ``language_filtered_text`` with their asset checks."""
 
@@ -289,54 +429,41 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         ),
     )
     def document_signals(
-        context: AssetExecutionContext, warehouse: Warehouse, lid_model: LidModel, storage: XinstStorage
+        context: AssetExecutionContext, config: DocumentSignalsConfig, warehouse: Warehouse, lid_model: LidModel,
+        storage: XinstStorage,
     ) -> MaterializeResult:
-        lang = registry.get(context.partition_key)
-        settings = FilterSettings.for_language(lang)
-        key = settings_key(settings, lid_model.fingerprint(), lang.lid_threshold)
+        langs = run_languages(context, registry)
         identifier = lid_model.identifier(registry)
-        with retry_transient(context), warehouse.write() as con:
-            con.execute(SIGNALS_DDL)
-            drop_primary_key(con, "document_signals")
-        with retry_transient(context), storage.scratch_dir(f"signals-{lang.code}") as scratch:
-            staged, screened = _screen_new_documents(context, lang, identifier, settings, key, warehouse, scratch)
-            now = _now()
-            with warehouse.write() as con:
-                con.execute(SIGNALS_DDL)
-                # Verdicts of documents gone from raw_documents go too; first_seen_at survives a re-screen.
-                con.execute(
-                    "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
-                con.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE _new_signals AS
-                    SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
-                           n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
-                           coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash
-                    FROM read_parquet('{sql_path(staged)}') n
-                    LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
-                """, [lang.code, key, now, lang.code])
-                con.execute("DELETE FROM document_signals WHERE lang = ? AND doc_id IN "
-                            "(SELECT doc_id FROM _new_signals)", [lang.code])
-                con.execute("INSERT INTO document_signals BY NAME SELECT * FROM _new_signals")
-                con.execute("DROP TABLE _new_signals")
-                total, rejected = con.execute(
-                    "SELECT count(*), count(reject_reason) FROM document_signals WHERE lang = ?", [lang.code]
-                ).fetchone()
-                by_reason = dict(con.execute(
-                    "SELECT reject_reason, count(*) FROM document_signals WHERE lang = ? "
-                    "AND reject_reason IS NOT NULL GROUP BY 1", [lang.code]).fetchall())
-        return MaterializeResult(metadata={
-            "dagster/row_count": int(total),
-            "documents_screened_this_run": screened,
-            "documents_from_cache": int(total) - screened,
-            "passed_lid_and_quality": int(total - rejected),
-            "rejected": int(rejected),
-            "rejected_by_reason": counts_table(by_reason),
-            "lid_model": lid_model.fingerprint(),
-            "lid_threshold": lang.lid_threshold,
-            "quality_thresholds": MetadataValue.json(settings.quality.as_metadata()),
-            "settings_key": key,
-        })
+        settings = {lang.code: FilterSettings.for_language(lang) for lang in langs}
+        keys = {lang.code: settings_key(settings[lang.code], lid_model.fingerprint(), lang.lid_threshold)
+                for lang in langs}
+        with retry_transient(context), contextlib.ExitStack() as scratches:
+            scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"signals-{lang.code}"))
+                       for lang in langs}
+            jobs, counts = [], {}
+            with warehouse.session():  # the exports of every language, one connection
+                with warehouse.write() as con:
+                    con.execute(SIGNALS_DDL)
+                    drop_primary_key(con, "document_signals")
+                for lang in langs:
+                    pending, counts[lang.code] = _export_pending(lang, keys[lang.code], warehouse, scratch[lang.code])
+                    jobs.append(ScreeningJob(lang, settings[lang.code], pending, scratch[lang.code] / "signals.parquet"))
+            workers = config.workers or os.cpu_count() or 1
+            progress = Progress(f"document_signals:{','.join(context.partition_keys)}", sum(counts.values()),
+                                context.log.info, unit="docs")
+            screen_files(jobs, identifier, registry, workers, on_rows=progress.advance)
+            progress.finish()
+            with warehouse.session():  # the writes of every language, one transaction each
+                for lang, job in zip(langs, jobs):
+                    metadata = _write_signals(lang, keys[lang.code], job.out, counts[lang.code], warehouse)
+                    add_language_metadata(context, lang.code, {
+                        **metadata,
+                        "lid_model": lid_model.fingerprint(),
+                        "lid_threshold": lang.lid_threshold,
+                        "quality_thresholds": MetadataValue.json(settings[lang.code].quality.as_metadata()),
+                        "settings_key": keys[lang.code],
+                    })
+        return MaterializeResult()
 
     @multi_asset(
         name="language_filtered_text_step",
@@ -378,108 +505,32 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
     def language_filtered_text(
         context: AssetExecutionContext, warehouse: Warehouse, storage: XinstStorage
     ):
-        lang = registry.get(context.partition_key)
-        settings = FilterSettings.for_language(lang)
-        config = settings.minhash.fingerprint
-        with retry_transient(context), warehouse.write() as con:
-            con.execute(FILTERED_DDL)
-            for table in ("near_dedup_state", "filtered_documents"):
-                drop_primary_key(con, table)
-        with retry_transient(context), storage.scratch_dir(f"filtered-{lang.code}") as scratch:
-            staged, new_docs, indexed = _near_dedup(context, lang, settings, warehouse, scratch)
-            with warehouse.write() as con:
-                con.execute(FILTERED_DDL)
-                con.execute(
-                    "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
-                    "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL))",
-                    [lang.code, config, lang.code])
-                if staged is not None:  # the new decisions replace the stored ones of the same documents
-                    con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
-                                f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
-                    con.execute(f"""
-                        INSERT INTO near_dedup_state
-                        SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
-                        FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
-                # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
-                # Synced, not replaced: a refresh writes only the rows that change.
-                # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
-                # filter across a join condition, and would scan every language.)
-                sync_partition(con, "filtered_documents", lang.code, """
-                    WITH absorbed AS (
-                        SELECT n.duplicate_of AS doc_id, sum(d.exact_copies) AS copies
-                        FROM near_dedup_state n
-                        JOIN screened_documents d ON d.lang = ? AND d.doc_id = n.doc_id AND d.reject_reason IS NULL
-                        WHERE n.lang = ? AND NOT n.keep
-                        GROUP BY n.duplicate_of)
-                    SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
-                           s.exact_copies + coalesce(a.copies, 0) AS cluster_size
-                    FROM screened_documents s
-                    JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
-                    LEFT JOIN absorbed a ON a.doc_id = s.doc_id
-                    WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"])
-                sync_partition(con, "filter_rejections", lang.code, """
-                    SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
-                           coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
-                           CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
-                                ELSE n.duplicate_of END AS duplicate_of,
-                           s.lid_label, s.lid_score, s.text
-                    FROM screened_documents s
-                    LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
-                    WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
-                    key=["doc_id", "shard", "position"])
-                kept, clustered = con.execute(
-                    "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
-                    "WHERE lang = ?", [lang.code]).fetchone()
-                by_reason = dict(con.execute(
-                    "SELECT reason, count(*) FROM filter_rejections WHERE lang = ? GROUP BY reason",
-                    [lang.code]).fetchall())
-                purity, duplicated_ids, kept_marked_dup = con.execute("""
-                    SELECT avg(CASE WHEN s.lid_label = f.lang THEN 1.0 ELSE 0.0 END),
-                           count(*) - count(DISTINCT f.doc_id),
-                           count(*) FILTER (WHERE r.doc_id IS NOT NULL)
-                    FROM filtered_documents f
-                    LEFT JOIN document_signals s ON s.lang = ? AND s.doc_id = f.doc_id
-                    LEFT JOIN (SELECT DISTINCT doc_id FROM filter_rejections
-                               WHERE lang = ? AND reason LIKE 'dedup_near%') r ON r.doc_id = f.doc_id
-                    WHERE f.lang = ?""", [lang.code] * 3).fetchone()
-                examples = con.execute(
-                    "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
-                    "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "
-                    "ORDER BY reason LIMIT 20", [lang.code]).fetchall()
-        rejected = sum(by_reason.values())
-        fraction = kept / (kept + rejected) if kept + rejected else None
-        yield MaterializeResult(asset_key="filter_rejections", metadata={
-            "dagster/row_count": int(rejected),
-            "rejected_by_reason": counts_table(by_reason),
-            "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
-        })
-        yield MaterializeResult(asset_key="language_filtered_text", metadata={
-            "dagster/row_count": int(kept),
-            "kept": int(kept),
-            "rejected": int(rejected),
-            "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
-            "kept_with_duplicates": int(clustered),
-            "near_dedup_candidates_this_run": new_docs,
-            "earlier_representatives_indexed_this_run": indexed,
-            "rejected_by_reason": counts_table(by_reason),
-            "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
-            "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
-        })
-        yield AssetCheckResult(
-            check_name="language_purity", asset_key="language_filtered_text",
-            passed=bool(kept == 0 or (purity or 0) >= PURITY_MIN), severity=AssetCheckSeverity.WARN,
-            metadata={"purity": round(float(purity or 0), 4), "kept": int(kept)},
-        )
-        yield AssetCheckResult(
-            check_name="no_duplicates_kept", asset_key="language_filtered_text",
-            passed=bool(duplicated_ids == 0 and kept_marked_dup == 0),
-            metadata={"duplicated_ids": int(duplicated_ids), "kept_but_marked_duplicate": int(kept_marked_dup)},
-        )
-        yield AssetCheckResult(
-            check_name="kept_fraction_in_bounds", asset_key="language_filtered_text",
-            passed=fraction is None or KEPT_FRACTION_BOUNDS[0] <= fraction <= KEPT_FRACTION_BOUNDS[1],
-            severity=AssetCheckSeverity.WARN,
-            metadata={"kept_fraction": round(fraction, 4) if fraction is not None else "no documents"},
-        )
+        langs = run_languages(context, registry)
+        settings = {lang.code: FilterSettings.for_language(lang) for lang in langs}
+        checks = [LanguageCheck("language_purity", "language_filtered_text", AssetCheckSeverity.WARN),
+                  LanguageCheck("no_duplicates_kept", "language_filtered_text"),
+                  LanguageCheck("kept_fraction_in_bounds", "language_filtered_text", AssetCheckSeverity.WARN)]
+        with retry_transient(context), contextlib.ExitStack() as scratches:
+            scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"filtered-{lang.code}"))
+                       for lang in langs}
+            with warehouse.session():  # the exports of every language, one connection
+                with warehouse.write() as con:
+                    con.execute(FILTERED_DDL)
+                    for table in ("near_dedup_state", "filtered_documents"):
+                        drop_primary_key(con, table)
+                inputs = {lang.code: _export_near_dedup(context, lang, settings[lang.code], warehouse,
+                                                        scratch[lang.code]) for lang in langs}
+            states = {lang.code: _near_dedup(lang, settings[lang.code], inputs[lang.code], warehouse.threads,
+                                             scratch[lang.code]) for lang in langs}
+            with warehouse.session():  # the writes of every language, one transaction each
+                for lang in langs:
+                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], warehouse)
+                    staged = inputs[lang.code]
+                    _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous,
+                                     checks)
+        yield MaterializeResult(asset_key="filter_rejections")
+        yield MaterializeResult(asset_key="language_filtered_text")
+        for check in checks:
+            yield check.result()
 
     return [document_signals, language_filtered_text]

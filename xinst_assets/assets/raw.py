@@ -1,8 +1,12 @@
 """Stage 1: raw web text, ingested incrementally per language from shards on disk."""
 
 
+import contextlib
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -14,6 +18,7 @@ from dagster import (
 
 from xinst_assets.core.ingest import Shard, stage_shard
 from xinst_assets.core.progress import Progress
+from xinst_assets.assets.ranges import add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.resources.raw_sources import RawSources
@@ -36,12 +41,17 @@ CREATE TABLE IF NOT EXISTS raw_shards (
 );
 """
 
-def _known_shards(warehouse: Warehouse, lang: str) -> dict[str, str]:
+def _known_shards(warehouse: Warehouse, langs: list[str]) -> dict[str, dict[str, str]]:
+    """The ingested shards of each language: path -> fingerprint (one read for every language of the run)."""
     if not warehouse.table_exists("raw_shards"):
         return {}
     with warehouse.read() as con:
-        rows = con.execute("SELECT shard, fingerprint FROM raw_shards WHERE lang = ?", [lang]).fetchall()
-    return dict(rows)
+        rows = con.execute("SELECT lang, shard, fingerprint FROM raw_shards WHERE list_contains(?, lang)",
+                           [langs]).fetchall()
+    known: dict[str, dict[str, str]] = {}
+    for lang, shard, fingerprint in rows:
+        known.setdefault(lang, {})[shard] = fingerprint
+    return known
 
 
 def build_raw_web_text(partitions_def: PartitionsDefinition):
@@ -63,18 +73,37 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
     def raw_web_text(
         context: AssetExecutionContext, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
     ) -> MaterializeResult:
-        with retry_transient(context):
-            return _ingest(context, context.partition_key, warehouse, raw_sources, storage)
+        langs = list(context.partition_keys)
+        with retry_transient(context), contextlib.ExitStack() as scratches:
+            known = _known_shards(warehouse, langs)
+            plans = [_stage(context, lang, known.get(lang, {}), raw_sources,
+                            scratches.enter_context(storage.scratch_dir(f"raw-{lang}"))) for lang in langs]
+            # The write windows of every language back to back, one transaction each.
+            with warehouse.session():
+                for plan in plans:
+                    add_language_metadata(context, plan.lang, _write(plan, warehouse))
+        return MaterializeResult()
 
     return raw_web_text
 
 
-def _ingest(
-    context: AssetExecutionContext, lang: str, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
-) -> MaterializeResult:
-    """Read new and changed shards of ``lang``, then replace their rows in one transaction."""
+@dataclass
+class _IngestPlan:
+    """One language's shards to ingest (staged to Parquet) and to drop."""
+
+    lang: str
+    shards_total: int
+    staged: list[tuple[Shard, Path, Path, Any]]
+    removed: list[str]
+    rows_read: int
+    quarantined: Counter
+
+
+def _stage(
+    context: AssetExecutionContext, lang: str, known: dict[str, str], raw_sources: RawSources, scratch: Path
+) -> _IngestPlan:
+    """Find the new, changed and removed shards of ``lang`` and stage the new and changed ones in ``scratch``."""
     current = {s.path: s for s in raw_sources.shards(lang)}
-    known = _known_shards(warehouse, lang)
     to_read: list[Shard] = [s for p, s in current.items() if known.get(p) != s.fingerprint]
     removed = sorted(set(known) - set(current))
     unchanged = len(current) - len(to_read)
@@ -82,72 +111,68 @@ def _ingest(
         f"{lang}: {len(current)} shards found; {len(to_read)} new or changed, {unchanged} unchanged, "
         f"{len(removed)} removed"
     )
-
     options = raw_sources.read_options()
     quarantined: Counter = Counter()
     rows_read = 0
-    with storage.scratch_dir(f"raw-{lang}") as scratch:
-        progress = Progress(
-            f"raw_web_text:{lang}", sum(s.size_bytes for s in to_read), context.log.info, unit="bytes"
-        )
-        staged = []
-        for i, shard in enumerate(to_read):
-            docs, bad = scratch / f"{i:05d}.docs.parquet", scratch / f"{i:05d}.bad.parquet"
-            stats = stage_shard(shard, lang, docs, bad, options, on_bytes=progress.advance)
-            staged.append((shard, docs, bad, stats))
-            quarantined.update(stats.quarantined)
-            rows_read += stats.rows
-        progress.finish()
-
-        # One short transaction replaces the rows of every re-read or removed shard.
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with warehouse.write() as con:
-            con.execute(RAW_TABLES_DDL)
-            for path in removed + [s.path for s in to_read]:
-                for table in ("raw_documents", "raw_quarantine", "raw_shards"):
-                    con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
-            for shard, docs, bad, stats in staged:
-                con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
-                con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
-                con.execute(
-                    "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
-                     sum(stats.quarantined.values()), now],
-                )
-            total_docs, distinct_docs = con.execute(
-                "SELECT count(*), count(DISTINCT doc_id) FROM raw_documents WHERE lang = ?", [lang]
-            ).fetchone()
-            totals_by_reason = dict(
-                con.execute(
-                    "SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]
-                ).fetchall()
-            )
-            examples = con.execute(
-                "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
-                "ORDER BY shard, position LIMIT 10",
-                [lang],
-            ).fetchall()
-
+    progress = Progress(f"raw_web_text:{lang}", sum(s.size_bytes for s in to_read), context.log.info, unit="bytes")
+    staged = []
+    for i, shard in enumerate(to_read):
+        docs, bad = scratch / f"{i:05d}.docs.parquet", scratch / f"{i:05d}.bad.parquet"
+        stats = stage_shard(shard, lang, docs, bad, options, on_bytes=progress.advance)
+        staged.append((shard, docs, bad, stats))
+        quarantined.update(stats.quarantined)
+        rows_read += stats.rows
+    progress.finish()
     if not to_read and not removed:
         context.log.info(f"{lang}: nothing to do, every shard is already ingested")
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": int(total_docs),
-            "documents_total": int(total_docs),
-            "documents_distinct": int(distinct_docs),
-            "shards_total": len(current),
-            "shards_read": len(to_read),
-            "shards_unchanged": unchanged,
-            "shards_removed": len(removed),
-            "rows_ingested_this_run": rows_read,
-            "rows_quarantined_this_run": sum(quarantined.values()),
-            "rows_quarantined_total": sum(totals_by_reason.values()),
-            "quarantined_by_reason": counts_table(totals_by_reason),
-            "quarantine_examples": markdown_table(
-                [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
-                ["file", "line/row", "reason", "detail"],
-            ),
-            "nothing_to_do": MetadataValue.bool(not to_read and not removed),
-        }
-    )
+    return _IngestPlan(lang, len(current), staged, removed, rows_read, quarantined)
 
+
+def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
+    """Replace the rows of every re-read or removed shard of the plan's language in one transaction; return
+    the language's materialization metadata."""
+    lang = plan.lang
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with warehouse.write() as con:
+        con.execute(RAW_TABLES_DDL)
+        for path in plan.removed + [shard.path for shard, *_ in plan.staged]:
+            for table in ("raw_documents", "raw_quarantine", "raw_shards"):
+                con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
+        for shard, docs, bad, stats in plan.staged:
+            con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
+            con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
+            con.execute(
+                "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
+                 sum(stats.quarantined.values()), now],
+            )
+        total_docs, distinct_docs = con.execute(
+            "SELECT count(*), count(DISTINCT doc_id) FROM raw_documents WHERE lang = ?", [lang]
+        ).fetchone()
+        totals_by_reason = dict(
+            con.execute("SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]).fetchall()
+        )
+        examples = con.execute(
+            "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
+            "ORDER BY shard, position LIMIT 10",
+            [lang],
+        ).fetchall()
+    nothing = not plan.staged and not plan.removed
+    return {
+        "dagster/row_count": int(total_docs),
+        "documents_total": int(total_docs),
+        "documents_distinct": int(distinct_docs),
+        "shards_total": plan.shards_total,
+        "shards_read": len(plan.staged),
+        "shards_unchanged": plan.shards_total - len(plan.staged),
+        "shards_removed": len(plan.removed),
+        "rows_ingested_this_run": plan.rows_read,
+        "rows_quarantined_this_run": sum(plan.quarantined.values()),
+        "rows_quarantined_total": sum(totals_by_reason.values()),
+        "quarantined_by_reason": counts_table(totals_by_reason),
+        "quarantine_examples": markdown_table(
+            [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
+            ["file", "line/row", "reason", "detail"],
+        ),
+        "nothing_to_do": MetadataValue.bool(nothing),
+    }

@@ -10,6 +10,11 @@ goes through a short, serialised window guarded by an OS file lock beside the da
 Heavy work (parsing, model calls) happens outside the window, on staged Parquet files, so a window lasts
 seconds even for large partitions, and a run that dies inside one leaves the previous state (the transaction
 never committed).
+
+A run over several languages batches its windows: :meth:`Warehouse.session` holds the lock and one open
+connection while a stage runs the windows of every language back to back (each write still its own
+transaction). Opening the file reads its catalog and closing it checkpoints, each time; a session pays that
+once per batch instead of once per window, and keeps DuckDB's buffers warm between languages.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 _log = logging.getLogger("xinst.warehouse")
+
+# The connection of this thread's open session, by database path (see Warehouse.session).
+_sessions = threading.local()
 
 # Re-entrancy: flock locks belong to an open file description, so a second acquisition from the same
 # process through a new descriptor would deadlock against itself. Track what this process holds.
@@ -118,27 +126,64 @@ class Warehouse(ConfigurableResource):
         with file_lock(self.lock_path, exclusive, self.lock_timeout_s):
             yield
 
+    def _session_connection(self) -> duckdb.DuckDBPyConnection | None:
+        return getattr(_sessions, "connections", {}).get(str(self.db_path))
+
     @contextlib.contextmanager
-    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One write transaction under the exclusive lock; committed on success, rolled back on error."""
+    def session(self) -> Iterator[None]:
+        """Hold the warehouse for a batch of windows: the exclusive lock and one open connection, which every
+        :meth:`write`, :meth:`read` and :meth:`export_partition` of this thread reuses until the block ends.
+
+        For the window phases of a stage over several languages; never around model calls or other long work
+        (other runs and the sensor wait for the lock meanwhile). Each :meth:`write` inside stays its own
+        transaction: a failing language rolls back alone. Nested sessions reuse the outer one.
+        """
+        if self._session_connection() is not None:
+            yield
+            return
         with self.lock(exclusive=True):
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(str(self.db_path))
+            connections = getattr(_sessions, "connections", None)
+            if connections is None:
+                connections = _sessions.connections = {}
+            connections[str(self.db_path)] = con
             try:
                 self._configure(con)
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
+                yield
             finally:
+                del connections[str(self.db_path)]
                 con.close()
 
     @contextlib.contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction under the exclusive lock; committed on success, rolled back on error."""
+        held = self._session_connection()
+        with contextlib.ExitStack() as stack:
+            if held is not None:
+                con = held
+            else:
+                stack.enter_context(self.lock(exclusive=True))
+                self.db_path.parent.mkdir(parents=True, exist_ok=True)
+                con = duckdb.connect(str(self.db_path))
+                stack.callback(con.close)
+                self._configure(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection under the shared lock. Copy results out before leaving the block."""
+        """A read-only connection under the shared lock (inside a :meth:`session`, the session's connection).
+        Copy results out before leaving the block."""
+        held = self._session_connection()
+        if held is not None:
+            yield held
+            return
         if not self.db_path.exists():
             with self.write():
                 pass  # create an empty database so read-only opening works

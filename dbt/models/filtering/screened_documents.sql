@@ -11,10 +11,10 @@ with raw as (
 
 {% if screening_is_incremental() %}
 todo as (
-    select distinct raw.doc_id from raw
+    select distinct raw.lang, raw.doc_id from raw
     where not exists (
         select 1 from {{ this }} as t
-        where t.lang = raw.lang and t.doc_id = raw.doc_id and t.shard = raw.shard and t.position = raw.position)
+        where t.lang in ({{ partition_lang_list() }}) and t.lang = raw.lang and t.doc_id = raw.doc_id and t.shard = raw.shard and t.position = raw.position)
 ),
 {% endif %}
 
@@ -25,17 +25,17 @@ joined as (
         s.settings_key
     from raw as r
     join {{ source('xinst', 'document_signals') }} as s
-      on s.lang = r.lang and s.doc_id = r.doc_id
+      on s.lang in ({{ partition_lang_list() }}) and s.lang = r.lang and s.doc_id = r.doc_id
     {% if screening_is_incremental() %}
-    where r.doc_id in (select doc_id from todo)
+    where (r.lang, r.doc_id) in (select lang, doc_id from todo)
     {% endif %}
 ),
 
 ranked as (
     select
         *,
-        row_number() over (partition by doc_id order by first_seen_at, shard, position) as copy_rank,
-        count(*) over (partition by doc_id) as exact_copies
+        row_number() over (partition by lang, doc_id order by first_seen_at, shard, position) as copy_rank,
+        count(*) over (partition by lang, doc_id) as exact_copies
     from joined
 )
 

@@ -1,17 +1,17 @@
 {{ config(pre_hook="{{ replace_partition_hook() }}", tags=["marts"]) }}
 
--- Per-language filtering statistics: how many documents came in, were kept, and why the others were dropped.
+-- Per-language filtering statistics (a row for each language built, documents or not): how many documents came in, were kept, and why the others were dropped.
 with kept as (
     select lang, count(*) as kept, avg(length(text)) as kept_mean_chars, sum(cluster_size) as kept_cluster_total
     from {{ source('xinst', 'filtered_documents') }}
-    where lang = '{{ partition_lang() }}'
+    where lang in ({{ partition_lang_list() }})
     group by lang
 ),
 
 rejected as (
     select lang, split_part(reason, ':', 1) as reason_family, count(*) as n
     from {{ source('xinst', 'filter_rejections') }}
-    where lang = '{{ partition_lang() }}'
+    where lang in ({{ partition_lang_list() }})
     group by all
 ),
 
@@ -28,7 +28,7 @@ rejected_wide as (
 )
 
 select
-    '{{ partition_lang() }}' as lang,
+    l.lang,
     coalesce(k.kept, 0) as kept,
     coalesce(r.rejected, 0) as rejected,
     coalesce(k.kept, 0) + coalesce(r.rejected, 0) as documents_in,
@@ -38,6 +38,6 @@ select
     coalesce(r.rejected_near_duplicate, 0) as rejected_near_duplicate,
     round(coalesce(k.kept, 0) / nullif(coalesce(k.kept, 0) + coalesce(r.rejected, 0), 0), 4) as kept_fraction,
     k.kept_mean_chars
-from (select 1) as one
-left join kept as k on true
-left join rejected_wide as r on true
+from (select unnest([{{ partition_lang_list() }}]) as lang) as l
+left join kept as k on k.lang = l.lang
+left join rejected_wide as r on r.lang = l.lang
