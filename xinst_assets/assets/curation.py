@@ -3,6 +3,7 @@ rounds of self-training (re-train the generator on level-3 pairs, regenerate the
 
 import json
 from collections import Counter
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ from pydantic import Field
 
 from xinst_assets.assets.checkpoints import current_checkpoint
 from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
+from xinst_assets.assets.ranges import add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.plots import figure_markdown, score_histogram_figure
 from xinst_assets.assets.training_runs import file_sha256
@@ -23,7 +25,7 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.base import InferenceError
 from xinst_assets.inference.cache import GenerationCache, choice_logprobs_cached, generate_cached
 from xinst_assets.inference.scoring import SCORE_TASK, PairScore
-from xinst_assets.languages import LanguageRegistry
+from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.inference import InferenceSettings, LazyBackend
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
@@ -92,114 +94,131 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         context: AssetExecutionContext, config: CurationConfig, warehouse: Warehouse, inference: InferenceSettings,
         models: ModelSettings, lid_model: LidModel, training_launcher: TrainingLauncher, storage: XinstStorage,
     ) -> MaterializeResult:
-        lang = registry.get(context.partition_key)
+        languages = run_languages(context, registry)
         rules = CurationRules(accept_label=config.accept_label)
         identifier = lid_model.identifier(registry)
         cache = GenerationCache.from_warehouse(warehouse)
         with retry_transient(context):
-            generator = current_checkpoint(warehouse, "instruction_generator")
-            with warehouse.read() as con:
+            first_generator = current_checkpoint(warehouse, "instruction_generator")
+        curator_model = models.curation_model or first_generator
+        # One curation backend for all the run's languages: the model is loaded at most once per run.
+        curator = LazyBackend(inference, curator_model)
+
+        def curate_language(lang: Language) -> dict[str, Any]:
+            """Label, refine (and self-train on) ``lang``'s candidates, store them; return its metadata."""
+            with retry_transient(context), warehouse.read() as con:
                 candidates = con.execute(
                     "SELECT pair_id, doc_id, instruction, response, source_url FROM candidate_pairs WHERE lang = ? "
                     "ORDER BY pair_id", [lang.code]).fetchall()
-        curator_model = models.curation_model or generator
-        curator = LazyBackend(inference, curator_model)
-        final: dict[str, dict] = {}  # doc_id -> best row so far
-        history: list[dict] = []
-        counters: Counter = Counter()
-        pending = [dict(zip(("pair_id", "doc_id", "instruction", "response", "source_url"), c)) for c in candidates]
+            generator = first_generator  # self-training replaces it for this language only
+            loads_before = curator.loads
+            final: dict[str, dict] = {}  # doc_id -> best row so far
+            history: list[dict] = []
+            counters: Counter = Counter()
+            pending = [dict(zip(("pair_id", "doc_id", "instruction", "response", "source_url"), c)) for c in candidates]
+            try:
+                for round_no in range(1, max(config.rounds, 1) + 1):
+                    if not pending:
+                        break
+                    scores, stats = _score(curator, cache, [(p["instruction"], p["response"]) for p in pending],
+                                           lang.name, context, f"scored_pairs:{lang.code}:round{round_no}")
+                    counters["cache_hits"] += stats.hits
+                    counters["cache_misses"] += stats.misses
+                    rows = []
+                    for p, s in zip(pending, scores):
+                        rows.append({**p, "refined": False, "p1": s.probs[1], "p2": s.probs[2], "p3": s.probs[3],
+                                     "expected_score": s.expected, "label": s.label, "round": round_no})
+                    # Refine level-2 pairs, then label the rewrites.
+                    to_refine = [r for r in rows if r["label"] == rules.refine_label]
+                    if to_refine:
+                        gens, gstats = generate_cached(
+                            curator, cache,
+                            [refine_prompt(r["instruction"], r["response"], lang.name) for r in to_refine],
+                            REFINE_PARAMS, REFINE_TASK)
+                        counters["cache_hits"] += gstats.hits
+                        counters["cache_misses"] += gstats.misses
+                        usable = []
+                        for r, g in zip(to_refine, gens):
+                            why = refined_rejection(g.text, r["response"], lang.code, identifier, rules)
+                            if why:
+                                counters[why.split(":")[0]] += 1
+                            else:
+                                usable.append({**r, "response": g.text.strip(), "refined": True,
+                                               "pair_id": stable_hash(r["pair_id"], "refined", g.text.strip())})
+                        if usable:
+                            rescored, _ = _score(curator, cache, [(u["instruction"], u["response"]) for u in usable],
+                                                 lang.name, context, f"scored_pairs:{lang.code}:refined{round_no}")
+                            for u, s in zip(usable, rescored):
+                                u.update(p1=s.probs[1], p2=s.probs[2], p3=s.probs[3], expected_score=s.expected,
+                                         label=s.label)
+                            rows += usable
+                    for r in rows:
+                        best = final.get(r["doc_id"])
+                        if best is None or (r["label"], r["expected_score"]) > (best["label"], best["expected_score"]):
+                            final[r["doc_id"]] = r
+                        history.append({**r, "generator": generator})
+                    if round_no == config.rounds:
+                        break
+                    # Self-training: the generator learns from this language's accepted pairs (plus the seeds), then
+                    # writes new instructions for the texts whose pairs were not accepted.
+                    accepted = [r for r in final.values() if r["label"] >= rules.accept_label]
+                    retry_docs = [r for r in final.values() if r["label"] < rules.accept_label]
+                    if not accepted or not retry_docs:
+                        break
+                    generator = _self_train(context, warehouse, registry, models, training_launcher, storage, lang,
+                                            accepted, round_no)
+                    pending = _regenerate(context, inference, cache, generator, retry_docs, identifier, lang.code)
+            except InferenceError as exc:
+                curator.close()  # not reused after a failure: another language loads the model afresh
+                raise Failure(f"self-curation failed for {lang.code}: {exc}") from exc
+            except BaseException:
+                curator.close()
+                raise
+            out_rows = []
+            for r in final.values():
+                status = "accepted" if r["label"] >= rules.accept_label else "rejected"
+                out_rows.append({**{k: r[k] for k in SCORED_COLUMNS if k != "status"}, "status": status})
+            with retry_transient(context), storage.scratch_dir(f"scored-{lang.code}") as scratch:
+                staged, rounds_file = scratch / "scored.parquet", scratch / "rounds.parquet"
+                pq.write_table(pa.Table.from_pylist(out_rows) if out_rows else _empty_scored(), staged)
+                pq.write_table(pa.Table.from_pylist([{k: h.get(k) for k in (
+                    "round", "pair_id", "doc_id", "instruction", "label", "expected_score", "refined", "generator")}
+                    for h in history]) if history else pa.table({"round": pa.array([], pa.int64())}), rounds_file)
+                with warehouse.write() as con:
+                    con.execute(SCORED_DDL)
+                    con.execute("DELETE FROM scored_pairs WHERE lang = ?", [lang.code])
+                    con.execute("DELETE FROM scored_pairs_rounds WHERE lang = ?", [lang.code])
+                    if out_rows:
+                        con.execute(f"INSERT INTO scored_pairs BY NAME SELECT ? AS lang, * FROM read_parquet('{sql_path(staged)}')",
+                                    [lang.code])
+                    if history:
+                        con.execute(f"INSERT INTO scored_pairs_rounds BY NAME SELECT ? AS lang, *, 'scored' AS status "
+                                    f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
+            labels = Counter(r["label"] for r in out_rows)
+            return {
+                "dagster/row_count": len(out_rows),
+                "candidates_in": len(candidates),
+                "accepted": sum(r["status"] == "accepted" for r in out_rows),
+                "refined_accepted": sum(r["status"] == "accepted" and r["refined"] for r in out_rows),
+                "labels": counts_table({f"label {k}": v for k, v in sorted(labels.items())}, key="label"),
+                "score_histogram": _histogram([r["expected_score"] for r in out_rows]) if out_rows else "no pairs",
+                "refinement_drops": counts_table({k: v for k, v in counters.items() if k.startswith("refine")}),
+                "cache_hits": counters["cache_hits"],
+                "cache_misses": counters["cache_misses"],
+                "model_loads": curator.loads - loads_before,
+                "curation_model": curator_model,
+                "rounds": config.rounds,
+                "examples": markdown_table([(r["label"], round(r["expected_score"], 2), r["refined"], r["instruction"])
+                                            for r in out_rows[:8]], ["label", "score", "refined", "instruction"]),
+            }
+
         try:
-            for round_no in range(1, max(config.rounds, 1) + 1):
-                if not pending:
-                    break
-                scores, stats = _score(curator, cache, [(p["instruction"], p["response"]) for p in pending],
-                                       lang.name, context, f"scored_pairs:{lang.code}:round{round_no}")
-                counters["cache_hits"] += stats.hits
-                counters["cache_misses"] += stats.misses
-                rows = []
-                for p, s in zip(pending, scores):
-                    rows.append({**p, "refined": False, "p1": s.probs[1], "p2": s.probs[2], "p3": s.probs[3],
-                                 "expected_score": s.expected, "label": s.label, "round": round_no})
-                # Refine level-2 pairs, then label the rewrites.
-                to_refine = [r for r in rows if r["label"] == rules.refine_label]
-                if to_refine:
-                    gens, gstats = generate_cached(
-                        curator, cache, [refine_prompt(r["instruction"], r["response"], lang.name) for r in to_refine],
-                        REFINE_PARAMS, REFINE_TASK)
-                    counters["cache_hits"] += gstats.hits
-                    counters["cache_misses"] += gstats.misses
-                    usable = []
-                    for r, g in zip(to_refine, gens):
-                        why = refined_rejection(g.text, r["response"], lang.code, identifier, rules)
-                        if why:
-                            counters[why.split(":")[0]] += 1
-                        else:
-                            usable.append({**r, "response": g.text.strip(), "refined": True,
-                                           "pair_id": stable_hash(r["pair_id"], "refined", g.text.strip())})
-                    if usable:
-                        rescored, _ = _score(curator, cache, [(u["instruction"], u["response"]) for u in usable],
-                                             lang.name, context, f"scored_pairs:{lang.code}:refined{round_no}")
-                        for u, s in zip(usable, rescored):
-                            u.update(p1=s.probs[1], p2=s.probs[2], p3=s.probs[3], expected_score=s.expected,
-                                     label=s.label)
-                        rows += usable
-                for r in rows:
-                    best = final.get(r["doc_id"])
-                    if best is None or (r["label"], r["expected_score"]) > (best["label"], best["expected_score"]):
-                        final[r["doc_id"]] = r
-                    history.append({**r, "generator": generator})
-                if round_no == config.rounds:
-                    break
-                # Self-training: the generator learns from this language's accepted pairs (plus the seeds), then
-                # writes new instructions for the texts whose pairs were not accepted.
-                accepted = [r for r in final.values() if r["label"] >= rules.accept_label]
-                retry_docs = [r for r in final.values() if r["label"] < rules.accept_label]
-                if not accepted or not retry_docs:
-                    break
-                generator = _self_train(context, warehouse, registry, models, training_launcher, storage, lang,
-                                        accepted, round_no)
-                pending = _regenerate(context, inference, cache, generator, retry_docs, identifier, lang.code)
-        except InferenceError as exc:
-            raise Failure(f"self-curation failed for {lang.code}: {exc}") from exc
+            results = for_each_language(context, languages, curate_language)
         finally:
             curator.close()
-        out_rows = []
-        for r in final.values():
-            status = "accepted" if r["label"] >= rules.accept_label else "rejected"
-            out_rows.append({**{k: r[k] for k in SCORED_COLUMNS if k != "status"}, "status": status})
-        with retry_transient(context), storage.scratch_dir(f"scored-{lang.code}") as scratch:
-            staged, rounds_file = scratch / "scored.parquet", scratch / "rounds.parquet"
-            pq.write_table(pa.Table.from_pylist(out_rows) if out_rows else _empty_scored(), staged)
-            pq.write_table(pa.Table.from_pylist([{k: h.get(k) for k in (
-                "round", "pair_id", "doc_id", "instruction", "label", "expected_score", "refined", "generator")}
-                for h in history]) if history else pa.table({"round": pa.array([], pa.int64())}), rounds_file)
-            with warehouse.write() as con:
-                con.execute(SCORED_DDL)
-                con.execute("DELETE FROM scored_pairs WHERE lang = ?", [lang.code])
-                con.execute("DELETE FROM scored_pairs_rounds WHERE lang = ?", [lang.code])
-                if out_rows:
-                    con.execute(f"INSERT INTO scored_pairs BY NAME SELECT ? AS lang, * FROM read_parquet('{sql_path(staged)}')",
-                                [lang.code])
-                if history:
-                    con.execute(f"INSERT INTO scored_pairs_rounds BY NAME SELECT ? AS lang, *, 'scored' AS status "
-                                f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
-        labels = Counter(r["label"] for r in out_rows)
-        return MaterializeResult(metadata={
-            "dagster/row_count": len(out_rows),
-            "candidates_in": len(candidates),
-            "accepted": sum(r["status"] == "accepted" for r in out_rows),
-            "refined_accepted": sum(r["status"] == "accepted" and r["refined"] for r in out_rows),
-            "labels": counts_table({f"label {k}": v for k, v in sorted(labels.items())}, key="label"),
-            "score_histogram": _histogram([r["expected_score"] for r in out_rows]) if out_rows else "no pairs",
-            "refinement_drops": counts_table({k: v for k, v in counters.items() if k.startswith("refine")}),
-            "cache_hits": counters["cache_hits"],
-            "cache_misses": counters["cache_misses"],
-            "model_loads": curator.loads,
-            "curation_model": curator_model,
-            "rounds": config.rounds,
-            "examples": markdown_table([(r["label"], round(r["expected_score"], 2), r["refined"], r["instruction"])
-                                        for r in out_rows[:8]], ["label", "score", "refined", "instruction"]),
-        })
+        for code, metadata in results.items():
+            add_language_metadata(context, code, metadata)
+        return MaterializeResult()
 
     return [scored_pairs]
 

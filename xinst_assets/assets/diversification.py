@@ -1,8 +1,10 @@
 """Stage 5: the diversified dataset per language, its blocking checks, and the export that `datasets` loads."""
 
+import functools
+from typing import Any
+
 import polars as pl
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -14,6 +16,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import copies_text
@@ -23,7 +26,7 @@ from xinst_assets.core.plots import cluster_size_figure, figure_markdown, length
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.verbs import top_verbs
 from xinst_assets.embedding.cache import embed_with_cache
-from xinst_assets.languages import LanguageRegistry
+from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.embedding import EmbeddingModel
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
@@ -37,6 +40,13 @@ CREATE TABLE IF NOT EXISTS diversified_dataset (
 );
 """
 COLUMNS = ["pair_id", "doc_id", "instruction", "response", "source_url", "refined", "score", "label"]
+CHECKS = {
+    "no_empty_fields": "Every pair has a non-empty instruction and response.",
+    "response_language_matches": "At least 95% of responses are in the partition's language (fastText).",
+    "labels_at_threshold": "Every pair is labelled at or above the acceptance level.",
+    "unique_ids": "Pair ids are unique.",
+    "instruction_not_copied": "No instruction copies its response (shared word 8-gram or substring).",
+}
 
 
 class DiversifyRunConfig(Config):
@@ -53,13 +63,7 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
 
     check_specs = [
         AssetCheckSpec(name, asset="diversified_dataset", blocking=True, description=text)
-        for name, text in [
-            ("no_empty_fields", "Every pair has a non-empty instruction and response."),
-            ("response_language_matches", "At least 95% of responses are in the partition's language (fastText)."),
-            ("labels_at_threshold", "Every pair is labelled at or above the acceptance level."),
-            ("unique_ids", "Pair ids are unique."),
-            ("instruction_not_copied", "No instruction copies its response (shared word 8-gram or substring)."),
-        ]
+        for name, text in CHECKS.items()
     ]
 
     @asset(
@@ -81,58 +85,78 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
         context: AssetExecutionContext, config: DiversifyRunConfig, warehouse: Warehouse,
         embedding_model: EmbeddingModel, lid_model: LidModel,
     ):
-        lang = registry.get(context.partition_key)
-        with retry_transient(context), warehouse.read() as con:
-            pool = con.execute(
-                "SELECT pair_id, doc_id, instruction, response, source_url, refined, expected_score AS score, label "
-                "FROM scored_pairs WHERE lang = ? AND label >= ? ORDER BY pair_id", [lang.code, config.accept_label]
-            ).pl()
-        if pool.is_empty():
-            selected, report_meta, figures, comparison = pool.with_columns(
-                pl.lit(0).alias("cluster"), pl.lit(0).alias("rank")), {"rows_in": 0}, {}, {}
-            context.log.warning(f"{lang.code}: no accepted pairs; the diversified set is empty")
-        else:
-            embedder = embedding_model.load()
-            progress = Progress(f"diversified_dataset:{lang.code}:embed", pool.height, context.log.info, unit="texts")
-            cached = embed_with_cache(embedder, pool["instruction"].to_list(), warehouse.read, warehouse.write,
-                                      on_chunk=progress.advance)
-            progress.finish()
-            result = diversify(pool, cached.matrix, DiversifyConfig(budget=config.budget, n_clusters=config.n_clusters,
-                                                                     seed=config.seed))
-            selected = result.selected
-            report = result.report
-            report_meta = {**report.as_metadata(), "embedding_cache_hits": cached.hits,
-                           "embedding_cache_misses": cached.misses}
-            comparison = compare_with_random(result.pool, seed=config.seed).as_metadata()
-            figures = {
-                "cluster_sizes": figure_markdown(cluster_size_figure(report.cluster_sizes, report.selected_cluster_sizes)),
-                "score_histogram": figure_markdown(score_histogram_figure(pool["score"].to_list(),
-                                                                          selected["score"].to_list())),
-                "lengths": figure_markdown(length_histogram_figure(selected["instruction"].str.len_chars().to_list(),
-                                                                   selected["response"].str.len_chars().to_list())),
+        languages = run_languages(context, registry)
+        # Loaded once per run, when first needed (an empty pool needs no embedder).
+        load_embedder = functools.cache(embedding_model.load)
+        identifier = functools.cache(lambda: lid_model.identifier(registry))
+        checks = {name: LanguageCheck(name, "diversified_dataset", AssetCheckSeverity.ERROR) for name in CHECKS}
+
+        def diversify_language(lang: Language) -> dict[str, Any]:
+            """Select and store ``lang``'s diversified set and evaluate its checks; return its metadata."""
+            with retry_transient(context), warehouse.read() as con:
+                pool = con.execute(
+                    "SELECT pair_id, doc_id, instruction, response, source_url, refined, expected_score AS score, "
+                    "label FROM scored_pairs WHERE lang = ? AND label >= ? ORDER BY pair_id",
+                    [lang.code, config.accept_label],
+                ).pl()
+            if pool.is_empty():
+                selected, report_meta, figures, comparison = pool.with_columns(
+                    pl.lit(0).alias("cluster"), pl.lit(0).alias("rank")), {"rows_in": 0}, {}, {}
+                context.log.warning(f"{lang.code}: no accepted pairs; the diversified set is empty")
+            else:
+                embedder = load_embedder()
+                progress = Progress(f"diversified_dataset:{lang.code}:embed", pool.height, context.log.info,
+                                    unit="texts")
+                cached = embed_with_cache(embedder, pool["instruction"].to_list(), warehouse.read, warehouse.write,
+                                          on_chunk=progress.advance)
+                progress.finish()
+                result = diversify(pool, cached.matrix, DiversifyConfig(
+                    budget=config.budget, n_clusters=config.n_clusters, seed=config.seed))
+                selected = result.selected
+                report = result.report
+                report_meta = {**report.as_metadata(), "embedding_cache_hits": cached.hits,
+                               "embedding_cache_misses": cached.misses}
+                comparison = compare_with_random(result.pool, seed=config.seed).as_metadata()
+                figures = {
+                    "cluster_sizes": figure_markdown(cluster_size_figure(report.cluster_sizes,
+                                                                         report.selected_cluster_sizes)),
+                    "score_histogram": figure_markdown(score_histogram_figure(pool["score"].to_list(),
+                                                                              selected["score"].to_list())),
+                    "lengths": figure_markdown(length_histogram_figure(
+                        selected["instruction"].str.len_chars().to_list(),
+                        selected["response"].str.len_chars().to_list())),
+                }
+            out = selected.select([*COLUMNS, "cluster", "rank"]).with_columns(pl.lit(lang.code).alias("lang"))
+            with retry_transient(context), warehouse.write() as con:
+                con.execute(DIVERSIFIED_DDL)
+                con.execute("DELETE FROM diversified_dataset WHERE lang = ?", [lang.code])
+                if out.height:
+                    con.register("_new_diversified", out.to_arrow())
+                    con.execute("INSERT INTO diversified_dataset BY NAME SELECT * FROM _new_diversified")
+                    con.unregister("_new_diversified")
+            stats = language_stats(out.with_columns(pl.lit(lang.name).alias("lang_name"))) if out.height else []
+            for name, (passed, metadata) in _check_outcomes(
+                    out, lang.code, config.accept_label, identifier()).items():
+                checks[name].add(lang.code, passed, metadata)
+            return {
+                "dagster/row_count": out.height,
+                **{k: v for k, v in report_meta.items() if k != "config"},
+                "diversity_vs_random": MetadataValue.json(comparison),
+                "top_verbs": markdown_table(top_verbs(out["instruction"].to_list(), 10) if out.height else [],
+                                            ["verb", "count"]),
+                "lengths_table": markdown_table(
+                    [(s.lang, s.rows, f"{s.instruction_chars_mean:.0f} ± {s.instruction_chars_sd:.0f}",
+                      f"{s.response_chars_mean:.0f} ± {s.response_chars_sd:.0f}") for s in stats],
+                    ["lang", "pairs", "instruction chars", "response chars"]),
+                **{k: MetadataValue.md(v) for k, v in figures.items()},
             }
-        out = selected.select([*COLUMNS, "cluster", "rank"]).with_columns(pl.lit(lang.code).alias("lang"))
-        with retry_transient(context), warehouse.write() as con:
-            con.execute(DIVERSIFIED_DDL)
-            con.execute("DELETE FROM diversified_dataset WHERE lang = ?", [lang.code])
-            if out.height:
-                con.register("_new_diversified", out.to_arrow())
-                con.execute("INSERT INTO diversified_dataset BY NAME SELECT * FROM _new_diversified")
-                con.unregister("_new_diversified")
-        stats = language_stats(out.with_columns(pl.lit(lang.name).alias("lang_name"))) if out.height else []
-        yield MaterializeResult(metadata={
-            "dagster/row_count": out.height,
-            **{k: v for k, v in report_meta.items() if k != "config"},
-            "diversity_vs_random": MetadataValue.json(comparison),
-            "top_verbs": markdown_table(top_verbs(out["instruction"].to_list(), 10) if out.height else [],
-                                        ["verb", "count"]),
-            "lengths_table": markdown_table(
-                [(s.lang, s.rows, f"{s.instruction_chars_mean:.0f} ± {s.instruction_chars_sd:.0f}",
-                  f"{s.response_chars_mean:.0f} ± {s.response_chars_sd:.0f}") for s in stats],
-                ["lang", "pairs", "instruction chars", "response chars"]),
-            **{k: MetadataValue.md(v) for k, v in figures.items()},
-        })
-        yield from _checks(out, lang.code, config.accept_label, lid_model.identifier(registry))
+
+        results = for_each_language(context, languages, diversify_language)
+        for code, metadata in results.items():
+            add_language_metadata(context, code, metadata)
+        yield MaterializeResult()
+        for check in checks.values():
+            yield check.result()
 
     @asset(
         name="dataset_export",
@@ -172,22 +196,22 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
     return [diversified_dataset, dataset_export]
 
 
-def _checks(out: pl.DataFrame, lang_code: str, accept_label: int, identifier):
+def _check_outcomes(
+    out: pl.DataFrame, lang_code: str, accept_label: int, identifier
+) -> dict[str, tuple[bool, dict[str, Any]]]:
+    """Each check's (passed, metadata) on one language's diversified set."""
     empty = out.filter((pl.col("instruction").str.strip_chars() == "") | (pl.col("response").str.strip_chars() == ""))
-    yield AssetCheckResult(check_name="no_empty_fields", asset_key="diversified_dataset", passed=empty.height == 0,
-                           metadata={"empty": empty.height})
     preds = identifier.predict(out["response"].to_list()) if out.height else []
     wrong = [p.lang for p in preds if p.lang != lang_code]
     share = 1 - len(wrong) / len(preds) if preds else 1.0
-    yield AssetCheckResult(check_name="response_language_matches", asset_key="diversified_dataset",
-                           passed=share >= 0.95, metadata={"share_in_language": round(share, 4),
-                                                           "wrong_languages": ", ".join(sorted(set(wrong))[:10])})
     below = out.filter(pl.col("label") < accept_label).height
-    yield AssetCheckResult(check_name="labels_at_threshold", asset_key="diversified_dataset", passed=below == 0,
-                           metadata={"below_threshold": below})
     duplicates = out.height - out["pair_id"].n_unique() if out.height else 0
-    yield AssetCheckResult(check_name="unique_ids", asset_key="diversified_dataset", passed=duplicates == 0,
-                           metadata={"duplicate_ids": duplicates})
     copied = sum(copies_text(i, r, 8) for i, r in zip(out["instruction"].to_list(), out["response"].to_list()))
-    yield AssetCheckResult(check_name="instruction_not_copied", asset_key="diversified_dataset", passed=copied == 0,
-                           severity=AssetCheckSeverity.ERROR, metadata={"copied": copied})
+    return {
+        "no_empty_fields": (empty.height == 0, {"empty": empty.height}),
+        "response_language_matches": (share >= 0.95, {"share_in_language": round(share, 4),
+                                                      "wrong_languages": ", ".join(sorted(set(wrong))[:10])}),
+        "labels_at_threshold": (below == 0, {"below_threshold": below}),
+        "unique_ids": (duplicates == 0, {"duplicate_ids": duplicates}),
+        "instruction_not_copied": (copied == 0, {"copied": copied}),
+    }

@@ -1,7 +1,9 @@
 """Stage 3: the instruction generator and the candidate (English instruction, native response) pairs."""
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from pydantic import Field
@@ -9,6 +11,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
 
 from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
+from xinst_assets.assets.ranges import add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
 from xinst_assets.assets.transient import retry_transient
@@ -18,7 +21,7 @@ from xinst_assets.core.prompts import RELEASED_DECODING, generation_prompt
 from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.base import InferenceError
 from xinst_assets.inference.cache import GenerationCache, generate_cached
-from xinst_assets.languages import LanguageRegistry
+from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.inference import InferenceSettings, LazyBackend
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
@@ -161,67 +164,84 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         context: AssetExecutionContext, config: CandidateConfig, warehouse: Warehouse, inference: InferenceSettings, lid_model: LidModel,
         storage: XinstStorage,
     ) -> MaterializeResult:
-        lang = registry.get(context.partition_key)
+        languages = run_languages(context, registry)
         with retry_transient(context):
             generator = current_checkpoint(warehouse, "instruction_generator")
-            with warehouse.read() as con:
+        # One backend for all the run's languages: the generator is loaded at most once per run.
+        backend = LazyBackend(inference, generator)
+        identifier = functools.cache(lambda: lid_model.identifier(registry))  # loaded once, when first needed
+
+        def generate_language(lang: Language) -> dict[str, Any]:
+            """Generate, filter and store ``lang``'s candidates; return its materialization metadata."""
+            with retry_transient(context), warehouse.read() as con:
                 rows = con.execute("SELECT doc_id, text, url FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
                                    [lang.code]).fetchall()
-        # Responses longer than this would not fit a model's context in the prompt (and are far longer than
-        # X-Instruction's ~1,000-1,300-character responses): they are recorded as dropped, not sent.
-        docs = [r for r in rows if len(r[1]) <= config.max_text_chars]
-        too_long = [{"doc_id": d, "instruction": None, "reason": "candidate_text_too_long"}
-                    for d, t, _ in rows if len(t) > config.max_text_chars]
-        backend = LazyBackend(inference, generator)
-        progress = Progress(f"candidate_pairs:{lang.code}", len(docs), context.log.info, unit="texts")
+            # Responses longer than this would not fit a model's context in the prompt (and are far longer than
+            # X-Instruction's ~1,000-1,300-character responses): they are recorded as dropped, not sent.
+            docs = [r for r in rows if len(r[1]) <= config.max_text_chars]
+            too_long = [{"doc_id": d, "instruction": None, "reason": "candidate_text_too_long"}
+                        for d, t, _ in rows if len(t) > config.max_text_chars]
+            loads_before = backend.loads
+            progress = Progress(f"candidate_pairs:{lang.code}", len(docs), context.log.info, unit="texts")
+            try:
+                generations, stats = generate_cached(
+                    backend, GenerationCache.from_warehouse(warehouse), [generation_prompt(t) for _, t, _ in docs],
+                    GENERATION_PARAMS, GENERATION_TASK, on_progress=progress.advance)
+            except InferenceError as exc:
+                backend.close()  # not reused after a failure: another language loads the model afresh
+                raise Failure(f"instruction generation failed for {lang.code}: {exc}") from exc
+            except BaseException:
+                backend.close()
+                raise
+            progress.finish()
+            instructions = [clean_instruction(g.text) for g in generations]
+            reasons = candidate_rejections(instructions, [t for _, t, _ in docs],
+                                           [g.finish_reason for g in generations], identifier(), CandidateRules())
+            kept = [{"pair_id": stable_hash(lang.code, d, i), "doc_id": d, "instruction": i, "response": t,
+                     "source_url": u} for (d, t, u), i, r in zip(docs, instructions, reasons) if r is None]
+            rejected = too_long + [{"doc_id": d, "instruction": i, "reason": r}
+                                   for (d, _, _), i, r in zip(docs, instructions, reasons) if r is not None]
+            with retry_transient(context), storage.scratch_dir(f"candidates-{lang.code}") as scratch:
+                kept_file, rejected_file = scratch / "kept.parquet", scratch / "rejected.parquet"
+                pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
+                    [(n, pa.string()) for n in ("pair_id", "doc_id", "instruction", "response", "source_url")])),
+                    kept_file)
+                pq.write_table(pa.Table.from_pylist(rejected, schema=pa.schema(
+                    [(n, pa.string()) for n in ("doc_id", "instruction", "reason")])), rejected_file)
+                with warehouse.write() as con:
+                    con.execute(CANDIDATES_DDL)
+                    con.execute("DELETE FROM candidate_pairs WHERE lang = ?", [lang.code])
+                    con.execute("DELETE FROM candidate_rejections WHERE lang = ?", [lang.code])
+                    con.execute(f"INSERT INTO candidate_pairs SELECT ?, pair_id, doc_id, instruction, response, "
+                                f"source_url, ? FROM read_parquet('{sql_path(kept_file)}')", [lang.code, generator])
+                    con.execute(f"INSERT INTO candidate_rejections SELECT ?, doc_id, instruction, reason "
+                                f"FROM read_parquet('{sql_path(rejected_file)}')", [lang.code])
+            by_reason: dict[str, int] = {}
+            for row in rejected:
+                key = row["reason"].split(":")[0] if row["reason"].startswith("candidate_not_english") else row["reason"]
+                by_reason[key] = by_reason.get(key, 0) + 1
+            return {
+                "dagster/row_count": len(kept),
+                "texts_in": len(rows),
+                "candidates_kept": len(kept),
+                "rejected": len(rejected),
+                "rejected_by_reason": counts_table(by_reason),
+                "cache_hits": stats.hits,
+                "cache_misses": stats.misses,
+                "model_loads": backend.loads - loads_before,
+                "generator": generator,
+                "decoding": MetadataValue.json(GENERATION_PARAMS.to_dict()),
+                "examples": markdown_table([(r["instruction"], r["response"][:80]) for r in kept[:8]],
+                                           ["instruction", "response"]),
+            }
+
         try:
-            generations, stats = generate_cached(
-                backend, GenerationCache.from_warehouse(warehouse), [generation_prompt(t) for _, t, _ in docs],
-                GENERATION_PARAMS, GENERATION_TASK, on_progress=progress.advance)
-        except InferenceError as exc:
-            raise Failure(f"instruction generation failed for {lang.code}: {exc}") from exc
+            results = for_each_language(context, languages, generate_language)
         finally:
             backend.close()
-        progress.finish()
-        instructions = [clean_instruction(g.text) for g in generations]
-        reasons = candidate_rejections(instructions, [t for _, t, _ in docs],
-                                       [g.finish_reason for g in generations], lid_model.identifier(registry),
-                                       CandidateRules())
-        kept = [{"pair_id": stable_hash(lang.code, d, i), "doc_id": d, "instruction": i, "response": t,
-                 "source_url": u} for (d, t, u), i, r in zip(docs, instructions, reasons) if r is None]
-        rejected = too_long + [{"doc_id": d, "instruction": i, "reason": r}
-                               for (d, _, _), i, r in zip(docs, instructions, reasons) if r is not None]
-        with retry_transient(context), storage.scratch_dir(f"candidates-{lang.code}") as scratch:
-            kept_file, rejected_file = scratch / "kept.parquet", scratch / "rejected.parquet"
-            pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema(
-                [(n, pa.string()) for n in ("pair_id", "doc_id", "instruction", "response", "source_url")])), kept_file)
-            pq.write_table(pa.Table.from_pylist(rejected, schema=pa.schema(
-                [(n, pa.string()) for n in ("doc_id", "instruction", "reason")])), rejected_file)
-            with warehouse.write() as con:
-                con.execute(CANDIDATES_DDL)
-                con.execute("DELETE FROM candidate_pairs WHERE lang = ?", [lang.code])
-                con.execute("DELETE FROM candidate_rejections WHERE lang = ?", [lang.code])
-                con.execute(f"INSERT INTO candidate_pairs SELECT ?, pair_id, doc_id, instruction, response, "
-                            f"source_url, ? FROM read_parquet('{sql_path(kept_file)}')", [lang.code, generator])
-                con.execute(f"INSERT INTO candidate_rejections SELECT ?, doc_id, instruction, reason "
-                            f"FROM read_parquet('{sql_path(rejected_file)}')", [lang.code])
-        by_reason: dict[str, int] = {}
-        for row in rejected:
-            key = row["reason"].split(":")[0] if row["reason"].startswith("candidate_not_english") else row["reason"]
-            by_reason[key] = by_reason.get(key, 0) + 1
-        return MaterializeResult(metadata={
-            "dagster/row_count": len(kept),
-            "texts_in": len(rows),
-            "candidates_kept": len(kept),
-            "rejected": len(rejected),
-            "rejected_by_reason": counts_table(by_reason),
-            "cache_hits": stats.hits,
-            "cache_misses": stats.misses,
-            "model_loads": backend.loads,
-            "generator": generator,
-            "decoding": MetadataValue.json(GENERATION_PARAMS.to_dict()),
-            "examples": markdown_table([(r["instruction"], r["response"][:80]) for r in kept[:8]],
-                                       ["instruction", "response"]),
-        })
+        for code, metadata in results.items():
+            add_language_metadata(context, code, metadata)
+        return MaterializeResult()
 
     return [instruction_generator, candidate_pairs]
+

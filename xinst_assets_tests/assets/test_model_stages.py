@@ -82,3 +82,73 @@ def test_diversified_set_passes_its_blocking_checks_and_tuning_and_evaluation_ru
 
     path = _query(config, "SELECT path FROM checkpoints WHERE name = 'tuned_checkpoint'")[0][0]
     assert AutoModelForCausalLM.from_pretrained(path).config.model_type == "llama"
+
+
+MODEL_STAGES = ["candidate_pairs", "scored_pairs", "diversified_dataset"]
+# Each model-stage table with the order that makes its rows comparable between runs.
+STAGE_TABLES = {"candidate_pairs": "pair_id", "candidate_rejections": "doc_id, reason", "scored_pairs": "pair_id",
+                "scored_pairs_rounds": "round, pair_id", "diversified_dataset": "pair_id"}
+
+
+def _rows(config, lang):
+    return {table: _query(config, f"SELECT * FROM {table} WHERE lang = ? ORDER BY {order}", [lang])
+            for table, order in STAGE_TABLES.items()}
+
+
+def _partition_meta(result, key, partition):
+    events = [e for e in result.get_asset_materialization_events()
+              if e.asset_key.path == [key] and e.partition == partition]
+    assert len(events) == 1, f"{key}[{partition}]: {len(events)} materializations"
+    return {k: v.value for k, v in events[0].materialization.metadata.items()}
+
+
+def test_one_run_over_two_languages_gives_each_language_what_its_own_run_gives(pipeline):
+    """A range run (tr..vi) writes each language's rows as its own run does, records each language's metadata
+    on that language's materialization, loads a model once for the run and reports each check once."""
+    config, _ = pipeline
+    new, done = "tr", "vi"  # adjacent partitions; vi's model stages already ran on their own in the fixture
+    codes = [lang.code for lang in config.registry]
+    assert codes.index(done) == codes.index(new) + 1
+    assert materialize(config, ["seed_pairs"], new).success
+    assert materialize(config, FILTERING, new).success
+    alone = {done: _rows(config, done)}
+
+    ranged = materialize(config, MODEL_STAGES, None, TINY, run_config=RELAXED,
+                         tags={"dagster/asset_partition_range_start": new, "dagster/asset_partition_range_end": done})
+    assert ranged.success
+    together = {code: _rows(config, code) for code in (new, done)}
+    single = materialize(config, MODEL_STAGES, new, TINY, run_config=RELAXED)
+    assert single.success
+    alone[new] = _rows(config, new)
+
+    for code in (new, done):
+        assert together[code] == alone[code], code  # the range run wrote what a run of the language alone writes
+        assert together[code]["candidate_pairs"] and together[code]["diversified_dataset"], code
+        for table in ("candidate_pairs", "scored_pairs", "diversified_dataset"):
+            keys = [row[1] for row in together[code][table]]  # (lang, pair_id, ...)
+            assert len(keys) == len(set(keys)), (code, table)
+
+    # Each language's materializations carry that language's own figures.
+    for code in (new, done):
+        texts = _query(config, "SELECT count(*) FROM filtered_documents WHERE lang = ?", [code])[0][0]
+        candidates = _partition_meta(ranged, "candidate_pairs", code)
+        assert candidates["texts_in"] == texts
+        assert candidates["candidates_kept"] + candidates["rejected"] == texts
+        for key in MODEL_STAGES:
+            assert _partition_meta(ranged, key, code)["dagster/row_count"] == len(together[code][key]), (code, key)
+    assert _partition_meta(ranged, "candidate_pairs", new)["examples"] != \
+        _partition_meta(ranged, "candidate_pairs", done)["examples"]
+    assert _partition_meta(ranged, "candidate_pairs", new)["cache_misses"] > 0  # tr was generated in the range run
+    assert _partition_meta(ranged, "candidate_pairs", done)["cache_misses"] == 0  # vi came from the cache
+    for key in ("candidate_pairs", "scored_pairs"):  # one backend for the run's languages
+        assert sum(_partition_meta(ranged, key, code)["model_loads"] for code in (new, done)) <= 1, key
+    for key in MODEL_STAGES:
+        mine, theirs = _partition_meta(ranged, key, new), _partition_meta(single, key, new)
+        assert mine["dagster/row_count"] == theirs["dagster/row_count"], key
+
+    # One result per check for the run, passed, with both languages' figures.
+    evaluations = ranged.get_asset_check_evaluations()
+    assert sorted(e.check_name for e in evaluations) == sorted(
+        ["no_empty_fields", "response_language_matches", "labels_at_threshold", "unique_ids", "instruction_not_copied"])
+    assert all(e.passed for e in evaluations)
+    assert all(e.metadata["languages"].value == 2 for e in evaluations)
