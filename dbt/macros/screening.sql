@@ -17,7 +17,7 @@
     maps each source to one asset. -#}
 {% macro raw_rows_with_ingest() -%}
   {%- set raw_documents = source('xinst', 'raw_documents') -%}
-  select r.*, sh.ingested_at as shard_ingested_at
+  select r.*, r.rowid as raw_rowid, sh.ingested_at as shard_ingested_at
   from {{ raw_documents }} as r
   join {{ raw_documents.incorporate(path={'identifier': 'raw_shards'}) }} as sh
     on sh.lang = r.lang and sh.shard = r.shard

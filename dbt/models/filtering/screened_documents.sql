@@ -4,9 +4,11 @@
 -- content id: the first copy (earliest first seen, then shard order) survives and carries the copy count.
 -- Incremental by content: the pre-hook removed the rows of every content id whose copies or verdict changed,
 -- and a refresh computes those content ids again (all their copies), so it writes what changed, not the
--- whole language.
+-- whole language. Texts are fetched last, by row id, for the rows computed only: a refresh does not read the
+-- language's texts (DuckDB reads rows by row id without scanning the column).
 with raw as (
-    {{ raw_rows_with_ingest() }}
+    select lang, doc_id, url, timestamp, source, shard, position, shard_ingested_at, raw_rowid
+    from ({{ raw_rows_with_ingest() }})
 ),
 
 {% if screening_is_incremental() %}
@@ -14,13 +16,14 @@ todo as (
     select distinct raw.lang, raw.doc_id from raw
     where not exists (
         select 1 from {{ this }} as t
-        where t.lang in ({{ partition_lang_list() }}) and t.lang = raw.lang and t.doc_id = raw.doc_id and t.shard = raw.shard and t.position = raw.position)
+        where t.lang in ({{ partition_lang_list() }}) and t.lang = raw.lang and t.doc_id = raw.doc_id
+          and t.shard = raw.shard and t.position = raw.position)
 ),
 {% endif %}
 
 joined as (
     select
-        r.lang, r.doc_id, r.text, r.url, r.timestamp, r.source, r.shard, r.position, r.shard_ingested_at,
+        r.lang, r.doc_id, r.raw_rowid, r.url, r.timestamp, r.source, r.shard, r.position, r.shard_ingested_at,
         s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at,
         s.settings_key
     from raw as r
@@ -29,6 +32,11 @@ joined as (
     {% if screening_is_incremental() %}
     where (r.lang, r.doc_id) in (select lang, doc_id from todo)
     {% endif %}
+),
+
+texts as (
+    select rowid as raw_rowid, text from {{ source('xinst', 'raw_documents') }}
+    where rowid in (select raw_rowid from joined)
 ),
 
 ranked as (
@@ -40,12 +48,13 @@ ranked as (
 )
 
 select
-    lang, doc_id, text, url, timestamp, source, shard, position,
+    r.lang, r.doc_id, t.text, r.url, r.timestamp, r.source, r.shard, r.position,
     lid_label, lid_score, lid_runner_up, lid_runner_up_score, first_seen_at, exact_copies,
     case
         when reject_reason is not null then reject_reason
         when copy_rank > 1 then 'dedup_exact_duplicate'
     end as reject_reason,
-    shard_ingested_at,
-    settings_key
-from ranked
+    r.shard_ingested_at,
+    r.settings_key
+from ranked as r
+join texts as t on t.raw_rowid = r.raw_rowid
