@@ -82,3 +82,25 @@ def test_a_table_loses_its_primary_key_and_keeps_its_rows_types_and_not_null(tmp
                            ("sig", "BLOB", True)]
         with pytest.raises(duckdb.ConstraintException):
             con.execute("INSERT INTO s VALUES (NULL, 'c', 1.0, NULL)")
+
+
+def test_columns_read_by_row_id_are_written_for_changed_rows_and_not_compared(con):
+    """by_row_id: the texts come from the source table's rows, by rowid, for the rows written; an unchanged
+    row keeps its stored text (the other columns say it is the same row)."""
+    con.execute("CREATE TABLE docs (lang VARCHAR, doc_id VARCHAR, version INTEGER, text VARCHAR)")
+    con.execute("INSERT INTO docs VALUES ('sw', 'a', 1, 'alpha'), ('sw', 'b', 1, 'beta'), ('fi', 'a', 1, 'alfa')")
+    con.execute("CREATE TABLE kept (lang VARCHAR, doc_id VARCHAR, version INTEGER, text VARCHAR)")
+    source = "SELECT lang, doc_id, version, rowid AS _row_id FROM docs WHERE lang = ?"
+
+    def sync():
+        return sync_partition(con, "kept", "sw", source, ["sw"], key=["doc_id"], by_row_id=("docs", ["text"]))
+
+    assert sync() == (0, 2)
+    assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [("sw", "a", 1, "alpha"), ("sw", "b", 1, "beta")]
+    con.execute("UPDATE kept SET text = 'stored' WHERE doc_id = 'a'")  # not compared: stays
+    con.execute("UPDATE docs SET version = 2, text = 'beta two' WHERE doc_id = 'b'")
+    con.execute("INSERT INTO docs VALUES ('sw', 'c', 1, 'gamma')")
+    assert sync() == (1, 2)
+    assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [
+        ("sw", "a", 1, "stored"), ("sw", "b", 2, "beta two"), ("sw", "c", 1, "gamma")]
+    assert sync() == (0, 0)

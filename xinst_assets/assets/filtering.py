@@ -81,6 +81,12 @@ CREATE TABLE IF NOT EXISTS filter_rejections (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, shard VARCHAR, position BIGINT, url VARCHAR,
     reason VARCHAR NOT NULL, duplicate_of VARCHAR, lid_label VARCHAR, lid_score DOUBLE, text VARCHAR
 );
+-- The raw row each document was read from (its shard, position and that shard's ingest): the keyed sync
+-- compares these instead of the texts they determine. Tables from before them get them (rows written again once).
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard VARCHAR;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS position BIGINT;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
 """
 # Staged Parquet files are read with pre_buffer=False: with pyarrow's default (True) the reader keeps every
 # row group it has read until it is closed, so a streamed file would end up in memory whole.
@@ -338,22 +344,24 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
                 JOIN screened_documents d ON d.lang = ? AND d.doc_id = n.doc_id AND d.reject_reason IS NULL
                 WHERE n.lang = ? AND NOT n.keep
                 GROUP BY n.duplicate_of)
-            SELECT s.lang, s.doc_id, s.text, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
-                   s.exact_copies + coalesce(a.copies, 0) AS cluster_size
+            SELECT s.lang, s.doc_id, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
+                   s.exact_copies + coalesce(a.copies, 0) AS cluster_size, s.shard, s.position,
+                   s.shard_ingested_at, s.rowid AS _row_id
             FROM screened_documents s
             JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
             LEFT JOIN absorbed a ON a.doc_id = s.doc_id
-            WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"])
+            WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"],
+            by_row_id=("screened_documents", ["text"]))
         sync_partition(con, "filter_rejections", lang.code, """
             SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                    coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
                    CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
                         ELSE n.duplicate_of END AS duplicate_of,
-                   s.lid_label, s.lid_score, s.text
+                   s.lid_label, s.lid_score, s.shard_ingested_at, s.rowid AS _row_id
             FROM screened_documents s
             LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
             WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
-            key=["doc_id", "shard", "position"])
+            key=["doc_id", "shard", "position"], by_row_id=("screened_documents", ["text"]))
         kept, clustered = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
             "WHERE lang = ?", [lang.code]).fetchone()

@@ -235,7 +235,7 @@ def replace_partition(
 
 def sync_partition(
     con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None,
-    key: Sequence[str] | None = None,
+    key: Sequence[str] | None = None, by_row_id: tuple[str, Sequence[str]] | None = None,
 ) -> tuple[int, int]:
     """Within an open write transaction, make ``table``'s rows for ``lang`` equal to ``source_sql``'s rows,
     writing only the difference: the rows of every ``key`` (default: all columns) whose rows differ in any
@@ -246,28 +246,41 @@ def sync_partition(
     id), the comparison joins on the key alone and compares the other columns row by row, much cheaper than
     joining on every column (texts included). A key that is not unique stays correct: a key with any
     difference is rewritten whole. ``source_sql`` must return whole rows of ``table`` (every column, by name)
-    for ``lang`` only; it is evaluated twice (to compare, then to insert the changed keys). Returns
-    (rows deleted, rows inserted).
+    for ``lang`` only; it is evaluated twice (to compare, then to keep the changed rows).
+
+    ``by_row_id=(source_table, columns)``: large columns (texts) that the other columns determine. The source
+    then returns every other column plus ``_row_id``, the rowid of the ``source_table`` row that holds them;
+    they are not compared, and are read by row id for the rows written only, so that a refresh does not read
+    a language's texts. Returns (rows deleted, rows inserted).
     """
     columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
-    keys = list(key) if key else columns
+    fetched_table, fetched = by_row_id if by_row_id else (None, [])
+    compared = [c for c in columns if c not in fetched]
+    keys = list(key) if key else compared
     on = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in keys)
-    differs = " OR ".join(f"t.{c} IS DISTINCT FROM d.{c}" for c in columns if c not in keys) or "false"
+    differs = " OR ".join(f"t.{c} IS DISTINCT FROM d.{c}" for c in compared if c not in keys) or "false"
     params = params or []
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sync_keys AS
         SELECT DISTINCT {', '.join(f'CASE WHEN t._present THEN t.{c} ELSE d.{c} END AS {c}' for c in keys)}
-        FROM (SELECT *, true AS _present FROM {table} WHERE lang = ?) t
+        FROM (SELECT {', '.join(compared)}, true AS _present FROM {table} WHERE lang = ?) t
         FULL OUTER JOIN (SELECT *, true AS _present FROM ({source_sql})) d ON {on}
         WHERE t._present IS NULL OR d._present IS NULL OR {differs}""", [lang, *params])
     in_keys = " AND ".join(f"k.{c} IS NOT DISTINCT FROM x.{c}" for c in keys)
     deleted = con.execute(
         f"DELETE FROM {table} x WHERE x.lang = ? AND EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})",
         [lang]).fetchone()[0]
-    inserted = con.execute(
-        f"INSERT INTO {table} BY NAME SELECT x.* FROM ({source_sql}) x "
-        f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})", params).fetchone()[0]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_rows AS SELECT x.* FROM ({source_sql}) x "
+                f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})", params)
+    if fetched:
+        rows = (f"SELECT r.* EXCLUDE (_row_id), f.* EXCLUDE (_row_id) FROM _sync_rows r JOIN ("
+                f"SELECT rowid AS _row_id, {', '.join(fetched)} FROM {fetched_table} "
+                f"WHERE rowid IN (SELECT _row_id FROM _sync_rows)) f ON f._row_id = r._row_id")
+    else:
+        rows = "SELECT * FROM _sync_rows"
+    inserted = con.execute(f"INSERT INTO {table} BY NAME {rows}").fetchone()[0]
     con.execute("DROP TABLE _sync_keys")
+    con.execute("DROP TABLE _sync_rows")
     return int(deleted), int(inserted)
 
 

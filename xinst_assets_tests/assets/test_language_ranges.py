@@ -19,8 +19,8 @@ LANGS = ["hi", "sw"]  # consecutive partitions
 # Columns that record when a row was written, not what it holds.
 TABLES = {
     "raw_documents": "", "document_signals": "first_seen_at", "near_dedup_state": "",
-    "screened_documents": "first_seen_at, shard_ingested_at", "filtered_documents": "",
-    "filter_rejections": "", "language_filter_stats": "", "seed_pairs": "", "parallel_pairs": "",
+    "screened_documents": "first_seen_at, shard_ingested_at", "filtered_documents": "shard_ingested_at",
+    "filter_rejections": "shard_ingested_at", "language_filter_stats": "", "seed_pairs": "", "parallel_pairs": "",
 }
 SHARED_TEXT = ("The same page crawled for two languages: a short English notice about opening hours, repeated "
                "here so that it is long enough to pass the length filter of both languages.")
