@@ -89,18 +89,18 @@ def test_columns_read_by_row_id_are_written_for_changed_rows_and_not_compared(co
     row keeps its stored text (the other columns say it is the same row)."""
     con.execute("CREATE TABLE docs (lang VARCHAR, doc_id VARCHAR, version INTEGER, text VARCHAR)")
     con.execute("INSERT INTO docs VALUES ('sw', 'a', 1, 'alpha'), ('sw', 'b', 1, 'beta'), ('fi', 'a', 1, 'alfa')")
-    con.execute("CREATE TABLE kept (lang VARCHAR, doc_id VARCHAR, version INTEGER, text VARCHAR)")
+    con.execute("CREATE TABLE kept (lang VARCHAR, doc_id VARCHAR, version INTEGER, text VARCHAR, chars BIGINT)")
     source = "SELECT lang, doc_id, version, rowid AS _row_id FROM docs WHERE lang = ?"
 
     def sync():
-        return sync_partition(con, "kept", "sw", source, ["sw"], key=["doc_id"], by_row_id=("docs", ["text"]))
+        return sync_partition(con, "kept", "sw", source, ["sw"], key=["doc_id"], by_row_id=("docs", {"text": "text", "chars": "length(text)"}))
 
     assert sync() == (0, 2)
-    assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [("sw", "a", 1, "alpha"), ("sw", "b", 1, "beta")]
+    assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [("sw", "a", 1, "alpha", 5), ("sw", "b", 1, "beta", 4)]
     con.execute("UPDATE kept SET text = 'stored' WHERE doc_id = 'a'")  # not compared: stays
     con.execute("UPDATE docs SET version = 2, text = 'beta two' WHERE doc_id = 'b'")
     con.execute("INSERT INTO docs VALUES ('sw', 'c', 1, 'gamma')")
     assert sync() == (1, 2)
     assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [
-        ("sw", "a", 1, "stored"), ("sw", "b", 2, "beta two"), ("sw", "c", 1, "gamma")]
+        ("sw", "a", 1, "stored", 5), ("sw", "b", 2, "beta two", 8), ("sw", "c", 1, "gamma", 5)]
     assert sync() == (0, 0)

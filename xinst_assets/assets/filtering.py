@@ -87,6 +87,9 @@ ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard VARCHAR;
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS position BIGINT;
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
 ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
+-- Each kept text's length, for the statistics (which would otherwise read every kept text again).
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS chars BIGINT;
+UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
 """
 # Staged Parquet files are read with pre_buffer=False: with pyarrow's default (True) the reader keeps every
 # row group it has read until it is closed, so a streamed file would end up in memory whole.
@@ -351,7 +354,7 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
             JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
             LEFT JOIN absorbed a ON a.doc_id = s.doc_id
             WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"],
-            by_row_id=("screened_documents", ["text"]))
+            by_row_id=("screened_documents", {"text": "text", "chars": "length(text)"}))
         sync_partition(con, "filter_rejections", lang.code, """
             SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                    coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
@@ -361,7 +364,7 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
             FROM screened_documents s
             LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
             WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
-            key=["doc_id", "shard", "position"], by_row_id=("screened_documents", ["text"]))
+            key=["doc_id", "shard", "position"], by_row_id=("screened_documents", {"text": "text"}))
         kept, clustered = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
             "WHERE lang = ?", [lang.code]).fetchone()
@@ -377,10 +380,15 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
             LEFT JOIN (SELECT DISTINCT doc_id FROM filter_rejections
                        WHERE lang = ? AND reason LIKE 'dedup_near%') r ON r.doc_id = f.doc_id
             WHERE f.lang = ?""", [lang.code] * 3).fetchone()
-        examples = con.execute(
-            "SELECT reason, url, left(text, 100) FROM filter_rejections WHERE lang = ? "
-            "QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2 "
-            "ORDER BY reason LIMIT 20", [lang.code]).fetchall()
+        # Two examples per reason family; their texts read by row id, not every rejected text.
+        examples = con.execute("""
+            WITH picked AS (
+                SELECT rowid AS r, reason, url FROM filter_rejections WHERE lang = ?
+                QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2
+                ORDER BY reason LIMIT 20)
+            SELECT p.reason, p.url, left(f.text, 100) FROM picked p
+            JOIN (SELECT rowid AS r, text FROM filter_rejections WHERE rowid IN (SELECT r FROM picked)) f ON f.r = p.r
+            ORDER BY p.reason, p.r""", [lang.code]).fetchall()
     return {"kept": kept, "clustered": clustered, "by_reason": by_reason, "purity": purity,
             "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples}
 

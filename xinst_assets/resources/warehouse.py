@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import duckdb
 from dagster import ConfigurableResource
@@ -235,7 +235,7 @@ def replace_partition(
 
 def sync_partition(
     con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None,
-    key: Sequence[str] | None = None, by_row_id: tuple[str, Sequence[str]] | None = None,
+    key: Sequence[str] | None = None, by_row_id: tuple[str, Mapping[str, str]] | None = None,
 ) -> tuple[int, int]:
     """Within an open write transaction, make ``table``'s rows for ``lang`` equal to ``source_sql``'s rows,
     writing only the difference: the rows of every ``key`` (default: all columns) whose rows differ in any
@@ -248,13 +248,13 @@ def sync_partition(
     difference is rewritten whole. ``source_sql`` must return whole rows of ``table`` (every column, by name)
     for ``lang`` only; it is evaluated twice (to compare, then to keep the changed rows).
 
-    ``by_row_id=(source_table, columns)``: large columns (texts) that the other columns determine. The source
-    then returns every other column plus ``_row_id``, the rowid of the ``source_table`` row that holds them;
-    they are not compared, and are read by row id for the rows written only, so that a refresh does not read
-    a language's texts. Returns (rows deleted, rows inserted).
+    ``by_row_id=(source_table, {column: expression})``: columns computed from large ones (texts) that the
+    other columns determine. The source then returns every other column plus ``_row_id``, the rowid of the
+    ``source_table`` row the expressions read; they are not compared, and are evaluated by row id for the rows
+    written only, so that a refresh does not read a language's texts. Returns (rows deleted, rows inserted).
     """
     columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
-    fetched_table, fetched = by_row_id if by_row_id else (None, [])
+    fetched_table, fetched = by_row_id if by_row_id else (None, {})
     compared = [c for c in columns if c not in fetched]
     keys = list(key) if key else compared
     on = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in keys)
@@ -274,7 +274,7 @@ def sync_partition(
                 f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})", params)
     if fetched:
         rows = (f"SELECT r.* EXCLUDE (_row_id), f.* EXCLUDE (_row_id) FROM _sync_rows r JOIN ("
-                f"SELECT rowid AS _row_id, {', '.join(fetched)} FROM {fetched_table} "
+                f"SELECT rowid AS _row_id, {', '.join(f'{e} AS {c}' for c, e in fetched.items())} FROM {fetched_table} "
                 f"WHERE rowid IN (SELECT _row_id FROM _sync_rows)) f ON f._row_id = r._row_id")
     else:
         rows = "SELECT * FROM _sync_rows"

@@ -81,11 +81,14 @@ def test_each_language_of_the_run_carries_its_own_metadata(runs):
         kept = dict(con.execute("SELECT lang, count(*) FROM filtered_documents GROUP BY lang").fetchall())
         raw = dict(con.execute("SELECT lang, count(*) FROM raw_documents GROUP BY lang").fetchall())
         distinct = dict(con.execute("SELECT lang, count(DISTINCT doc_id) FROM raw_documents GROUP BY lang").fetchall())
+        mean_chars = con.execute("SELECT lang, avg(length(text)) FROM filtered_documents GROUP BY 1 ORDER BY 1").fetchall()
+        assert con.execute("SELECT lang, kept_mean_chars FROM language_filter_stats ORDER BY 1").fetchall() == mean_chars
     assert kept["hi"] != kept["sw"]
     events = {(e.asset_key.to_user_string(), e.partition): e.materialization.metadata
               for e in result.get_asset_materialization_events()}
     for lang in LANGS:
         assert events[("language_filtered_text", lang)]["dagster/row_count"].value == kept[lang]
+        assert "| lid_" in events[("filter_rejections", lang)]["rejection_examples"].value
         assert events[("raw_web_text", lang)]["documents_total"].value == raw[lang]
         assert events[("document_signals", lang)]["dagster/row_count"].value == distinct[lang]
         assert ("language_filter_stats", lang) in events and ("seed_pairs", lang) in events

@@ -2,7 +2,7 @@
 
 -- Per-language filtering statistics (a row for each language built, documents or not): how many documents came in, were kept, and why the others were dropped.
 with kept as (
-    select lang, count(*) as kept, avg(length(text)) as kept_mean_chars, sum(cluster_size) as kept_cluster_total
+    select lang, count(*) as kept, avg(chars) as kept_mean_chars, sum(cluster_size) as kept_cluster_total
     from {{ source('xinst', 'filtered_documents') }}
     where lang in ({{ partition_lang_list() }})
     group by lang
