@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: ~1 s that a run of data stages never needs
+    from matplotlib.figure import Figure
 
 # 5 x 3 inches at 80 dpi = 400 x 240 pixels: readable in the asset sidebar, a few tens of KB as PNG.
 FIGSIZE = (5.0, 3.0)
@@ -21,6 +23,8 @@ _BLUE, _ORANGE = "#4C72B0", "#DD8452"
 
 
 def _figure() -> Figure:
+    from matplotlib.figure import Figure
+
     return Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
 
 
