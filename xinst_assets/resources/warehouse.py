@@ -211,9 +211,7 @@ class Warehouse(ConfigurableResource):
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as con:
-            con.execute(f"COPY ({query}) TO '{sql_path(dest)}' (FORMAT parquet)", params or [])
-        with duckdb.connect() as con:
-            return int(con.execute(f"SELECT count(*) FROM read_parquet('{sql_path(dest)}')").fetchone()[0])
+            return int(con.execute(f"COPY ({query}) TO '{sql_path(dest)}' (FORMAT parquet)", params or []).fetchone()[0])
 
 
 def sql_path(path: Path) -> str:
