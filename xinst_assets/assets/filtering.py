@@ -12,6 +12,7 @@ language's documents in memory.
 import contextlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +96,7 @@ UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
 # row group it has read until it is closed, so a streamed file would end up in memory whole.
 # DuckDB memory for the near-dedup index: it spills to the scratch folder beyond this.
 DEDUP_MEMORY_LIMIT = "1GB"
+NEAR_DEDUP_PARALLEL = 4  # languages whose indexes are built at the same time (each within DEDUP_MEMORY_LIMIT)
 PURITY_MIN = 0.95
 # Web crawls keep roughly 10-60% of documents after LID, quality and dedup (FineWeb-2 reports similar ranges);
 # a kept fraction outside these wide bounds usually means a wrong source folder or a broken threshold.
@@ -127,19 +129,20 @@ def _now() -> datetime:
 def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int]:
     """Stage the documents of ``lang`` without a verdict under ``key`` (doc id, text, first timestamp)."""
     pending = scratch / "pending.parquet"
-    # The ids to screen first, then their texts: the anti-join reads ids only, and a refresh with nothing new
-    # never touches the language's texts.
+    # The ids to screen first, then their texts: the anti-join reads ids only, and the texts of those documents
+    # alone are read, by row id (the first copy of each), so a refresh does not read the language's texts.
     query = """
         WITH todo AS (
-            SELECT DISTINCT doc_id FROM raw_documents r
+            SELECT doc_id, min(rowid) AS first_row, min(timestamp) AS published_at FROM raw_documents r
             WHERE lang = ? AND NOT EXISTS (
-                SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?))
-        SELECT doc_id, any_value(text) AS text, min(timestamp) AS published_at
-        FROM raw_documents
-        WHERE lang = ? AND doc_id IN (SELECT doc_id FROM todo)
-        GROUP BY doc_id ORDER BY doc_id
+                SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
+            GROUP BY doc_id)
+        SELECT t.doc_id, x.text, t.published_at
+        FROM todo t JOIN (SELECT rowid AS first_row, text FROM raw_documents
+                          WHERE rowid IN (SELECT first_row FROM todo)) x ON x.first_row = t.first_row
+        ORDER BY t.doc_id
     """
-    return pending, warehouse.export_partition(query, [lang.code, lang.code, key, lang.code], pending)
+    return pending, warehouse.export_partition(query, [lang.code, lang.code, key], pending)
 
 
 def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
@@ -536,8 +539,11 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                         drop_primary_key(con, table)
                 inputs = {lang.code: _export_near_dedup(context, lang, settings[lang.code], warehouse,
                                                         scratch[lang.code]) for lang in langs}
-            states = {lang.code: _near_dedup(lang, settings[lang.code], inputs[lang.code], warehouse.threads,
-                                             scratch[lang.code]) for lang in langs}
+            # Each language's index is its own scratch database (DuckDB works outside the GIL): a few at a time.
+            with ThreadPoolExecutor(max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, os.cpu_count() or 1)) as pool:
+                futures = {lang.code: pool.submit(_near_dedup, lang, settings[lang.code], inputs[lang.code],
+                                                  warehouse.threads, scratch[lang.code]) for lang in langs}
+                states = {code: future.result() for code, future in futures.items()}
             with warehouse.session():  # the writes of every language, one transaction each
                 for lang in langs:
                     summary = _write_filtered(lang, settings[lang.code], states[lang.code], warehouse)
