@@ -244,7 +244,7 @@ def sync_partition(
     id), the comparison joins on the key alone and compares the other columns row by row, much cheaper than
     joining on every column (texts included). A key that is not unique stays correct: a key with any
     difference is rewritten whole. ``source_sql`` must return whole rows of ``table`` (every column, by name)
-    for ``lang`` only; it is evaluated twice (to compare, then to keep the changed rows).
+    for ``lang`` only; it is evaluated once, into a temporary table.
 
     ``by_row_id=(source_table, {column: expression})``: columns computed from large ones (texts) that the
     other columns determine. The source then returns every other column plus ``_row_id``, the rowid of the
@@ -257,19 +257,19 @@ def sync_partition(
     keys = list(key) if key else compared
     on = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in keys)
     differs = " OR ".join(f"t.{c} IS DISTINCT FROM d.{c}" for c in compared if c not in keys) or "false"
-    params = params or []
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_source AS {source_sql}", params or [])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sync_keys AS
         SELECT DISTINCT {', '.join(f'CASE WHEN t._present THEN t.{c} ELSE d.{c} END AS {c}' for c in keys)}
         FROM (SELECT {', '.join(compared)}, true AS _present FROM {table} WHERE lang = ?) t
-        FULL OUTER JOIN (SELECT *, true AS _present FROM ({source_sql})) d ON {on}
-        WHERE t._present IS NULL OR d._present IS NULL OR {differs}""", [lang, *params])
+        FULL OUTER JOIN (SELECT *, true AS _present FROM _sync_source) d ON {on}
+        WHERE t._present IS NULL OR d._present IS NULL OR {differs}""", [lang])
     in_keys = " AND ".join(f"k.{c} IS NOT DISTINCT FROM x.{c}" for c in keys)
     deleted = con.execute(
         f"DELETE FROM {table} x WHERE x.lang = ? AND EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})",
         [lang]).fetchone()[0]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_rows AS SELECT x.* FROM ({source_sql}) x "
-                f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})", params)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_rows AS SELECT x.* FROM _sync_source x "
+                f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})")
     if fetched:
         rows = (f"SELECT r.* EXCLUDE (_row_id), f.* EXCLUDE (_row_id) FROM _sync_rows r JOIN ("
                 f"SELECT rowid AS _row_id, {', '.join(f'{e} AS {c}' for c, e in fetched.items())} FROM {fetched_table} "
@@ -277,8 +277,8 @@ def sync_partition(
     else:
         rows = "SELECT * FROM _sync_rows"
     inserted = con.execute(f"INSERT INTO {table} BY NAME {rows}").fetchone()[0]
-    con.execute("DROP TABLE _sync_keys")
-    con.execute("DROP TABLE _sync_rows")
+    for temporary in ("_sync_source", "_sync_keys", "_sync_rows"):
+        con.execute(f"DROP TABLE {temporary}")
     return int(deleted), int(inserted)
 
 
