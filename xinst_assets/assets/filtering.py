@@ -11,7 +11,6 @@ language's documents in memory.
 
 import contextlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -48,7 +47,7 @@ from xinst_assets.core.dedup import (
 )
 from xinst_assets.core.filtering import FilterSettings
 from xinst_assets.core.progress import Progress
-from xinst_assets.core.screening_files import ScreeningJob, screen_files
+from xinst_assets.core.screening_files import ScreeningJob, available_cores, screen_files
 from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
@@ -106,7 +105,7 @@ KEPT_FRACTION_BOUNDS = (0.02, 0.99)
 class DocumentSignalsConfig(Config):
     """Run configuration of ``document_signals``."""
 
-    workers: int = Field(default=0, description="Processes that screen documents (0: one per CPU core). A run "
+    workers: int = Field(default=0, description="Processes that screen documents (0: one per available core). A run "
                          "over several languages, or one large language, screens on all of them.")
 
 
@@ -467,7 +466,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 for lang in langs:
                     pending, counts[lang.code] = _export_pending(lang, keys[lang.code], warehouse, scratch[lang.code])
                     jobs.append(ScreeningJob(lang, settings[lang.code], pending, scratch[lang.code] / "signals.parquet"))
-            workers = config.workers or os.cpu_count() or 1
+            workers = config.workers or available_cores()
             progress = Progress(f"document_signals:{','.join(context.partition_keys)}", sum(counts.values()),
                                 context.log.info, unit="docs")
             screen_files(jobs, identifier, registry, workers, on_rows=progress.advance)
@@ -540,7 +539,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 inputs = {lang.code: _export_near_dedup(context, lang, settings[lang.code], warehouse,
                                                         scratch[lang.code]) for lang in langs}
             # Each language's index is its own scratch database (DuckDB works outside the GIL): a few at a time.
-            with ThreadPoolExecutor(max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, available_cores())) as pool:
                 futures = {lang.code: pool.submit(_near_dedup, lang, settings[lang.code], inputs[lang.code],
                                                   warehouse.threads, scratch[lang.code]) for lang in langs}
                 states = {code: future.result() for code, future in futures.items()}

@@ -10,6 +10,7 @@ memory stays bounded and the output files are the same whatever the number of pr
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -73,10 +74,7 @@ def _batches(jobs: Sequence[ScreeningJob]) -> Iterator[tuple[int, list[dict]]]:
 _worker: dict = {}
 
 
-def _start_worker(model_path: str, registry: LanguageRegistry, threads: int) -> None:
-    import os
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+def _start_worker(model_path: str, registry: LanguageRegistry) -> None:
     _worker["identifier"] = LanguageIdentifier(model_path, registry)
     _worker["screeners"] = {}
 
@@ -86,6 +84,14 @@ def _screen_in_worker(lang: Language, settings: FilterSettings, rows: list[dict]
     if lang.code not in screeners:
         screeners[lang.code] = DocumentScreener(lang, _worker["identifier"], settings)
     return screen_batch(screeners[lang.code], rows)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells, as in a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def screen_files(
@@ -111,7 +117,7 @@ def screen_files(
             return
         context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded Dagster process
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(str(identifier.model_path), registry, 1)) as pool:
+                                 initargs=(str(identifier.model_path), registry)) as pool:
             pending: deque[tuple[int, int, Future]] = deque()
             for index, rows in _batches(jobs):
                 job = jobs[index]
