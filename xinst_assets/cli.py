@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--languages", required=True, help="comma-separated language codes")
     run.add_argument("--select", help="comma-separated asset names (default: the whole pipeline)")
     run.add_argument("--workers", type=int, default=None,
-                     help="processes that screen documents (default: one per CPU core); the languages run in one "
+                     help="processes that screen documents (default: one per available core); the languages run in one "
                      "run (one per stretch of consecutive partitions)")
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
