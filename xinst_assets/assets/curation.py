@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, PartitionsDefinition, asset
 from pydantic import Field
 
 from xinst_assets.assets.checkpoints import current_checkpoint
@@ -22,7 +22,6 @@ from xinst_assets.core.curation import CurationRules, refined_rejection
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import JUDGE_CHOICES, generation_prompt, greedy, judge_prompt, refine_prompt
 from xinst_assets.core.text import stable_hash
-from xinst_assets.inference.base import InferenceError
 from xinst_assets.inference.cache import GenerationCache, choice_logprobs_cached, generate_cached
 from xinst_assets.inference.scoring import SCORE_TASK, PairScore
 from xinst_assets.languages import Language, LanguageRegistry
@@ -116,7 +115,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
             history: list[dict] = []
             counters: Counter = Counter()
             pending = [dict(zip(("pair_id", "doc_id", "instruction", "response", "source_url"), c)) for c in candidates]
-            try:
+            with curator.closed_on_failure(f"self-curation failed for {lang.code}"):
                 for round_no in range(1, max(config.rounds, 1) + 1):
                     if not pending:
                         break
@@ -168,12 +167,6 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                     generator = _self_train(context, warehouse, registry, models, training_launcher, storage, lang,
                                             accepted, round_no)
                     pending = _regenerate(context, inference, cache, generator, retry_docs, identifier, lang.code)
-            except InferenceError as exc:
-                curator.close()  # not reused after a failure: another language loads the model afresh
-                raise Failure(f"self-curation failed for {lang.code}: {exc}") from exc
-            except BaseException:
-                curator.close()
-                raise
             out_rows = []
             for r in final.values():
                 status = "accepted" if r["label"] >= rules.accept_label else "rejected"

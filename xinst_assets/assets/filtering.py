@@ -325,8 +325,7 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
     """Store the new near-dedup decisions of ``lang`` and sync its kept set and rejections to them, in one
     transaction; return the figures its metadata and checks report."""
     config = settings.minhash.fingerprint
-    with warehouse.write() as con:
-        con.execute(FILTERED_DDL)
+    with warehouse.write() as con:  # (the step created and migrated the tables before its exports)
         con.execute(
             "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
             "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL))",

@@ -19,7 +19,6 @@ from xinst_assets.core.candidates import CandidateRules, candidate_rejections, c
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import RELEASED_DECODING, generation_prompt
 from xinst_assets.core.text import stable_hash
-from xinst_assets.inference.base import InferenceError
 from xinst_assets.inference.cache import GenerationCache, generate_cached
 from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.inference import InferenceSettings, LazyBackend
@@ -183,16 +182,10 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
                         for d, t, _ in rows if len(t) > config.max_text_chars]
             loads_before = backend.loads
             progress = Progress(f"candidate_pairs:{lang.code}", len(docs), context.log.info, unit="texts")
-            try:
+            with backend.closed_on_failure(f"instruction generation failed for {lang.code}"):
                 generations, stats = generate_cached(
                     backend, GenerationCache.from_warehouse(warehouse), [generation_prompt(t) for _, t, _ in docs],
                     GENERATION_PARAMS, GENERATION_TASK, on_progress=progress.advance)
-            except InferenceError as exc:
-                backend.close()  # not reused after a failure: another language loads the model afresh
-                raise Failure(f"instruction generation failed for {lang.code}: {exc}") from exc
-            except BaseException:
-                backend.close()
-                raise
             progress.finish()
             instructions = [clean_instruction(g.text) for g in generations]
             reasons = candidate_rejections(instructions, [t for _, t, _ in docs],

@@ -7,10 +7,13 @@ instruction generator's checkpoint, the curation model, the judge), the backend 
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+import contextlib
+from typing import Iterator
+
+from dagster import ConfigurableResource, Failure
 from pydantic import Field
 
-from xinst_assets.inference.base import InferenceBackend, ModelSpec
+from xinst_assets.inference.base import InferenceBackend, InferenceError, ModelSpec
 
 
 class InferenceSettings(ConfigurableResource):
@@ -122,3 +125,17 @@ class LazyBackend:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+    @contextlib.contextmanager
+    def closed_on_failure(self, what: str) -> Iterator[None]:
+        """A block of work with this backend: if it fails, the backend is closed (the next language of the run
+        loads the model afresh rather than reuse a failed one), and an inference error becomes a Dagster
+        ``Failure`` saying ``what`` failed."""
+        try:
+            yield
+        except InferenceError as exc:
+            self.close()
+            raise Failure(f"{what}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
