@@ -1,6 +1,7 @@
 {#- Incremental screening (model screened_documents). A refresh screens again only the content ids of the
-    language whose inputs changed: a copy that is new, re-ingested or gone, or a verdict that is new. Every row
-    of such a content id is recomputed, because its copies are ranked together (which one survives). -#}
+    language whose inputs changed: a copy from a new or re-read shard, a copy whose shard is gone, or a verdict
+    written since the last build. Every row of such a content id is recomputed, because its copies are ranked
+    together (which one survives). -#}
 
 {#- Whether the existing table can be refreshed incrementally: it exists and records what its rows were
     computed from (tables written before these columns existed are screened again, once, language by language). -#}
@@ -9,7 +10,7 @@
     {{ return(false) }}
   {%- endif -%}
   {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-  {{ return('shard_ingested_at' in columns and 'settings_key' in columns) }}
+  {{ return('shard_ingested_at' in columns and 'settings_key' in columns and 'signals_version' in columns) }}
 {%- endmacro %}
 
 {#- Raw rows of the partitions' languages with the ingest that wrote them (a re-read shard has a new one).
@@ -24,37 +25,49 @@
   where r.lang in ({{ partition_lang_list() }})
 {%- endmacro %}
 
-{#- Pre-hook: delete the screened rows of every content id whose inputs changed since they were screened. -#}
+{#- Pre-hook: find the content ids whose inputs changed since they were screened (temp table screening_todo,
+    which the model computes again) and delete their screened rows. Decided per shard ingest and per verdict
+    version, not per row: a refresh compares the few shard ingests and the verdicts written since the last
+    build, instead of every raw row with every screened row (two anti-joins over the whole language). -#}
 {% macro forget_changed_screenings() -%}
   {%- set langs = partition_lang_list() -%}
+  {%- set raw_documents = source('xinst', 'raw_documents') -%}
+  {%- set raw_shards = raw_documents.incorporate(path={'identifier': 'raw_shards'}) -%}
   {%- if screening_is_incremental() -%}
-    delete from {{ this }} as t where t.lang in ({{ langs }}) and (t.lang, t.doc_id) in (
-        -- a raw copy not screened as it is now: new, or from a shard ingested again
-        select r.lang, r.doc_id from ({{ raw_rows_with_ingest() }}) as r
-        where not exists (
-            select 1 from {{ this }} as x
-            where x.lang in ({{ langs }}) and x.lang = r.lang and x.doc_id = r.doc_id and x.shard = r.shard
-              and x.position = r.position
-              and x.shard_ingested_at = r.shard_ingested_at)
-        union
-        -- a screened copy whose raw row is gone (shard removed or ingested again)
-        select x.lang, x.doc_id from {{ this }} as x
-        where x.lang in ({{ langs }}) and not exists (
-            select 1 from ({{ raw_rows_with_ingest() }}) as r
-            where r.lang = x.lang and r.doc_id = x.doc_id and r.shard = x.shard and r.position = x.position
-              and r.shard_ingested_at = x.shard_ingested_at)
-        union
-        -- a verdict computed again (other settings or LID model), or gone
-        select x.lang, x.doc_id from {{ this }} as x
-        left join {{ source('xinst', 'document_signals') }} as s
-          on s.lang in ({{ langs }}) and s.lang = x.lang and s.doc_id = x.doc_id
-        where x.lang in ({{ langs }}) and (s.doc_id is null or s.settings_key is distinct from x.settings_key
-                                           or s.first_seen_at is distinct from x.first_seen_at)
+    create or replace temp table screening_todo as
+    with screened_ingests as (
+        select distinct lang, shard, shard_ingested_at as ingested_at from {{ this }} where lang in ({{ langs }})
+    ),
+    current_ingests as (
+        select lang, shard, ingested_at from {{ raw_shards }} where lang in ({{ langs }})
+    ),
+    -- every raw row of a shard ingest that no screened row comes from (a new or re-read shard); a shard
+    -- holds the rows of its latest ingest only
+    new_ingests as (select * from current_ingests except select * from screened_ingests),
+    -- screened rows from an ingest that is gone (the shard removed or read again)
+    gone_ingests as (select * from screened_ingests except select * from current_ingests),
+    -- verdicts written after the latest ones screened: document_signals numbers its writes per language
+    screened_versions as (
+        select lang, max(signals_version) as version from {{ this }} where lang in ({{ langs }}) group by lang
     )
+    select r.lang, r.doc_id from {{ raw_documents }} as r
+    semi join new_ingests as n on n.lang = r.lang and n.shard = r.shard
+    where r.lang in ({{ langs }})
+    union
+    select x.lang, x.doc_id from {{ this }} as x
+    semi join gone_ingests as g on g.lang = x.lang and g.shard = x.shard and g.ingested_at = x.shard_ingested_at
+    where x.lang in ({{ langs }})
+    union
+    select s.lang, s.doc_id from {{ source('xinst', 'document_signals') }} as s
+    left join screened_versions as v on v.lang = s.lang
+    where s.lang in ({{ langs }}) and s.signals_version > coalesce(v.version, -1);
+    delete from {{ this }} as t where t.lang in ({{ langs }})
+      and (t.lang, t.doc_id) in (select lang, doc_id from screening_todo)
   {%- elif is_incremental() -%}
     -- a table from before these columns: add them, and screen these languages again in full
     alter table {{ this }} add column if not exists shard_ingested_at timestamp;
     alter table {{ this }} add column if not exists settings_key varchar;
+    alter table {{ this }} add column if not exists signals_version bigint;
     delete from {{ this }} where lang in ({{ langs }})
   {%- else -%}
     select 1

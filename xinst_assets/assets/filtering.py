@@ -62,11 +62,19 @@ CREATE TABLE IF NOT EXISTS document_signals (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, settings_key VARCHAR NOT NULL,
     lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
     chars BIGINT, words BIGINT, reject_reason VARCHAR, first_seen_at TIMESTAMP NOT NULL,
-    minhash BLOB
+    minhash BLOB, signals_version BIGINT
 );
 -- Warehouses from before signatures were stored with the signals (their settings key changes too, so every
 -- document is screened again and gets one).
 ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS minhash BLOB;
+-- Which write of the language produced each verdict: dbt's screening computes again the content ids with a
+-- verdict newer than the latest it screened, without comparing every verdict with its rows. The numbers come
+-- from a counter of writes per language (never from the verdicts' own maximum, which falls when the newest
+-- verdicts are deleted with their documents: a later write would then reuse a number already screened).
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS signals_version BIGINT;
+CREATE TABLE IF NOT EXISTS document_signal_writes (
+    lang VARCHAR NOT NULL, signals_version BIGINT NOT NULL, written_at TIMESTAMP NOT NULL, documents BIGINT NOT NULL
+);
 """
 FILTERED_DDL = """
 CREATE TABLE IF NOT EXISTS near_dedup_state (
@@ -152,14 +160,19 @@ def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
         con.execute(
             "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
             "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
+        (version,) = con.execute("SELECT coalesce(max(signals_version), 0) + 1 FROM document_signal_writes "
+                                 "WHERE lang = ?", [lang.code]).fetchone()
+        if screened:
+            con.execute("INSERT INTO document_signal_writes VALUES (?, ?, ?, ?)", [lang.code, version, now, screened])
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _new_signals AS
             SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
                    n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
-                   coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash
+                   coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash,
+                   ?::BIGINT AS signals_version
             FROM read_parquet('{sql_path(staged)}') n
             LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
-        """, [lang.code, key, now, lang.code])
+        """, [lang.code, key, now, version, lang.code])
         con.execute("DELETE FROM document_signals WHERE lang = ? AND doc_id IN "
                     "(SELECT doc_id FROM _new_signals)", [lang.code])
         con.execute("INSERT INTO document_signals BY NAME SELECT * FROM _new_signals")

@@ -155,8 +155,10 @@ SCREENING = ["raw_web_text", "document_signals", "screened_documents"]
 
 
 def _screened(config, lang: str) -> list[tuple]:
+    """The language's screened rows, reject_reason first (then every column, in the table's order)."""
     with duckdb.connect(str(config.warehouse), read_only=True) as con:
-        return con.execute("SELECT * FROM screened_documents WHERE lang = ? ORDER BY ALL", [lang]).fetchall()
+        return con.execute("SELECT reject_reason, * FROM screened_documents WHERE lang = ? ORDER BY ALL",
+                           [lang]).fetchall()
 
 
 def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
@@ -176,7 +178,7 @@ def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
     config = XinstConfig(registry=load_registry(), home=tmp_path / "home", raw_patterns=[str(raw)])
     assert materialize(config, SCREENING, "sw").success
     before = _screened(config, "sw")
-    assert sum(1 for row in before if row[-3] == "dedup_exact_duplicate") >= 1
+    assert sum(1 for row in before if row[0] == "dedup_exact_duplicate") >= 1
 
     (raw / "sw" / "part-00001.jsonl").unlink()
     first = [{**news[1], "url": "https://copy.example/earlier"},  # sorts before part-00000: the new survivor
@@ -190,13 +192,39 @@ def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
     assert materialize(config, ["screened_documents"], "sw").success
     assert refreshed == _screened(config, "sw")
 
-    by_url = {row[3]: row for row in refreshed}
+    by_url = {row[4]: row for row in refreshed}
     assert "https://copy.example/gone" not in by_url and "https://new.example/1" in by_url
-    assert by_url["https://copy.example/earlier"][-3] is None  # survivor: first by shard order
-    assert by_url[news[1]["url"]][-3] == "dedup_exact_duplicate"
-    untouched = [row for row in before if row[1] not in {by_url["https://copy.example/earlier"][1]}
-                 and row[3] != "https://copy.example/gone" and row[1] != by_url[news[0]["url"]][1]]
+    assert by_url["https://copy.example/earlier"][0] is None  # survivor: first by shard order
+    assert by_url[news[1]["url"]][0] == "dedup_exact_duplicate"
+    untouched = [row for row in before if row[2] not in {by_url["https://copy.example/earlier"][2]}
+                 and row[4] != "https://copy.example/gone" and row[2] != by_url[news[0]["url"]][2]]
     assert set(untouched) <= set(refreshed)
+
+
+def test_verdicts_written_again_are_screened_again(tmp_path):
+    """A verdict that changes without any change to the raw rows (here a stricter LID threshold: every document
+    is screened again) reaches screened_documents through the verdicts' write number, and the refreshed table
+    is the same as screening the language from nothing."""
+    import dataclasses
+
+    config = _sample_config(tmp_path / "home")
+    assert materialize(config, SCREENING, "sw").success
+    before = _screened(config, "sw")
+    stricter = dataclasses.replace(config.registry.get("sw"), lid_threshold=0.9)
+    config = dataclasses.replace(config, registry=dataclasses.replace(
+        config.registry, languages=tuple(stricter if lang.code == "sw" else lang for lang in config.registry.languages)))
+    assert materialize(config, SCREENING, "sw").success
+    refreshed = _screened(config, "sw")
+    assert refreshed != before
+    assert sum(1 for row in refreshed if (row[0] or "").startswith("lid_")) > sum(
+        1 for row in before if (row[0] or "").startswith("lid_"))
+    with duckdb.connect(str(config.warehouse)) as con:
+        versions = con.execute("SELECT DISTINCT signals_version FROM screened_documents WHERE lang = 'sw'").fetchall()
+        writes = con.execute("SELECT signals_version FROM document_signal_writes WHERE lang = 'sw' ORDER BY 1").fetchall()
+        con.execute("DELETE FROM screened_documents WHERE lang = 'sw'")
+    assert versions == [(2,)] and writes == [(1,), (2,)]
+    assert materialize(config, ["screened_documents"], "sw").success
+    assert refreshed == _screened(config, "sw")
 
 
 def _near_dedup_outcome(config, lang: str) -> dict[str, list[tuple]]:

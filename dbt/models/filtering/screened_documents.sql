@@ -2,35 +2,25 @@
 
 -- Each raw document of the partition with its language-ID and quality decision, and exact deduplication by
 -- content id: the first copy (earliest first seen, then shard order) survives and carries the copy count.
--- Incremental by content: the pre-hook removed the rows of every content id whose copies or verdict changed,
--- and a refresh computes those content ids again (all their copies), so it writes what changed, not the
--- whole language. Texts are fetched last, by row id, for the rows computed only: a refresh does not read the
--- language's texts (DuckDB reads rows by row id without scanning the column).
+-- Incremental by content: the pre-hook listed every content id whose copies or verdict changed (temp table
+-- screening_todo) and removed their rows, and a refresh computes those content ids again (all their copies),
+-- so it writes what changed, not the whole language. Texts are fetched last, by row id, for the rows computed
+-- only: a refresh does not read the language's texts (DuckDB reads rows by row id without scanning the column).
 with raw as (
     select lang, doc_id, url, timestamp, source, shard, position, shard_ingested_at, raw_rowid
     from ({{ raw_rows_with_ingest() }})
 ),
 
-{% if screening_is_incremental() %}
-todo as (
-    select distinct raw.lang, raw.doc_id from raw
-    where not exists (
-        select 1 from {{ this }} as t
-        where t.lang in ({{ partition_lang_list() }}) and t.lang = raw.lang and t.doc_id = raw.doc_id
-          and t.shard = raw.shard and t.position = raw.position)
-),
-{% endif %}
-
 joined as (
     select
         r.lang, r.doc_id, r.raw_rowid, r.url, r.timestamp, r.source, r.shard, r.position, r.shard_ingested_at,
         s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at,
-        s.settings_key
+        s.settings_key, s.signals_version
     from raw as r
     join {{ source('xinst', 'document_signals') }} as s
       on s.lang in ({{ partition_lang_list() }}) and s.lang = r.lang and s.doc_id = r.doc_id
     {% if screening_is_incremental() %}
-    where (r.lang, r.doc_id) in (select lang, doc_id from todo)
+    where (r.lang, r.doc_id) in (select lang, doc_id from screening_todo)
     {% endif %}
 ),
 
@@ -55,6 +45,7 @@ select
         when copy_rank > 1 then 'dedup_exact_duplicate'
     end as reject_reason,
     r.shard_ingested_at,
-    r.settings_key
+    r.settings_key,
+    r.signals_version
 from ranked as r
 join texts as t on t.raw_rowid = r.raw_rowid
