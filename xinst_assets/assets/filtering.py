@@ -41,6 +41,7 @@ from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.dedup import (
     MinhashSigner,
     NearDuplicateIndex,
+    band_key_lists,
     REGIVEN,
     signature_matrix,
     signature_to_bytes,
@@ -95,6 +96,9 @@ ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard VARCHAR;
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS position BIGINT;
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
 ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTAMP;
+-- The LSH band keys of each representative (band_key_lists), for the refresh's pruning; representatives
+-- stored before them get them in their language's next write.
+ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS band_keys UBIGINT[];
 -- Each kept text's length, for the statistics (which would otherwise read every kept text again).
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS chars BIGINT;
 UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
@@ -104,6 +108,9 @@ UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
 # DuckDB memory for the near-dedup index: it spills to the scratch folder beyond this.
 DEDUP_MEMORY_LIMIT = "1GB"
 NEAR_DEDUP_PARALLEL = 4  # languages whose indexes are built at the same time (each within DEDUP_MEMORY_LIMIT)
+# Up to this many documents (new and representatives), the index lives in memory (~50 MB at most): a
+# refresh's index is small, and its database file would cost more than the work.
+IN_MEMORY_MAX_DOCS = 50_000
 PURITY_MIN = 0.95
 # Web crawls keep roughly 10-60% of documents after LID, quality and dedup (FineWeb-2 reports similar ranges);
 # a kept fraction outside these wide bounds usually means a wrong source folder or a broken threshold.
@@ -242,32 +249,40 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
         context.log.info(f"{lang.code}: near-dedup: no new documents")
         return _NearDedupInput(todo_file, 0)
     # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
-    # id) with a new document can be a candidate, so the others are not even read. DuckDB compares the bands
-    # as slices of the stored signatures (a hash collision only lets an extra one through), so the decisions
-    # are exactly those made with every representative indexed.
+    # id) with a new document can be a candidate, so the others are not even read. Each representative is
+    # stored with its band keys (band_key_lists): the new documents' keys are joined with them, and a key
+    # collision only lets an extra one through, so the decisions are exactly those made with every
+    # representative indexed. Representatives stored before the keys were (null) are always read.
     prune = 0 < todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
-    band_bytes = config.rows_per_band * 8
-    representatives = f"""
-        SELECT n.doc_id, n.content_key, n.signature, s.first_seen_at, s.timestamp
-        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
-          AND n.config = ? AND n.keep"""
-    reachable = f"""
-        WITH todo AS (SELECT doc_id, minhash FROM read_parquet('{sql_path(todo_file)}')),
-        todo_bands AS (
-            SELECT DISTINCT b.band, hash(t.minhash[b.band * {band_bytes} + 1 : (b.band + 1) * {band_bytes}]) AS k
-            FROM todo t CROSS JOIN range({config.num_bands}) b(band)),
-        reps AS ({representatives})
-        SELECT * FROM reps r WHERE r.content_key IN (SELECT doc_id FROM todo) OR r.doc_id IN (
-            SELECT r2.doc_id FROM reps r2 CROSS JOIN range({config.num_bands}) b(band)
-            SEMI JOIN todo_bands t ON t.band = b.band
-                 AND t.k = hash(r2.signature[b.band * {band_bytes} + 1 : (b.band + 1) * {band_bytes}]))"""
+    stored = "FROM near_dedup_state n WHERE n.lang = ? AND n.config = ? AND n.keep"
+    chosen, chosen_params = "", []
+    if prune:
+        keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
+        chosen = f"""AND n.doc_id IN (
+            SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
+                SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
+            UNION
+            SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
+            SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k)"""
+        chosen_params = [lang.code, config.fingerprint] * 2
     previous = warehouse.export_partition(f"""
-        SELECT doc_id, content_key, signature FROM ({reachable if prune else representatives}) s
-        ORDER BY {VISIT_ORDER}""", [lang.code] * 2 + [config.fingerprint], previous_file)
+        SELECT n.doc_id, n.content_key, n.signature
+        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
+          AND n.config = ? AND n.keep {chosen}
+        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint, *chosen_params], previous_file)
     reached = " that share a band with one of them" if prune else ""
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
                      f"representatives kept earlier{reached}")
     return _NearDedupInput(todo_file, todo, previous_file, previous)
+
+
+def _stage_band_keys(todo_file: Path, config, keys_file: Path) -> Path:
+    """Stage the distinct band keys of the documents to decide (column ``k``), from their stored signatures."""
+    keys = [band_key_lists(batch.column("minhash"), config).flatten().to_numpy() for batch in
+            pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH, columns=["minhash"])]
+    unique = np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.uint64)
+    pq.write_table(pa.table({"k": pa.array(unique, pa.uint64())}), keys_file)
+    return keys_file
 
 
 def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, scratch: Path) -> Path | None:
@@ -280,8 +295,10 @@ def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, sc
     previous_file, todo_file = staged.previous_file, staged.todo_file
     state = scratch / "state.parquet"
     state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
-                              ("content_key", pa.string()), ("signature", pa.binary())])
-    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT, threads=threads) as index:
+                              ("content_key", pa.string()), ("signature", pa.binary()),
+                              ("band_keys", pa.list_(pa.uint64()))])
+    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT, threads=threads,
+                            in_memory=staged.todo + staged.previous <= IN_MEMORY_MAX_DOCS) as index:
         for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
             matrix = signature_matrix(batch.column("signature"), config)[0]
             ids = batch.column("doc_id").to_pylist()
@@ -294,12 +311,13 @@ def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, sc
                 kind = batch.column("kind").to_pylist()
                 new = [k != REGIVEN for k in kind]  # a stored representative seen again: unchanged
                 keep = [k == "kept" for k in kind]
+                # (the index gives the signatures of new representatives only: the others are null)
+                signatures = batch.column("signature")
                 writer.write_table(pa.Table.from_arrays([
                     batch.column("doc_id"), pa.array(keep), batch.column("duplicate_of"),
                     pa.array([c if k else None for c, k in zip(batch.column("content_key").to_pylist(), keep)],
                              pa.string()),
-                    pa.array([b if k else None for b, k in zip(batch.column("signature").to_pylist(), keep)],
-                             pa.binary()),
+                    signatures, band_key_lists(signatures, config),
                 ], schema=state_schema).filter(pa.array(new)))
     return state
 
@@ -334,7 +352,27 @@ def _all_signed(todo_file: Path) -> bool:
     return pq.read_table(todo_file, columns=["minhash"]).column("minhash").null_count == 0
 
 
-def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
+def _fill_band_keys(con, lang, config, scratch: Path) -> None:
+    """Give the language's representatives stored without band keys (before they were kept) theirs, once:
+    until then every refresh reads them all. Staged on scratch disk in batches, then one update."""
+    missing = con.execute("SELECT doc_id, signature FROM near_dedup_state WHERE lang = ? AND config = ? AND keep "
+                          "AND band_keys IS NULL", [lang.code, config.fingerprint]).fetch_record_batch(SIGNATURE_BATCH)
+    staged = scratch / "band_keys.parquet"
+    schema = pa.schema([("doc_id", pa.string()), ("band_keys", pa.list_(pa.uint64()))])
+    rows = 0
+    with pq.ParquetWriter(staged, schema) as writer:
+        for batch in missing:
+            writer.write_table(pa.Table.from_arrays(
+                [batch.column("doc_id"), band_key_lists(batch.column("signature"), config)], schema=schema))
+            rows += batch.num_rows
+    if rows:
+        con.execute(f"UPDATE near_dedup_state n SET band_keys = f.band_keys FROM read_parquet('{sql_path(staged)}') f "
+                    "WHERE n.lang = ? AND n.config = ? AND n.keep AND n.doc_id = f.doc_id",
+                    [lang.code, config.fingerprint])
+    staged.unlink(missing_ok=True)
+
+
+def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Path) -> dict:
     """Store the new near-dedup decisions of ``lang`` and sync its kept set and rejections to them, in one
     transaction; return the figures its metadata and checks report."""
     config = settings.minhash.fingerprint
@@ -347,9 +385,10 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse) -> dict:
             con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
                         f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
             con.execute(f"""
-                INSERT INTO near_dedup_state
-                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature
+                INSERT INTO near_dedup_state BY NAME
+                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature, band_keys
                 FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
+        _fill_band_keys(con, lang, settings.minhash, scratch)
         # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
         # Synced, not replaced: a refresh writes only the rows that change.
         # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
@@ -557,7 +596,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 states = {code: future.result() for code, future in futures.items()}
             with warehouse.session():  # the writes of every language, one transaction each
                 for lang in langs:
-                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], warehouse)
+                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], warehouse,
+                                              scratch[lang.code])
                     staged = inputs[lang.code]
                     _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous,
                                      checks)

@@ -418,12 +418,18 @@ class NearDuplicateIndex:
       indexed documents (representatives and near duplicates alike: clusters are transitive) that share a
       whole LSH band with it and pass the ``min_jaccard`` check; and it is indexed in turn.
 
-    Band hashes of every indexed document go to DuckDB tables (one per band); a join per band on the hash
-    yields the candidate pairs, which are checked in batches against both signatures (streamed, ordered by the
-    later document). Python then holds one int64 per new document (its cluster); DuckDB keeps its database
-    file in ``directory`` and spills there beyond ``memory_limit``. Previous representatives cost memory only
-    inside DuckDB.
+    Band hashes of every indexed document go to one DuckDB table (band, position, hash); a join on band and
+    hash, over a group of bands at a time, yields the candidate pairs, which are checked in batches against
+    both signatures (streamed, ordered by the later document). Python then holds one int64 per new document
+    (its cluster); DuckDB keeps its database file in ``directory`` and spills there beyond ``memory_limit``.
+    Previous representatives cost memory only inside DuckDB. ``in_memory``: no database file, for small
+    inputs (a refresh's few thousand documents), where creating, filling and syncing the file is most of
+    the work.
     """
+
+    # Band rows per candidate join: a join's hash table holds about this many (pos, hash) rows, so a large
+    # index is joined a few bands at a time (bounded memory) and a small one in a single statement.
+    join_rows = 8_000_000
 
     def __init__(
         self,
@@ -431,6 +437,7 @@ class NearDuplicateIndex:
         directory: str | Path | None = None,
         memory_limit: str = "512MB",
         threads: int | None = None,
+        in_memory: bool = False,
     ) -> None:
         self.config = config
         self._own_dir = directory is None
@@ -443,7 +450,7 @@ class NearDuplicateIndex:
         # A database file in the scratch directory rather than an in-memory one: DuckDB can then always
         # evict table blocks to make room for a join (an in-memory database ran out of memory at 157k
         # documents under a 256 MB limit). Filling it costs about 15 us a document more.
-        self.con = duckdb.connect(str(self.directory / "index.duckdb"), config=settings)
+        self.con = duckdb.connect(":memory:" if in_memory else str(self.directory / "index.duckdb"), config=settings)
         self.con.execute(
             "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, "
             "shingled BOOLEAN, previous BOOLEAN, base_size BIGINT)"
@@ -452,10 +459,7 @@ class NearDuplicateIndex:
         # for the rows a batch needs: as BLOBs in DuckDB they took far more memory than its memory_limit.
         self._signature_path = self.directory / "signatures.u64"
         self._signatures = open(self._signature_path, "w+b")
-        # One table of band hashes per band: candidates are found one band at a time, so a join holds
-        # 1/num_bands of the index in its hash table.
-        for band in range(config.num_bands):
-            self.con.execute(f"CREATE TABLE band_{band} (pos BIGINT, h UBIGINT)")
+        self.con.execute("CREATE TABLE bands (band USMALLINT, pos BIGINT, h UBIGINT)")
         self.previous = 0  # representatives added
         self.added = 0  # new documents added
         self._decided = False
@@ -526,11 +530,13 @@ class NearDuplicateIndex:
         # exact duplicates is decided later: their bands are dropped then).
         index = np.flatnonzero(shingled)
         if index.size:
-            bands = band_hashes(matrix[index], self.config)
-            indexed = pa.array(pos[index])
-            for band in range(self.config.num_bands):
-                table = pa.Table.from_arrays([indexed, pa.array(bands[:, band])], names=["pos", "h"])
-                self.con.from_arrow(table).insert_into(f"band_{band}")
+            bands = band_hashes(matrix[index], self.config)  # (documents x bands), stored band by band
+            table = pa.Table.from_arrays([
+                pa.array(np.repeat(np.arange(self.config.num_bands, dtype=np.uint16), index.size)),
+                pa.array(np.tile(pos[index], self.config.num_bands)),
+                pa.array(bands.T.ravel()),
+            ], names=["band", "pos", "h"])
+            self.con.from_arrow(table).insert_into("bands")
 
     def run(self, pair_batch: int = 8_192) -> None:
         """Decide every new document (once). Candidate pairs are checked ``pair_batch`` at a time (each
@@ -557,17 +563,17 @@ class NearDuplicateIndex:
         # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash (rows of
         # two integers: DuckDB sorts and spills them cheaply; signatures are fetched per batch of pairs).
         con.execute("CREATE TABLE pairs (i BIGINT, j BIGINT)")
-        for band in range(self.config.num_bands):
-            con.execute(f"""
-                DELETE FROM band_{band} WHERE pos >= {previous}
-                AND pos IN (SELECT pos FROM state WHERE NOT indexed)
-            """)
+        con.execute(f"DELETE FROM bands WHERE pos >= {previous} AND pos IN (SELECT pos FROM state WHERE NOT indexed)")
+        (rows,) = con.execute("SELECT count(*) FROM bands").fetchone()
+        per_join = max(1, min(self.config.num_bands, self.join_rows * self.config.num_bands // max(rows, 1)))
+        for first in range(0, self.config.num_bands, per_join):
+            last = min(first + per_join, self.config.num_bands) - 1
             con.execute(f"""
                 INSERT INTO pairs
-                SELECT q.pos, c.pos FROM band_{band} q JOIN band_{band} c ON q.h = c.h AND c.pos < q.pos
-                WHERE q.pos >= {previous}
+                SELECT q.pos, c.pos FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
+                WHERE q.pos >= {previous} AND q.band BETWEEN {first} AND {last} AND c.band BETWEEN {first} AND {last}
             """)
-            con.execute(f"DROP TABLE band_{band}")
+        con.execute("DROP TABLE bands")
         rep = np.arange(previous, previous + self.added, dtype=np.int64)  # cluster of each new document
         config = self.config
         self._signatures.flush()
@@ -690,6 +696,17 @@ def signature_matrix(column: pa.Array | pa.ChunkedArray, config: MinhashConfig) 
     if valid.any():
         out[valid] = _blobs(column.filter(pa.array(valid)), config.num_perm * 8).reshape(-1, config.num_perm)
     return out, valid
+
+
+def band_key_lists(signatures: pa.Array | pa.ChunkedArray, config: MinhashConfig) -> pa.Array:
+    """The :func:`band_hashes` of a binary column of stored signatures, one list of ``num_bands`` keys per row
+    (null where the signature is null): what a representative is stored with, so that a refresh finds the
+    representatives sharing a band with its new documents by joining integers instead of hashing every
+    signature again. Our own hash function, so the stored keys do not change with a library version."""
+    matrix, valid = signature_matrix(signatures, config)
+    keys = pa.array(band_hashes(matrix, config).ravel(), pa.uint64())
+    offsets = pa.array(np.arange(0, len(valid) * config.num_bands + 1, config.num_bands, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, keys, mask=pa.array(~valid))
 
 
 def _blobs(column: pa.Array, width: int) -> np.ndarray:

@@ -105,8 +105,10 @@ def test_a_partition_builds_while_another_language_is_half_way_through_its_refre
     assert stats == raw_counts and raw_counts["id"] == len(lines) + 5
 
 
-def _refresh_with_near_copies(tmp_path, name: str):
-    """sw's sample, then a new shard of near and exact copies of kept documents: the final tables."""
+def _refresh_with_near_copies(tmp_path, name: str, forget_band_keys: bool = False):
+    """sw's sample, then a new shard of near and exact copies of kept documents: the final tables.
+    ``forget_band_keys``: the representatives lose their band keys before the refresh (as stored before
+    they were kept)."""
     import shutil
 
     raw = tmp_path / name / "raw"
@@ -122,6 +124,9 @@ def _refresh_with_near_copies(tmp_path, name: str):
         new.append({"url": f"https://near.example/{i}", "text": " ".join(words)})
     new.append({"url": "https://copy.example/0", "text": kept[6][1]})  # an exact copy
     (raw / "sw" / "part-00001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new), encoding="utf-8")
+    if forget_band_keys:
+        with duckdb.connect(str(config.warehouse)) as con:
+            con.execute("UPDATE near_dedup_state SET band_keys = NULL")
     result = materialize(config, FILTER_CHAIN.split(), "sw")
     assert result.success
     metadata = next(e for e in result.get_asset_materialization_events()
@@ -145,6 +150,9 @@ def test_a_refresh_indexes_only_reachable_representatives_and_decides_the_same(t
     # the 6 near copies reach their 6 originals (and perhaps a few sharing a band by chance), not all of them
     # (the exact copy is removed by dbt's exact dedup before near-dedup)
     assert 6 <= indexed_pruned < indexed_full // 2, (indexed_pruned, indexed_full)
+    indexed_legacy, legacy, _ = _refresh_with_near_copies(tmp_path, "legacy", forget_band_keys=True)
+    assert legacy == full and indexed_legacy == indexed_full  # without keys, every representative is read
+    assert all(row[-1] is not None for row in legacy["near_dedup_state"] if row[3])  # ... and gets its keys
     rejections = pruned["filter_rejections"]
     near = [r for r in rejections if r[4] == "dedup_near_duplicate" and r[3].startswith("https://near.example/")]
     exact = [r for r in rejections if r[4] == "dedup_exact_duplicate" and r[3] == "https://copy.example/0"]

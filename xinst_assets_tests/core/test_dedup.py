@@ -358,12 +358,18 @@ def test_colliding_band_hashes_change_nothing(monkeypatch):
     assert deduplicate(docs, "Latn") == expected
 
 
-def test_the_index_streams_batches_and_spills_to_its_directory(tmp_path):
+@pytest.mark.parametrize("in_memory, join_rows", [(False, None), (True, None), (False, 50)],
+                         ids=["file", "in-memory", "one-band-per-join"])
+def test_the_index_streams_batches_and_spills_to_its_directory(tmp_path, monkeypatch, in_memory, join_rows):
+    if join_rows:  # a large index: candidates joined a band at a time
+        monkeypatch.setattr(NearDuplicateIndex, "join_rows", join_rows)
     docs = _near_copies(13, 300)
     expected = deduplicate(docs, "Latn")
     signatures, has = MinhashSigner().signatures([d.text for d in docs], "Latn")
     keys = [content_id(d.text) for d in docs]
-    with NearDuplicateIndex(MinhashConfig(), tmp_path / "index", memory_limit="64MB", threads=1) as index:
+    with NearDuplicateIndex(MinhashConfig(), tmp_path / "index", memory_limit="64MB", threads=1,
+                            in_memory=in_memory) as index:
+        assert (tmp_path / "index" / "index.duckdb").exists() != in_memory
         for start in range(0, len(docs), 64):  # in batches, as the asset feeds it
             end = start + 64
             index.add([d.doc_id for d in docs[start:end]], keys[start:end], signatures[start:end], has[start:end])
