@@ -104,3 +104,31 @@ def test_columns_read_by_row_id_are_written_for_changed_rows_and_not_compared(co
     assert con.execute("SELECT * FROM kept ORDER BY ALL").fetchall() == [
         ("sw", "a", 1, "stored", 5), ("sw", "b", 2, "beta two", 8), ("sw", "c", 1, "gamma", 5)]
     assert sync() == (0, 0)
+
+
+def test_row_ids_are_grouped_into_dense_ranges_and_at_most_a_bounded_number():
+    from xinst_assets.resources.warehouse import row_id_ranges
+
+    assert row_id_ranges([]) == []
+    assert row_id_ranges([5, 6, 9, 100, 101, 5000], gap=10) == [(5, 9), (100, 101), (5000, 5000)]
+    ranges = row_id_ranges(list(range(0, 1000, 10)), gap=5, most=8)  # 100 lone ids: the gap grows until 8 fit
+    assert len(ranges) <= 8 and ranges[0][0] == 0 and ranges[-1][1] == 990
+    assert all(a <= b < c for (a, b), (c, _) in zip(ranges, ranges[1:]))
+
+
+def test_rows_by_id_reads_scattered_rows_exactly_once_each(monkeypatch):
+    """Row ids far apart (an old row among new ones) are read by separate range-bounded scans; the rows come
+    back exactly as a plain rowid semi-join returns them, also when the ranges must be merged."""
+    import xinst_assets.resources.warehouse as warehouse
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE big AS SELECT i, 'text ' || i AS text FROM range(300000) r(i)")
+    con.execute("CREATE TEMP TABLE wanted AS SELECT unnest([7, 8, 150000, 299990, 299999, 8]) AS r")
+    expected = con.execute("SELECT rowid, upper(text) FROM big WHERE rowid IN (SELECT r FROM wanted) ORDER BY 1").fetchall()
+    for most in (64, 1):
+        monkeypatch.setattr(warehouse, "ROW_ID_RANGES", most)
+        query = warehouse.rows_by_id(con, "big", "upper(text) AS t", "wanted", "r")
+        assert query.count("UNION ALL") == (2 if most == 64 else 0)
+        assert con.execute(f"SELECT * FROM ({query}) ORDER BY 1").fetchall() == expected
+    con.execute("DELETE FROM wanted")
+    assert con.execute(f"SELECT * FROM ({warehouse.rows_by_id(con, 'big', 'text', 'wanted', 'r')})").fetchall() == []

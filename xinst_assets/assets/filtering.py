@@ -53,7 +53,7 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, drop_primary_key, sql_path, sync_partition
+from xinst_assets.resources.warehouse import Warehouse, drop_primary_key, rows_by_id, sql_path, sync_partition
 
 # The per-document tables have no PRIMARY KEY on purpose (see warehouse.drop_primary_key): a refresh would
 # pay for rewriting the key index of every language. (lang, doc_id) is unique by construction: rows are
@@ -145,18 +145,19 @@ def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int]:
     pending = scratch / "pending.parquet"
     # The ids to screen first, then their texts: the anti-join reads ids only, and the texts of those documents
     # alone are read, by row id (the first copy of each), so a refresh does not read the language's texts.
-    query = """
-        WITH todo AS (
+    with warehouse.read() as con:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _pending AS
             SELECT doc_id, min(rowid) AS first_row, min(timestamp) AS published_at FROM raw_documents r
             WHERE lang = ? AND NOT EXISTS (
                 SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
-            GROUP BY doc_id)
-        SELECT t.doc_id, x.text, t.published_at
-        FROM todo t JOIN (SELECT rowid AS first_row, text FROM raw_documents
-                          WHERE rowid IN (SELECT first_row FROM todo)) x ON x.first_row = t.first_row
-        ORDER BY t.doc_id
-    """
-    return pending, warehouse.export_partition(query, [lang.code, lang.code, key], pending)
+            GROUP BY doc_id""", [lang.code, lang.code, key])
+        texts = rows_by_id(con, "raw_documents", "text", "_pending", "first_row")
+        count = con.execute(f"""
+            COPY (SELECT t.doc_id, x.text, t.published_at FROM _pending t JOIN ({texts}) x ON x._row_id = t.first_row
+                  ORDER BY t.doc_id) TO '{sql_path(pending)}' (FORMAT parquet)""").fetchone()[0]
+        con.execute("DROP TABLE _pending")
+    return pending, int(count)
 
 
 def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
@@ -434,14 +435,15 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Pat
                        WHERE lang = ? AND reason LIKE 'dedup_near%') r ON r.doc_id = f.doc_id
             WHERE f.lang = ?""", [lang.code] * 3).fetchone()
         # Two examples per reason family; their texts read by row id, not every rejected text.
-        examples = con.execute("""
-            WITH picked AS (
-                SELECT rowid AS r, reason, url FROM filter_rejections WHERE lang = ?
-                QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2
-                ORDER BY reason LIMIT 20)
-            SELECT p.reason, p.url, left(f.text, 100) FROM picked p
-            JOIN (SELECT rowid AS r, text FROM filter_rejections WHERE rowid IN (SELECT r FROM picked)) f ON f.r = p.r
-            ORDER BY p.reason, p.r""", [lang.code]).fetchall()
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _examples AS
+            SELECT rowid AS r, reason, url FROM filter_rejections WHERE lang = ?
+            QUALIFY row_number() OVER (PARTITION BY split_part(reason, ':', 1) ORDER BY doc_id) <= 2
+            ORDER BY reason LIMIT 20""", [lang.code])
+        texts = rows_by_id(con, "filter_rejections", "left(text, 100) AS text", "_examples", "r")
+        examples = con.execute(f"SELECT p.reason, p.url, f.text FROM _examples p JOIN ({texts}) f ON f._row_id = p.r "
+                               "ORDER BY p.reason, p.r").fetchall()
+        con.execute("DROP TABLE _examples")
     return {"kept": kept, "clustered": clustered, "by_reason": by_reason, "purity": purity,
             "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples}
 

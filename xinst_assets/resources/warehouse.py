@@ -231,6 +231,46 @@ def replace_partition(
     return int(con.execute(f"SELECT count(*) FROM {table} WHERE lang = ?", [lang]).fetchone()[0])
 
 
+# Row ids closer than this are read by one range-bounded scan (see rows_by_id); the gap grows until a query
+# has at most ROW_ID_RANGES ranges.
+ROW_ID_GAP = 16_384
+ROW_ID_RANGES = 64
+
+
+def row_id_ranges(ids: Sequence[int], gap: int | None = None, most: int | None = None) -> list[tuple[int, int]]:
+    """Sorted row ids as at most ``most`` (first, last) ranges, ids at most ``gap`` apart in the same range
+    (the gap doubled until they fit). Defaults: ROW_ID_GAP, ROW_ID_RANGES."""
+    gap, most = gap or ROW_ID_GAP, most or ROW_ID_RANGES
+    while True:
+        ranges: list[tuple[int, int]] = []
+        for row_id in ids:
+            if ranges and row_id - ranges[-1][1] <= gap:
+                ranges[-1] = (ranges[-1][0], row_id)
+            else:
+                ranges.append((row_id, row_id))
+        if len(ranges) <= most:
+            return ranges
+        gap *= 2
+
+
+def rows_by_id(con: duckdb.DuckDBPyConnection, table: str, expressions: str, ids_table: str, ids_column: str) -> str:
+    """A query of ``rowid AS _row_id, expressions`` over the rows of ``table`` whose row ids are in
+    ``ids_table.ids_column`` (each once).
+
+    Why not one ``rowid IN (SELECT ...)``: DuckDB turns that semi-join into a min/max filter on the row id and
+    scans every row between the smallest and the largest, columns included, so one old row among a night's
+    new ones (a representative whose cluster grew) made a refresh read half a million texts (1.6 s instead of
+    0.02 s). The ids are split into dense ranges, each scanned within its own bounds.
+    """
+    ids = [r[0] for r in con.execute(f"SELECT DISTINCT {ids_column} FROM {ids_table} WHERE {ids_column} IS NOT NULL "
+                                     f"ORDER BY 1").fetchall()]
+    member = f"rowid IN (SELECT {ids_column} FROM {ids_table})"
+    ranges = row_id_ranges(ids) or [(0, -1)]  # (no ids: no rows)
+    return " UNION ALL ".join(
+        f"SELECT rowid AS _row_id, {expressions} FROM {table} WHERE rowid BETWEEN {low} AND {high} AND {member}"
+        for low, high in ranges)
+
+
 def sync_partition(
     con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None,
     key: Sequence[str] | None = None, by_row_id: tuple[str, Mapping[str, str]] | None = None,
@@ -271,12 +311,12 @@ def sync_partition(
     con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_rows AS SELECT x.* FROM _sync_source x "
                 f"WHERE EXISTS (SELECT 1 FROM _sync_keys k WHERE {in_keys})")
     if fetched:
-        rows = (f"SELECT r.* EXCLUDE (_row_id), f.* EXCLUDE (_row_id) FROM _sync_rows r JOIN ("
-                f"SELECT rowid AS _row_id, {', '.join(f'{e} AS {c}' for c, e in fetched.items())} FROM {fetched_table} "
-                f"WHERE rowid IN (SELECT _row_id FROM _sync_rows)) f ON f._row_id = r._row_id")
+        fetch = rows_by_id(con, fetched_table, ", ".join(f"{e} AS {c}" for c, e in fetched.items()), "_sync_rows",
+                           "_row_id")
+        inserted = con.execute(f"INSERT INTO {table} BY NAME SELECT r.* EXCLUDE (_row_id), f.* EXCLUDE (_row_id) "
+                               f"FROM _sync_rows r JOIN ({fetch}) f ON f._row_id = r._row_id").fetchone()[0]
     else:
-        rows = "SELECT * FROM _sync_rows"
-    inserted = con.execute(f"INSERT INTO {table} BY NAME {rows}").fetchone()[0]
+        inserted = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _sync_rows").fetchone()[0]
     for temporary in ("_sync_source", "_sync_keys", "_sync_rows"):
         con.execute(f"DROP TABLE {temporary}")
     return int(deleted), int(inserted)
