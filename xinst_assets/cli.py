@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import multiprocessing
@@ -132,6 +133,11 @@ def _run_language_ranges(
     if workers and (selection is None or "document_signals" in selection):
         run_config = {"ops": {"document_signals": {"config": {"workers": workers}}}}
     defs = _definitions()
+    # Everything imported and built so far lives as long as the process: the garbage collector need not scan
+    # it again in every full collection of the run, nor at exit (half a second at exit alone).
+    gc.freeze()
+    if selection is None or "screened_documents" in selection or "language_filter_stats" in selection:
+        _warm_up_dbt(defs)
     failures: list[str] = []
     for stretch in contiguous_ranges(codes, languages):
         started = time.monotonic()
@@ -145,6 +151,14 @@ def _run_language_ranges(
         if not result.success:
             failures += stretch
     return failures
+
+
+def _warm_up_dbt(defs) -> None:
+    """dbt's first-invocation set-up, on a thread while the run's first steps (ingestion, screening) work."""
+    from xinst_assets.resources.dbt_runner import warm_up_in_background
+
+    dbt, warehouse = defs.resources["dbt"], defs.resources["warehouse"]
+    warm_up_in_background(Path(dbt.project_dir), Path(dbt.profiles_dir or dbt.project_dir), warehouse.db_path)
 
 
 def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: dict | None) -> bool:

@@ -106,3 +106,20 @@ def test_a_failing_build_reports_dbts_error(cache, tmp_path):
     outcome = build(wh, "sw")
     assert not outcome.success
     assert any("raw_documents" in error for error in outcome.errors), outcome.errors
+
+
+def test_a_warm_up_in_the_background_spares_the_build_its_own(cache, tmp_path, monkeypatch):
+    """The CLI warms dbt up on a thread while a run's first steps work: the build then skips its warm-up
+    (no second ``dbt ls``) and succeeds; the warm-up never opens the warehouse."""
+    monkeypatch.setattr(dbt_runner, "_warmed", set())
+    wh = make_warehouse(tmp_path / "wh" / "warehouse.duckdb")
+    invocations = []
+    from dbt.cli.main import dbtRunner
+
+    real_invoke = dbtRunner.invoke
+    monkeypatch.setattr(dbtRunner, "invoke", lambda self, args, **kw: invocations.append(args[0]) or real_invoke(self, args, **kw))
+    with wh.lock(exclusive=True):  # held elsewhere meanwhile: the warm-up does not need the file
+        dbt_runner.warm_up_in_background(DBT_PROJECT_DIR, DBT_PROJECT_DIR, wh.db_path).join(timeout=120)
+    assert invocations[-1] == "ls" and len(dbt_runner._warmed) == 1  # (after a parse: the cache was empty)
+    assert build(wh, "sw").success
+    assert invocations[-2:] == ["ls", "build"] and invocations.count("ls") == 1

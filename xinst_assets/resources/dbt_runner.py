@@ -191,6 +191,23 @@ def _warm_up(manifest, project_dir: Path, profiles_dir: Path, warehouse_path: Pa
                 ["ls", *_common_args(project_dir, profiles_dir, target), "--output", "name", *args])
 
 
+def warm_up_in_background(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -> threading.Thread:
+    """Parse (or load) the manifest and run dbt's first-invocation set-up on a daemon thread, so that a run
+    whose dbt step comes after other steps does not wait for it there; the step's own :func:`dbt_build` then
+    finds it done (or waits for it: one dbt invocation at a time)."""
+
+    def warm() -> None:
+        try:
+            manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
+            _warm_up(manifest, project_dir, profiles_dir, warehouse_path, ["--select", "tag:filtering"])
+        except Exception:  # only an optimisation: the build reports any real problem itself
+            pass
+
+    thread = threading.Thread(target=warm, name="dbt-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def dbt_build(
     project_dir: Path,
     profiles_dir: Path,
