@@ -132,3 +132,12 @@ def test_rows_by_id_reads_scattered_rows_exactly_once_each(monkeypatch):
         assert con.execute(f"SELECT * FROM ({query}) ORDER BY 1").fetchall() == expected
     con.execute("DELETE FROM wanted")
     assert con.execute(f"SELECT * FROM ({warehouse.rows_by_id(con, 'big', 'text', 'wanted', 'r')})").fetchall() == []
+
+
+def test_a_scoped_sync_compares_and_writes_only_the_rows_in_scope(con):
+    """scope=(column, subquery): rows outside it stay as they are on both sides (id 3 is not deleted although
+    the source lacks it; id 4 is not inserted although the source has it); rows inside are synced."""
+    con.execute("CREATE TEMP TABLE wanted AS SELECT 2 AS id UNION ALL SELECT 5")
+    assert sync_partition(con, "t", "sw", SOURCE, key=["id"], scope=("id", "SELECT id FROM wanted")) == (1, 1)
+    assert _table(con) == [("fi", 1, "z", 9.0), ("sw", 1, "a", None), ("sw", 2, "b", 1.5), ("sw", 3, "c", 2.0)]
+    assert sync_partition(con, "t", "sw", SOURCE, key=["id"], scope=("id", "SELECT id FROM wanted")) == (0, 0)

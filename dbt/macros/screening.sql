@@ -33,6 +33,7 @@
   {%- set langs = partition_lang_list() -%}
   {%- set raw_documents = source('xinst', 'raw_documents') -%}
   {%- set raw_shards = raw_documents.incorporate(path={'identifier': 'raw_shards'}) -%}
+  {{ record_screening_build() }};
   {%- if screening_is_incremental() -%}
     create or replace temp table screening_todo as
     with screened_ingests as (
@@ -62,14 +63,40 @@
     left join screened_versions as v on v.lang = s.lang
     where s.lang in ({{ langs }}) and s.signals_version > coalesce(v.version, -1);
     delete from {{ this }} as t where t.lang in ({{ langs }})
-      and (t.lang, t.doc_id) in (select lang, doc_id from screening_todo)
+      and (t.lang, t.doc_id) in (select lang, doc_id from screening_todo);
+    insert into screening_changes select lang, doc_id, (select max(build_seq) from screening_builds)
+    from screening_todo
   {%- elif is_incremental() -%}
     -- a table from before these columns: add them, and screen these languages again in full
     alter table {{ this }} add column if not exists shard_ingested_at timestamp;
     alter table {{ this }} add column if not exists settings_key varchar;
     alter table {{ this }} add column if not exists signals_version bigint;
-    delete from {{ this }} where lang in ({{ langs }})
+    delete from {{ this }} where lang in ({{ langs }});
+    {{ record_full_screening() }}
   {%- else -%}
-    select 1
+    {{ record_full_screening() }}
   {%- endif -%}
+{%- endmacro %}
+
+{#- The change log that near-dedup (language_filtered_text) reads, so that its refresh joins the changed
+    documents instead of whole languages: every build gets a number (screening_builds, never reused), and the
+    content ids it computed again are listed under it (screening_changes); a null doc id means "the whole
+    language". Near-dedup deletes the entries it has applied, up to the build it read. Written in the model's
+    transaction: a failed build leaves no entry. -#}
+{% macro record_screening_build() -%}
+  create table if not exists screening_builds (build_seq bigint not null, built_at timestamp not null,
+                                               langs varchar not null);
+  create table if not exists screening_changes (lang varchar not null, doc_id varchar, build_seq bigint not null);
+  -- a language's first build here (a new language, or a warehouse from before the log): the whole language
+  insert into screening_changes
+  select t.lang, null, coalesce((select max(build_seq) from screening_builds), 0) + 1
+  from (select unnest([{{ partition_lang_list() }}]) as lang) as t
+  where not exists (select 1 from screening_builds as b where list_contains(string_split(b.langs, ','), t.lang));
+  insert into screening_builds select coalesce(max(build_seq), 0) + 1, now(), '{{ partition_langs() | join(",") }}'
+  from screening_builds
+{%- endmacro %}
+
+{% macro record_full_screening() -%}
+  insert into screening_changes
+  select unnest([{{ partition_lang_list() }}]), null, (select max(build_seq) from screening_builds)
 {%- endmacro %}

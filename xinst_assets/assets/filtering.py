@@ -211,11 +211,43 @@ PRUNE_MAX_NEW = 100_000
 
 
 @dataclass
+class _Changes:
+    """What near-dedup must look at again in a language: dbt's screening logs the content ids each build
+    computed again (screening_changes, see dbt/macros/screening.sql); a refresh reads the entries up to the
+    latest build (``through``) and deletes them once applied. ``whole``: decide the whole language, as a
+    first run does (no log yet, a build of the whole language, no stored decision, or other settings)."""
+
+    through: int | None = None
+    whole: bool = True
+
+
+def _read_changes(con, lang, fingerprint: str) -> _Changes:
+    """The language's entries in the change log, and whether they cover the whole language; in scoped mode
+    the temp table ``_changed`` (doc_id) lists them."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'screening_changes'").fetchone()[0]:
+        return _Changes()
+    through, whole = con.execute("SELECT max(build_seq), coalesce(bool_or(doc_id IS NULL), false) "
+                                 "FROM screening_changes WHERE lang = ?", [lang.code]).fetchone()
+    stored, other = con.execute("SELECT count(*), count(*) FILTER (WHERE config <> ?) FROM near_dedup_state "
+                                "WHERE lang = ?", [fingerprint, lang.code]).fetchone()
+    changes = _Changes(through, bool(whole) or stored == 0 or other > 0)
+    if not changes.whole:
+        _list_changed(con, lang, changes)
+    return changes
+
+
+def _list_changed(con, lang, changes: _Changes) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _changed AS SELECT DISTINCT doc_id FROM screening_changes "
+                "WHERE lang = ? AND build_seq <= ? AND doc_id IS NOT NULL", [lang.code, changes.through or 0])
+
+
+@dataclass
 class _NearDedupInput:
     """One language's staged near-dedup input: the documents to decide and the representatives to index."""
 
     todo_file: Path
     todo: int
+    changes: _Changes
     previous_file: Path | None = None
     previous: int = 0
 
@@ -230,9 +262,19 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
     # representative is gone are decided again, so no document is lost with a vanished original.
     # The ids first; then the signatures of those documents only, and texts only for documents without one
     # (screened before signatures were stored): a refresh does not read every signature and text.
+    with warehouse.read() as con:
+        changes = _read_changes(con, lang, config.fingerprint)
+    # A refresh looks only at the documents the change log lists, and at the duplicates of those (whose
+    # representative may be gone); the others' decisions stand.
+    scope, scope_params = "", []
+    if not changes.whole:
+        scope = """AND (s.doc_id IN (SELECT doc_id FROM _changed) OR s.doc_id IN (
+            SELECT n.doc_id FROM near_dedup_state n WHERE n.lang = ? AND NOT n.keep
+              AND n.duplicate_of IN (SELECT doc_id FROM _changed)))"""
+        scope_params = [lang.code]
     todo = warehouse.export_partition(f"""
         WITH todo AS (
-            SELECT s.doc_id, s.first_seen_at, s.timestamp {alive}
+            SELECT s.doc_id, s.first_seen_at, s.timestamp {alive} {scope}
               AND NOT EXISTS (
                 SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
                   AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))),
@@ -244,11 +286,11 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
             SELECT doc_id, text FROM screened_documents
             WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
         ) x ON x.doc_id = s.doc_id
-        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint, lang.code, lang.code, lang.code],
-        todo_file)
+        ORDER BY {VISIT_ORDER}""",
+        [lang.code, *scope_params, lang.code, config.fingerprint, lang.code, lang.code, lang.code], todo_file)
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
-        return _NearDedupInput(todo_file, 0)
+        return _NearDedupInput(todo_file, 0, changes)
     # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
     # id) with a new document can be a candidate, so the others are not even read. Each representative is
     # stored with its band keys (band_key_lists): the new documents' keys are joined with them, and a key
@@ -274,7 +316,7 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
     reached = " that share a band with one of them" if prune else ""
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
                      f"representatives kept earlier{reached}")
-    return _NearDedupInput(todo_file, todo, previous_file, previous)
+    return _NearDedupInput(todo_file, todo, changes, previous_file, previous)
 
 
 def _stage_band_keys(todo_file: Path, config, keys_file: Path) -> Path:
@@ -373,15 +415,32 @@ def _fill_band_keys(con, lang, config, scratch: Path) -> None:
     staged.unlink(missing_ok=True)
 
 
-def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Path) -> dict:
+def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, warehouse, scratch: Path) -> dict:
     """Store the new near-dedup decisions of ``lang`` and sync its kept set and rejections to them, in one
-    transaction; return the figures its metadata and checks report."""
+    transaction, then delete the change-log entries applied; return the figures its metadata and checks
+    report. In scoped mode (``changes``), only the documents the log lists, those decided now and the
+    representatives of either are compared and written."""
     config = settings.minhash.fingerprint
     with warehouse.write() as con:  # (the step created and migrated the tables before its exports)
+        scope = ""
+        if not changes.whole:
+            _list_changed(con, lang, changes)
+            decided = f"SELECT doc_id FROM read_parquet('{sql_path(staged)}')" if staged else "SELECT NULL"
+            # Before the state changes: the representatives that lose members go in too.
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _affected AS
+                SELECT doc_id FROM _changed UNION {decided}
+                UNION SELECT duplicate_of FROM near_dedup_state WHERE lang = ? AND NOT keep
+                  AND (doc_id IN (SELECT doc_id FROM _changed) OR doc_id IN ({decided}))""", [lang.code])
+            if staged:  # ... and those that gain them
+                con.execute(f"INSERT INTO _affected SELECT duplicate_of FROM read_parquet('{sql_path(staged)}') "
+                            "WHERE duplicate_of IS NOT NULL")
+            scope = "AND {column} IN (SELECT doc_id FROM _affected)"
+        # Decisions of documents no longer alive go (in scoped mode only listed documents can have gone).
         con.execute(
             "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
-            "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL))",
-            [lang.code, config, lang.code])
+            "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL)) "
+            + scope.format(column="n.doc_id").replace("_affected", "_changed"), [lang.code, config, lang.code])
         if staged is not None:  # the new decisions replace the stored ones of the same documents
             con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
                         f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
@@ -394,12 +453,12 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Pat
         # Synced, not replaced: a refresh writes only the rows that change.
         # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
         # filter across a join condition, and would scan every language.)
-        sync_partition(con, "filtered_documents", lang.code, """
+        sync_partition(con, "filtered_documents", lang.code, f"""
             WITH absorbed AS (
                 SELECT n.duplicate_of AS doc_id, sum(d.exact_copies) AS copies
                 FROM near_dedup_state n
                 JOIN screened_documents d ON d.lang = ? AND d.doc_id = n.doc_id AND d.reject_reason IS NULL
-                WHERE n.lang = ? AND NOT n.keep
+                WHERE n.lang = ? AND NOT n.keep {scope.format(column="n.duplicate_of")}
                 GROUP BY n.duplicate_of)
             SELECT s.lang, s.doc_id, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
                    s.exact_copies + coalesce(a.copies, 0) AS cluster_size, s.shard, s.position,
@@ -407,9 +466,10 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Pat
             FROM screened_documents s
             JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
             LEFT JOIN absorbed a ON a.doc_id = s.doc_id
-            WHERE s.lang = ? AND s.reject_reason IS NULL""", [lang.code] * 4, key=["doc_id"],
-            by_row_id=("screened_documents", {"text": "text", "chars": "length(text)"}))
-        sync_partition(con, "filter_rejections", lang.code, """
+            WHERE s.lang = ? AND s.reject_reason IS NULL {scope.format(column="s.doc_id")}""", [lang.code] * 4,
+            key=["doc_id"], by_row_id=("screened_documents", {"text": "text", "chars": "length(text)"}),
+            scope=("doc_id", "SELECT doc_id FROM _affected") if scope else None)
+        sync_partition(con, "filter_rejections", lang.code, f"""
             SELECT s.lang, s.doc_id, s.shard, s.position, s.url,
                    coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
                    CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
@@ -417,8 +477,13 @@ def _write_filtered(lang, settings, staged: Path | None, warehouse, scratch: Pat
                    s.lid_label, s.lid_score, s.shard_ingested_at, s.rowid AS _row_id
             FROM screened_documents s
             LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
-            WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep)""", [lang.code] * 2,
-            key=["doc_id", "shard", "position"], by_row_id=("screened_documents", {"text": "text"}))
+            WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep) {scope.format(column="s.doc_id")}""",
+            [lang.code] * 2, key=["doc_id", "shard", "position"], by_row_id=("screened_documents", {"text": "text"}),
+            scope=("doc_id", "SELECT doc_id FROM _affected") if scope else None)
+        if changes.through is not None:  # applied: the log's entries up to the build read go
+            con.execute("DELETE FROM screening_changes WHERE lang = ? AND build_seq <= ?", [lang.code, changes.through])
+        if scope:
+            con.execute("DROP TABLE _affected")
         kept, clustered = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE cluster_size > 1) FROM filtered_documents "
             "WHERE lang = ?", [lang.code]).fetchone()
@@ -598,8 +663,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                 states = {code: future.result() for code, future in futures.items()}
             with warehouse.session():  # the writes of every language, one transaction each
                 for lang in langs:
-                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], warehouse,
-                                              scratch[lang.code])
+                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], inputs[lang.code].changes,
+                                              warehouse, scratch[lang.code])
                     staged = inputs[lang.code]
                     _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous,
                                      checks)

@@ -274,6 +274,7 @@ def rows_by_id(con: duckdb.DuckDBPyConnection, table: str, expressions: str, ids
 def sync_partition(
     con: duckdb.DuckDBPyConnection, table: str, lang: str, source_sql: str, params: list | None = None,
     key: Sequence[str] | None = None, by_row_id: tuple[str, Mapping[str, str]] | None = None,
+    scope: tuple[str, str] | None = None,
 ) -> tuple[int, int]:
     """Within an open write transaction, make ``table``'s rows for ``lang`` equal to ``source_sql``'s rows,
     writing only the difference: the rows of every ``key`` (default: all columns) whose rows differ in any
@@ -290,6 +291,10 @@ def sync_partition(
     other columns determine. The source then returns every other column plus ``_row_id``, the rowid of the
     ``source_table`` row the expressions read; they are not compared, and are evaluated by row id for the rows
     written only, so that a refresh does not read a language's texts. Returns (rows deleted, rows inserted).
+
+    ``scope=(column, subquery)``: only the rows whose ``column`` is among the subquery's values are compared
+    and written, on both sides (source rows outside it are ignored); for a caller that knows which rows can
+    have changed, so that a refresh does not compare the whole partition.
     """
     columns = [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
     fetched_table, fetched = by_row_id if by_row_id else (None, {})
@@ -297,11 +302,13 @@ def sync_partition(
     keys = list(key) if key else compared
     on = " AND ".join(f"t.{c} IS NOT DISTINCT FROM d.{c}" for c in keys)
     differs = " OR ".join(f"t.{c} IS DISTINCT FROM d.{c}" for c in compared if c not in keys) or "false"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_source AS {source_sql}", params or [])
+    within = f" AND {scope[0]} IN ({scope[1]})" if scope else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _sync_source AS SELECT * FROM ({source_sql}) WHERE true{within}",
+                params or [])
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sync_keys AS
         SELECT DISTINCT {', '.join(f'CASE WHEN t._present THEN t.{c} ELSE d.{c} END AS {c}' for c in keys)}
-        FROM (SELECT {', '.join(compared)}, true AS _present FROM {table} WHERE lang = ?) t
+        FROM (SELECT {', '.join(compared)}, true AS _present FROM {table} WHERE lang = ?{within}) t
         FULL OUTER JOIN (SELECT *, true AS _present FROM _sync_source) d ON {on}
         WHERE t._present IS NULL OR d._present IS NULL OR {differs}""", [lang])
     in_keys = " AND ".join(f"k.{c} IS NOT DISTINCT FROM x.{c}" for c in keys)

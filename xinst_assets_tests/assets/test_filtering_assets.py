@@ -159,6 +159,69 @@ def test_a_refresh_indexes_only_reachable_representatives_and_decides_the_same(t
     assert len(near) == 6 and len(exact) == 1, rejections
 
 
+def _refresh_with_a_removed_representative(tmp_path, name: str):
+    """sw's sample plus a shard with a new document X and another with its near copy Y (a duplicate of X);
+    then X's shard is removed (Y must be decided again: it becomes a representative), an exact copy of a kept
+    document arrives (its cluster grows) and near copies of two kept documents (their clusters grow).
+    Returns the final near-dedup tables and the last run's metadata."""
+    import shutil
+
+    raw = tmp_path / name / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    config = XinstConfig(registry=load_registry(), home=tmp_path / name / "home", raw_patterns=[str(raw)])
+    lines = [json.loads(line) for line in (raw / "sw" / "part-00000.jsonl").read_text(encoding="utf-8").splitlines()]
+    clean = [row for row in lines if _labels("sw").get(row["url"]) == "clean"]
+    # X: one sentence of each of eight documents (near none of them), Y: X with a word changed
+    x = " ".join(row["text"].split(". ")[0].strip() + "." for row in clean[:8])
+    words = x.split(" ")
+    words[len(words) // 3] = "kabisa"
+    (raw / "sw" / "b-original.jsonl").write_text(json.dumps({"url": "https://x.example/", "text": x}) + "\n",
+                                                 encoding="utf-8")
+    (raw / "sw" / "c-near.jsonl").write_text(json.dumps({"url": "https://y.example/", "text": " ".join(words)}) + "\n",
+                                             encoding="utf-8")
+    assert materialize(config, FILTER_CHAIN.split(), "sw").success
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM filter_rejections WHERE url = 'https://y.example/' "
+                           "AND reason = 'dedup_near_duplicate'").fetchone()[0] == 1
+        kept = con.execute("SELECT text FROM filtered_documents WHERE lang = 'sw' AND url <> 'https://x.example/' "
+                           "ORDER BY doc_id LIMIT 3").fetchall()
+    (raw / "sw" / "b-original.jsonl").unlink()
+    near = []
+    for i, (text,) in enumerate(kept[:2]):
+        edited = text.split(" ")
+        edited[len(edited) // 2] = "kabisa"
+        near.append({"url": f"https://near.example/{i}", "text": " ".join(edited)})
+    rows = [{"url": "https://copy.example/", "text": kept[2][0]}, *near]
+    (raw / "sw" / "d-new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = materialize(config, FILTER_CHAIN.split(), "sw")
+    assert result.success and all(_checks(result).values()), _checks(result)
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        return {table: con.execute(f"SELECT * EXCLUDE ({drop}) FROM {table} WHERE lang = 'sw' ORDER BY ALL").fetchall()
+                for table, drop in (("filtered_documents", "shard, shard_ingested_at"),  # (paths of the home)
+                                    ("filter_rejections", "shard, shard_ingested_at"), ("near_dedup_state", "signature"))
+                }, con.execute("SELECT count(*) FROM screening_changes WHERE lang = 'sw'").fetchone()[0]
+
+
+def test_a_refresh_looks_only_at_what_the_screening_changed_and_decides_as_over_the_whole_language(
+        tmp_path, monkeypatch):
+    """Near-dedup's refresh reads dbt's change log and compares and writes only the listed documents, those
+    it decides and their representatives; the tables are exactly those of the same refresh over the whole
+    language (a removed representative whose duplicate is decided again, a grown cluster by an exact and by
+    near copies), and the applied entries are gone from the log."""
+    import xinst_assets.assets.filtering as filtering
+
+    scoped, left = _refresh_with_a_removed_representative(tmp_path, "scoped")
+    real = filtering._read_changes
+    monkeypatch.setattr(filtering, "_read_changes",
+                        lambda con, lang, fingerprint: filtering._Changes(real(con, lang, fingerprint).through, True))
+    whole, _ = _refresh_with_a_removed_representative(tmp_path, "whole")
+    assert scoped == whole
+    assert left == 0
+    by_url = {row[3]: row for row in scoped["filtered_documents"]}
+    assert "https://y.example/" in by_url and "https://x.example/" not in by_url  # Y decided again: kept
+    assert not any(r[3] == "https://y.example/" for r in scoped["filter_rejections"])
+
+
 SCREENING = ["raw_web_text", "document_signals", "screened_documents"]
 
 
