@@ -298,21 +298,26 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
     # representative indexed. Representatives stored before the keys were (null) are always read.
     prune = 0 < todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
     stored = "FROM near_dedup_state n WHERE n.lang = ? AND n.config = ? AND n.keep"
-    chosen, chosen_params = "", []
-    if prune:
-        keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
-        chosen = f"""AND n.doc_id IN (
-            SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
-                SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
-            UNION
-            SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
-            SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k)"""
-        chosen_params = [lang.code, config.fingerprint] * 2
-    previous = warehouse.export_partition(f"""
-        SELECT n.doc_id, n.content_key, n.signature
-        {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
-          AND n.config = ? AND n.keep {chosen}
-        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint, *chosen_params], previous_file)
+    chosen = ""
+    with warehouse.read() as con:
+        if prune:  # the ids first (from the keys alone), then the signatures and places of those only
+            keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _reachable AS
+                SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
+                    SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
+                UNION
+                SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
+                SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k""", [lang.code, config.fingerprint] * 2)
+            chosen = "AND n.doc_id IN (SELECT doc_id FROM _reachable)"
+        previous = con.execute(f"""COPY (
+            SELECT n.doc_id, n.content_key, n.signature
+            {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
+              AND n.config = ? AND n.keep {chosen}
+            ORDER BY {VISIT_ORDER}) TO '{sql_path(previous_file)}' (FORMAT parquet)""",
+            [lang.code, lang.code, config.fingerprint]).fetchone()[0]
+        if prune:
+            con.execute("DROP TABLE _reachable")
     reached = " that share a band with one of them" if prune else ""
     context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
                      f"representatives kept earlier{reached}")
@@ -437,10 +442,12 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
                             "WHERE duplicate_of IS NOT NULL")
             scope = "AND {column} IN (SELECT doc_id FROM _affected)"
         # Decisions of documents no longer alive go (in scoped mode only listed documents can have gone).
-        con.execute(
-            "DELETE FROM near_dedup_state n WHERE lang = ? AND (config <> ? OR NOT EXISTS (SELECT 1 FROM "
-            "screened_documents s WHERE s.lang = ? AND s.doc_id = n.doc_id AND s.reject_reason IS NULL)) "
-            + scope.format(column="n.doc_id").replace("_affected", "_changed"), [lang.code, config, lang.code])
+        candidates = "SELECT doc_id FROM _changed" if scope else "SELECT doc_id FROM near_dedup_state WHERE lang = ?"
+        con.execute(f"""
+            DELETE FROM near_dedup_state WHERE lang = ? AND (config <> ? OR doc_id IN (
+                SELECT g.doc_id FROM ({candidates}) g WHERE NOT EXISTS (
+                    SELECT 1 FROM screened_documents s WHERE s.lang = ? AND s.doc_id = g.doc_id
+                      AND s.reject_reason IS NULL)))""", [lang.code, config, *([] if scope else [lang.code]), lang.code])
         if staged is not None:  # the new decisions replace the stored ones of the same documents
             con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
                         f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
