@@ -401,8 +401,8 @@ def _all_signed(todo_file: Path) -> bool:
 
 
 def _fill_band_keys(con, lang, config, scratch: Path) -> None:
-    """Give the language's representatives stored without band keys (before they were kept) theirs, once:
-    until then every refresh reads them all. Staged on scratch disk in batches, then one update."""
+    """Give the language's representatives stored without band keys (by a version from before they were
+    stored) theirs, once: until then every refresh reads them all. Staged on scratch disk, then one update."""
     missing = con.execute("SELECT doc_id, signature FROM near_dedup_state WHERE lang = ? AND config = ? AND keep "
                           "AND band_keys IS NULL", [lang.code, config.fingerprint]).fetch_record_batch(SIGNATURE_BATCH)
     staged = scratch / "band_keys.parquet"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import pickle
 import tempfile
@@ -201,7 +202,7 @@ def warm_up_in_background(project_dir: Path, profiles_dir: Path, warehouse_path:
             manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
             _warm_up(manifest, project_dir, profiles_dir, warehouse_path, ["--select", "tag:filtering"])
         except Exception:  # only an optimisation: the build reports any real problem itself
-            pass
+            logging.getLogger("xinst.dbt").debug("dbt warm-up failed", exc_info=True)
 
     thread = threading.Thread(target=warm, name="dbt-warm-up", daemon=True)
     thread.start()
