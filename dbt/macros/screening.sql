@@ -13,15 +13,17 @@
   {{ return('shard_ingested_at' in columns and 'settings_key' in columns and 'signals_version' in columns) }}
 {%- endmacro %}
 
-{#- Raw rows of the partitions' languages with the ingest that wrote them (a re-read shard has a new one).
-    raw_shards is written with raw_documents by the same asset; it is not a source of its own because dagster-dbt
-    maps each source to one asset. -#}
+{#- The raw_shards table (the ingest of each shard). It is written with raw_documents by the same asset; it is
+    not a source of its own because dagster-dbt maps each source to one asset. -#}
+{% macro raw_shards() -%}
+  {{ return(source('xinst', 'raw_documents').incorporate(path={'identifier': 'raw_shards'})) }}
+{%- endmacro %}
+
+{#- Raw rows of the partitions' languages with the ingest that wrote them (a re-read shard has a new one). -#}
 {% macro raw_rows_with_ingest() -%}
-  {%- set raw_documents = source('xinst', 'raw_documents') -%}
   select r.*, r.rowid as raw_rowid, sh.ingested_at as shard_ingested_at
-  from {{ raw_documents }} as r
-  join {{ raw_documents.incorporate(path={'identifier': 'raw_shards'}) }} as sh
-    on sh.lang = r.lang and sh.shard = r.shard
+  from {{ source('xinst', 'raw_documents') }} as r
+  join {{ raw_shards() }} as sh on sh.lang = r.lang and sh.shard = r.shard
   where r.lang in ({{ partition_lang_list() }})
 {%- endmacro %}
 
@@ -32,7 +34,6 @@
 {% macro forget_changed_screenings() -%}
   {%- set langs = partition_lang_list() -%}
   {%- set raw_documents = source('xinst', 'raw_documents') -%}
-  {%- set raw_shards = raw_documents.incorporate(path={'identifier': 'raw_shards'}) -%}
   {{ record_screening_build() }};
   {%- if screening_is_incremental() -%}
     create or replace temp table screening_todo as
@@ -40,7 +41,7 @@
         select distinct lang, shard, shard_ingested_at as ingested_at from {{ this }} where lang in ({{ langs }})
     ),
     current_ingests as (
-        select lang, shard, ingested_at from {{ raw_shards }} where lang in ({{ langs }})
+        select lang, shard, ingested_at from {{ raw_shards() }} where lang in ({{ langs }})
     ),
     -- every raw row of a shard ingest that no screened row comes from (a new or re-read shard); a shard
     -- holds the rows of its latest ingest only

@@ -53,7 +53,15 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, drop_primary_key, rows_by_id, sql_path, sync_partition
+from xinst_assets.resources.warehouse import (
+    Warehouse,
+    copy_to_parquet,
+    drop_primary_key,
+    has_table,
+    rows_by_id,
+    sql_path,
+    sync_partition,
+)
 
 # The per-document tables have no PRIMARY KEY on purpose (see warehouse.drop_primary_key): a refresh would
 # pay for rewriting the key index of every language. (lang, doc_id) is unique by construction: rows are
@@ -153,11 +161,11 @@ def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int]:
                 SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
             GROUP BY doc_id""", [lang.code, lang.code, key])
         texts = rows_by_id(con, "raw_documents", "text", "_pending", "first_row")
-        count = con.execute(f"""
-            COPY (SELECT t.doc_id, x.text, t.published_at FROM _pending t JOIN ({texts}) x ON x._row_id = t.first_row
-                  ORDER BY t.doc_id) TO '{sql_path(pending)}' (FORMAT parquet)""").fetchone()[0]
+        count = copy_to_parquet(con, f"""
+            SELECT t.doc_id, x.text, t.published_at FROM _pending t JOIN ({texts}) x ON x._row_id = t.first_row
+            ORDER BY t.doc_id""", None, pending)
         con.execute("DROP TABLE _pending")
-    return pending, int(count)
+    return pending, count
 
 
 def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
@@ -224,7 +232,7 @@ class _Changes:
 def _read_changes(con, lang, fingerprint: str) -> _Changes:
     """The language's entries in the change log, and whether they cover the whole language; in scoped mode
     the temp table ``_changed`` (doc_id) lists them."""
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'screening_changes'").fetchone()[0]:
+    if not has_table(con, "screening_changes"):
         return _Changes()
     through, whole = con.execute("SELECT max(build_seq), coalesce(bool_or(doc_id IS NULL), false) "
                                  "FROM screening_changes WHERE lang = ?", [lang.code]).fetchone()
@@ -310,12 +318,11 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
                 SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
                 SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k""", [lang.code, config.fingerprint] * 2)
             chosen = "AND n.doc_id IN (SELECT doc_id FROM _reachable)"
-        previous = con.execute(f"""COPY (
+        previous = copy_to_parquet(con, f"""
             SELECT n.doc_id, n.content_key, n.signature
             {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
               AND n.config = ? AND n.keep {chosen}
-            ORDER BY {VISIT_ORDER}) TO '{sql_path(previous_file)}' (FORMAT parquet)""",
-            [lang.code, lang.code, config.fingerprint]).fetchone()[0]
+            ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
         if prune:
             con.execute("DROP TABLE _reachable")
     reached = " that share a band with one of them" if prune else ""

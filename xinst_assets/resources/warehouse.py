@@ -197,11 +197,7 @@ class Warehouse(ConfigurableResource):
 
     def table_exists(self, table: str) -> bool:
         with self.read() as con:
-            return bool(
-                con.execute(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-                ).fetchone()[0]
-            )
+            return has_table(con, table)
 
     def export_partition(self, query: str, params: list | None, dest: Path) -> int:
         """Copy the result of ``query`` to a Parquet file (streamed by DuckDB); return its row count.
@@ -211,7 +207,19 @@ class Warehouse(ConfigurableResource):
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as con:
-            return int(con.execute(f"COPY ({query}) TO '{sql_path(dest)}' (FORMAT parquet)", params or []).fetchone()[0])
+            return copy_to_parquet(con, query, params, dest)
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the database of ``con`` has a table named ``table``."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [table]).fetchone()[0])
+
+
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, params: list | None, dest: Path) -> int:
+    """Copy the result of ``query`` on ``con`` to a Parquet file (streamed by DuckDB); return its row count.
+    For queries that need the connection's temporary tables; otherwise see :meth:`Warehouse.export_partition`."""
+    return int(con.execute(f"COPY ({query}) TO '{sql_path(dest)}' (FORMAT parquet)", params or []).fetchone()[0])
 
 
 def sql_path(path: Path) -> str:
