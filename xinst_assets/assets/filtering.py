@@ -59,6 +59,7 @@ from xinst_assets.resources.warehouse import (
     drop_primary_key,
     has_table,
     rows_by_id,
+    sessions_as_done,
     sql_path,
     sync_partition,
 )
@@ -280,22 +281,30 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
             SELECT n.doc_id FROM near_dedup_state n WHERE n.lang = ? AND NOT n.keep
               AND n.duplicate_of IN (SELECT doc_id FROM _changed)))"""
         scope_params = [lang.code]
-    todo = warehouse.export_partition(f"""
-        WITH todo AS (
+    # The stored signatures of the documents to decide, by row id: a join on the doc id would read the
+    # signature column of the whole language (about 1 KB per document) for a night's few new ones.
+    with warehouse.read() as con:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _todo AS
             SELECT s.doc_id, s.first_seen_at, s.timestamp {alive} {scope}
               AND NOT EXISTS (
                 SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
-                  AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))),
-        signed AS (
-            SELECT t.*, g.minhash FROM todo t LEFT JOIN (
-                SELECT doc_id, minhash FROM document_signals
-                WHERE lang = ? AND doc_id IN (SELECT doc_id FROM todo)) g ON g.doc_id = t.doc_id)
-        SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
-            SELECT doc_id, text FROM screened_documents
-            WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
-        ) x ON x.doc_id = s.doc_id
-        ORDER BY {VISIT_ORDER}""",
-        [lang.code, *scope_params, lang.code, config.fingerprint, lang.code, lang.code, lang.code], todo_file)
+                  AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))""",
+            [lang.code, *scope_params, lang.code, config.fingerprint, lang.code])
+        con.execute("CREATE OR REPLACE TEMP TABLE _todo_rows AS SELECT g.doc_id, g.rowid AS row_id "
+                    "FROM document_signals g WHERE g.lang = ? AND g.doc_id IN (SELECT doc_id FROM _todo)", [lang.code])
+        signatures = rows_by_id(con, "document_signals", "minhash", "_todo_rows", "row_id")
+        todo = copy_to_parquet(con, f"""
+            WITH signed AS (
+                SELECT t.*, g.minhash FROM _todo t
+                LEFT JOIN _todo_rows r ON r.doc_id = t.doc_id LEFT JOIN ({signatures}) g ON g._row_id = r.row_id)
+            SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
+                SELECT doc_id, text FROM screened_documents
+                WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
+            ) x ON x.doc_id = s.doc_id
+            ORDER BY {VISIT_ORDER}""", [lang.code], todo_file)
+        con.execute("DROP TABLE _todo")
+        con.execute("DROP TABLE _todo_rows")
     if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
         context.log.info(f"{lang.code}: near-dedup: no new documents")
         return _NearDedupInput(todo_file, 0, changes)
@@ -663,23 +672,26 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         with retry_transient(context), contextlib.ExitStack() as scratches:
             scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"filtered-{lang.code}"))
                        for lang in langs}
-            with warehouse.session():  # the exports of every language, one connection
-                with warehouse.write() as con:
-                    con.execute(FILTERED_DDL)
-                    for table in ("near_dedup_state", "filtered_documents"):
-                        drop_primary_key(con, table)
-                inputs = {lang.code: _export_near_dedup(context, lang, settings[lang.code], warehouse,
-                                                        scratch[lang.code]) for lang in langs}
-            # Each language's index is its own scratch database (DuckDB works outside the GIL): a few at a time.
+            # Each language's index is its own scratch database (DuckDB works outside the GIL), a few at a
+            # time, started as soon as the language is exported: the indexes are built while the warehouse
+            # exports the next languages and stores the decisions of the earlier ones.
             with ThreadPoolExecutor(max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, available_cores())) as pool:
-                futures = {lang.code: pool.submit(_near_dedup, lang, settings[lang.code], inputs[lang.code],
-                                                  warehouse.threads, scratch[lang.code]) for lang in langs}
-                states = {code: future.result() for code, future in futures.items()}
-            with warehouse.session():  # the writes of every language, one transaction each
-                for lang in langs:
-                    summary = _write_filtered(lang, settings[lang.code], states[lang.code], inputs[lang.code].changes,
-                                              warehouse, scratch[lang.code])
+                inputs, futures = {}, {}
+                with warehouse.session():  # the exports of every language, one connection
+                    with warehouse.write() as con:
+                        con.execute(FILTERED_DDL)
+                        for table in ("near_dedup_state", "filtered_documents"):
+                            drop_primary_key(con, table)
+                    for lang in langs:
+                        inputs[lang.code] = _export_near_dedup(context, lang, settings[lang.code], warehouse,
+                                                               scratch[lang.code])
+                        futures[lang.code] = pool.submit(_near_dedup, lang, settings[lang.code], inputs[lang.code],
+                                                         warehouse.threads, scratch[lang.code])
+                # The writes, one transaction each, in order, as the indexes finish.
+                for lang, state in sessions_as_done(warehouse, [(lang, futures[lang.code]) for lang in langs]):
                     staged = inputs[lang.code]
+                    summary = _write_filtered(lang, settings[lang.code], state, staged.changes, warehouse,
+                                              scratch[lang.code])
                     _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous,
                                      checks)
         yield MaterializeResult(asset_key="filter_rejections")

@@ -25,8 +25,10 @@ import logging
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import duckdb
 from dagster import ConfigurableResource
@@ -208,6 +210,20 @@ class Warehouse(ConfigurableResource):
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as con:
             return copy_to_parquet(con, query, params, dest)
+
+
+def sessions_as_done(warehouse: Warehouse, items: Sequence[tuple[Any, Future]]) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(key, result)`` for each ``(key, future)`` of ``items``, in their order, inside a
+    :meth:`Warehouse.session`: the session is held while results are ready and left while the next one is
+    computed, so that work running on other threads (near-dedup indexes) never holds the warehouse lock, and a
+    stage stores each result as soon as it and those before it are done. A future's error is raised here."""
+    pending = deque(items)
+    while pending:
+        pending[0][1].result()  # wait (or fail) outside the lock
+        with warehouse.session():
+            while pending and pending[0][1].done():
+                key, future = pending.popleft()
+                yield key, future.result()
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
