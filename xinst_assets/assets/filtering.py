@@ -213,6 +213,8 @@ def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
 # The order in which near-dedup visits documents: first seen, then published, then doc id (timestamps are
 # ISO 8601 strings; missing ones last), as core.dedup orders candidates.
 VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
+# The survivors of a language, as near-dedup reads them (alias s).
+ALIVE = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
 SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
 # Up to this many new documents, a refresh reads and indexes only the earlier representatives that could be
 # their candidates; beyond it, all of them (as a first run does): most of them would share a band anyway.
@@ -263,81 +265,94 @@ class _NearDedupInput:
 
 def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _NearDedupInput:
     """Stage (ordered by DuckDB) this run's survivors to decide and the representatives kept earlier that
-    could be their candidates; no representatives file when there is nothing to decide."""
+    could be their candidates; no representatives file when there is nothing to decide. One read window:
+    the change log's temp table ``_changed`` serves both exports."""
     config = settings.minhash
-    alive = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
     previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
-    # Representatives from earlier runs that are still here keep their place; duplicates whose
-    # representative is gone are decided again, so no document is lost with a vanished original.
-    # The ids first; then the signatures of those documents only, and texts only for documents without one
-    # (screened before signatures were stored): a refresh does not read every signature and text.
     with warehouse.read() as con:
         changes = _read_changes(con, lang, config.fingerprint)
-    # A refresh looks only at the documents the change log lists, and at the duplicates of those (whose
-    # representative may be gone); the others' decisions stand.
+        todo = _export_todo(con, lang, config, changes, todo_file)
+        if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
+            context.log.info(f"{lang.code}: near-dedup: no new documents")
+            return _NearDedupInput(todo_file, 0, changes)
+        prune = todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
+        previous = _export_representatives(con, lang, config, todo_file, prune, scratch, previous_file)
+    reached = " that share a band with one of them" if prune else ""
+    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
+                     f"representatives kept earlier{reached}")
+    return _NearDedupInput(todo_file, todo, changes, previous_file, previous)
+
+
+def _export_todo(con, lang, config, changes: _Changes, todo_file: Path) -> int:
+    """Stage the survivors to decide (doc id, stored signature, and the text of those without one), in visiting
+    order; return how many.
+
+    Representatives from earlier runs that are still here keep their place; duplicates whose representative is
+    gone are decided again, so no document is lost with a vanished original. A refresh looks only at the
+    documents the change log lists and at the duplicates of those (whose representative may be gone); the
+    others' decisions stand. The ids first; then the signatures of those documents by row id (a join on the doc
+    id would read the signature column of the whole language, about 1 KB per document, for a night's few new
+    ones), and texts only for documents screened before signatures were stored."""
     scope, scope_params = "", []
     if not changes.whole:
         scope = """AND (s.doc_id IN (SELECT doc_id FROM _changed) OR s.doc_id IN (
             SELECT n.doc_id FROM near_dedup_state n WHERE n.lang = ? AND NOT n.keep
               AND n.duplicate_of IN (SELECT doc_id FROM _changed)))"""
         scope_params = [lang.code]
-    # The stored signatures of the documents to decide, by row id: a join on the doc id would read the
-    # signature column of the whole language (about 1 KB per document) for a night's few new ones.
-    with warehouse.read() as con:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _todo AS
-            SELECT s.doc_id, s.first_seen_at, s.timestamp {alive} {scope}
-              AND NOT EXISTS (
-                SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
-                  AND (n.keep OR n.duplicate_of IN (SELECT doc_id {alive})))""",
-            [lang.code, *scope_params, lang.code, config.fingerprint, lang.code])
-        con.execute("CREATE OR REPLACE TEMP TABLE _todo_rows AS SELECT g.doc_id, g.rowid AS row_id "
-                    "FROM document_signals g WHERE g.lang = ? AND g.doc_id IN (SELECT doc_id FROM _todo)", [lang.code])
-        signatures = rows_by_id(con, "document_signals", "minhash", "_todo_rows", "row_id")
-        todo = copy_to_parquet(con, f"""
-            WITH signed AS (
-                SELECT t.*, g.minhash FROM _todo t
-                LEFT JOIN _todo_rows r ON r.doc_id = t.doc_id LEFT JOIN ({signatures}) g ON g._row_id = r.row_id)
-            SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
-                SELECT doc_id, text FROM screened_documents
-                WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
-            ) x ON x.doc_id = s.doc_id
-            ORDER BY {VISIT_ORDER}""", [lang.code], todo_file)
-        con.execute("DROP TABLE _todo")
-        con.execute("DROP TABLE _todo_rows")
-    if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
-        context.log.info(f"{lang.code}: near-dedup: no new documents")
-        return _NearDedupInput(todo_file, 0, changes)
-    # A refresh adds few documents to many representatives: only those that share an LSH band (or the content
-    # id) with a new document can be a candidate, so the others are not even read. Each representative is
-    # stored with its band keys (band_key_lists): the new documents' keys are joined with them, and a key
-    # collision only lets an extra one through, so the decisions are exactly those made with every
-    # representative indexed. Representatives stored before the keys were (null) are always read.
-    prune = 0 < todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _todo AS
+        SELECT s.doc_id, s.first_seen_at, s.timestamp {ALIVE} {scope}
+          AND NOT EXISTS (
+            SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
+              AND (n.keep OR n.duplicate_of IN (SELECT doc_id {ALIVE})))""",
+        [lang.code, *scope_params, lang.code, config.fingerprint, lang.code])
+    con.execute("CREATE OR REPLACE TEMP TABLE _todo_rows AS SELECT g.doc_id, g.rowid AS row_id "
+                "FROM document_signals g WHERE g.lang = ? AND g.doc_id IN (SELECT doc_id FROM _todo)", [lang.code])
+    signatures = rows_by_id(con, "document_signals", "minhash", "_todo_rows", "row_id")
+    todo = copy_to_parquet(con, f"""
+        WITH signed AS (
+            SELECT t.*, g.minhash FROM _todo t
+            LEFT JOIN _todo_rows r ON r.doc_id = t.doc_id LEFT JOIN ({signatures}) g ON g._row_id = r.row_id)
+        SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
+            SELECT doc_id, text FROM screened_documents
+            WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
+        ) x ON x.doc_id = s.doc_id
+        ORDER BY {VISIT_ORDER}""", [lang.code], todo_file)
+    con.execute("DROP TABLE _todo")
+    con.execute("DROP TABLE _todo_rows")
+    return todo
+
+
+def _export_representatives(con, lang, config, todo_file: Path, prune: bool, scratch: Path,
+                            previous_file: Path) -> int:
+    """Stage the representatives kept earlier (doc id, content key, signature) in visiting order; with
+    ``prune``, only those that could be a candidate of a document to decide. Return how many.
+
+    A refresh adds few documents to many representatives: only those that share an LSH band (or the content id)
+    with a new document can be a candidate, so the others are not even read. Each representative is stored with
+    its band keys (band_key_lists): the new documents' keys are joined with them, and a key collision only lets
+    an extra one through, so the decisions are exactly those made with every representative indexed.
+    Representatives stored before the keys were (null) are always read."""
     stored = "FROM near_dedup_state n WHERE n.lang = ? AND n.config = ? AND n.keep"
     chosen = ""
-    with warehouse.read() as con:
-        if prune:  # the ids first (from the keys alone), then the signatures and places of those only
-            keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE _reachable AS
-                SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
-                    SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
-                UNION
-                SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
-                SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k""", [lang.code, config.fingerprint] * 2)
-            chosen = "AND n.doc_id IN (SELECT doc_id FROM _reachable)"
-        previous = copy_to_parquet(con, f"""
-            SELECT n.doc_id, n.content_key, n.signature
-            {alive.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
-              AND n.config = ? AND n.keep {chosen}
-            ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
-        if prune:
-            con.execute("DROP TABLE _reachable")
-    reached = " that share a band with one of them" if prune else ""
-    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
-                     f"representatives kept earlier{reached}")
-    return _NearDedupInput(todo_file, todo, changes, previous_file, previous)
+    if prune:  # the ids first (from the keys alone), then the signatures and places of those only
+        keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _reachable AS
+            SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
+                SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
+            UNION
+            SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
+            SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k""", [lang.code, config.fingerprint] * 2)
+        chosen = "AND n.doc_id IN (SELECT doc_id FROM _reachable)"
+    previous = copy_to_parquet(con, f"""
+        SELECT n.doc_id, n.content_key, n.signature
+        {ALIVE.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
+          AND n.config = ? AND n.keep {chosen}
+        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
+    if prune:
+        con.execute("DROP TABLE _reachable")
+    return previous
 
 
 def _stage_band_keys(todo_file: Path, config, keys_file: Path) -> Path:
