@@ -20,13 +20,17 @@ from xinst_assets.settings import default_home
 
 
 def _prepare_environment(home: Path) -> Path:
-    """Point xinst and Dagster at ``home``; return the Dagster instance folder."""
+    """Point xinst and Dagster at ``home``; return the Dagster instance folder, given the local instance
+    settings if it has none yet."""
+    from xinst_assets.instance_storage import write_local_instance_config
+
     os.environ["XINST_HOME"] = str(home)
-    dagster_home = home / "dagster_home"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
+    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    return Path(os.environ["DAGSTER_HOME"])
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    if write_local_instance_config(dagster_home):
+        print(f"xinst: wrote the local Dagster instance settings: {dagster_home / 'dagster.yaml'}", flush=True)
+    return dagster_home
 
 
 # The demo's tiny model cannot judge or answer well: the demo accepts level-2 pairs so that data reaches every
@@ -139,18 +143,31 @@ def _run_language_ranges(
     if selection is None or "screened_documents" in selection or "language_filter_stats" in selection:
         _warm_up_dbt(defs)
     failures: list[str] = []
-    for stretch in contiguous_ranges(codes, languages):
-        started = time.monotonic()
-        with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("xinst_pipeline").execute_in_process(
-                instance=instance, tags=range_tags(stretch), run_config=run_config, raise_on_error=False,
-                asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
-            )
-        print(f"xinst: {','.join(stretch)} {'ok' if result.success else 'FAILED'} in "
-              f"{time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
-        if not result.success:
-            failures += stretch
+    with _screening_ahead(defs, selection, workers):
+        for stretch in contiguous_ranges(codes, languages):
+            started = time.monotonic()
+            with dg.DagsterInstance.get() as instance:
+                result = defs.resolve_job_def("xinst_pipeline").execute_in_process(
+                    instance=instance, tags=range_tags(stretch), run_config=run_config, raise_on_error=False,
+                    asset_selection=[dg.AssetKey(k) for k in selection] if selection else None,
+                )
+            print(f"xinst: {','.join(stretch)} {'ok' if result.success else 'FAILED'} in "
+                  f"{time.monotonic() - started:.1f}s (run {result.run_id})", flush=True)
+            if not result.success:
+                failures += stretch
     return failures
+
+
+def _screening_ahead(defs, selection: list[str] | None, workers: int | None) -> contextlib.AbstractContextManager:
+    """The processes that will screen ``document_signals``' documents, started now: they import and load the
+    model while the run starts and ingests the raw shards (about a second each, otherwise paid in the step)."""
+    from xinst_assets.config import XinstConfig
+    from xinst_assets.core.screening_files import available_cores, started_ahead
+
+    count = workers or available_cores()
+    if count <= 1 or (selection is not None and "document_signals" not in selection):
+        return contextlib.nullcontext()
+    return started_ahead(count, defs.resources["lid_model"].resolved_path(), XinstConfig.from_env().registry)
 
 
 def _warm_up_dbt(defs) -> None:

@@ -9,6 +9,8 @@ memory stays bounded and the output files are the same whatever the number of pr
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
 import os
 from collections import deque
@@ -29,6 +31,7 @@ BATCH_DOCS = 2_000
 # Below this many documents a pool costs more than it saves (each worker imports and loads the model, ~1 s).
 POOL_MIN_DOCS = 4 * BATCH_DOCS
 IN_FLIGHT_PER_WORKER = 2  # batches queued per worker: keeps them busy, bounds memory
+_calls = itertools.count()  # numbers screen_files calls, for the screeners in the workers
 
 SIGNALS_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
@@ -70,7 +73,7 @@ def _batches(jobs: Sequence[ScreeningJob]) -> Iterator[tuple[int, list[dict]]]:
             yield index, batch.to_pylist()
 
 
-# A worker process's state: its model and one screener per language.
+# A worker process's state: its model, and a screener per language for the screen_files call it serves now.
 _worker: dict = {}
 
 
@@ -79,11 +82,53 @@ def _start_worker(model_path: str, registry: LanguageRegistry) -> None:
     _worker["screeners"] = {}
 
 
-def _screen_in_worker(lang: Language, settings: FilterSettings, rows: list[dict]) -> pa.Table:
+def _screen_in_worker(call: int, lang: Language, settings: FilterSettings, rows: list[dict]) -> pa.Table:
+    # A pool may serve several calls (with other settings): a screener serves one call's language. Dropping
+    # another call's screeners costs only their set-up (verdicts never depend on a screener's history).
     screeners = _worker["screeners"]
-    if lang.code not in screeners:
-        screeners[lang.code] = DocumentScreener(lang, _worker["identifier"], settings)
-    return screen_batch(screeners[lang.code], rows)
+    if (call, lang.code) not in screeners:
+        for key in [key for key in screeners if key[0] != call]:
+            del screeners[key]
+        screeners[call, lang.code] = DocumentScreener(lang, _worker["identifier"], settings)
+    return screen_batch(screeners[call, lang.code], rows)
+
+
+class ScreeningPool:
+    """``workers`` processes that screen documents with the fastText model at ``model_path``. They start at
+    once (each imports the screening code and loads the model: about a second), so a pool started ahead of
+    the work is ready when the documents are."""
+
+    def __init__(self, workers: int, model_path: str | Path, registry: LanguageRegistry) -> None:
+        self.workers, self.model_path, self.registry = workers, str(model_path), registry
+        context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded Dagster process
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                            initargs=(self.model_path, registry))
+        for _ in range(workers):  # a submitted task makes the executor start its processes now
+            self.executor.submit(os.getpid)
+
+    def serves(self, workers: int, model_path: str | Path, registry: LanguageRegistry) -> bool:
+        """Whether this pool is the one ``workers`` processes with this model and registry would be."""
+        return (workers, str(model_path), registry) == (self.workers, self.model_path, self.registry)
+
+    def close(self) -> None:
+        self.executor.shutdown(cancel_futures=True)
+
+
+# The pool started ahead by started_ahead(), which screen_files uses when it serves the call.
+_ahead: list[ScreeningPool] = []
+
+
+@contextlib.contextmanager
+def started_ahead(workers: int, model_path: str | Path, registry: LanguageRegistry) -> Iterator[ScreeningPool]:
+    """Start a :class:`ScreeningPool` now, for the :func:`screen_files` calls of this process until the block
+    ends (a command that knows it will screen starts the workers while it does other work first)."""
+    pool = ScreeningPool(workers, model_path, registry)
+    _ahead.append(pool)
+    try:
+        yield pool
+    finally:
+        _ahead.remove(pool)
+        pool.close()
 
 
 def available_cores() -> int:
@@ -105,7 +150,7 @@ def screen_files(
     """Screen every job's staged documents into its ``out`` file (same rows, same order, whatever
     ``workers``). In this process with ``identifier`` when ``workers`` is 1 or there are fewer than
     ``min_pool_docs`` documents; otherwise on ``workers`` processes, each loading the model ``identifier``
-    was loaded from."""
+    was loaded from: the pool :func:`started_ahead` when it has these, else a pool of its own."""
     total = sum(pq.ParquetFile(job.pending).metadata.num_rows for job in jobs)
     writers = [pq.ParquetWriter(job.out, SIGNALS_SCHEMA) for job in jobs]
     try:
@@ -115,13 +160,17 @@ def screen_files(
                 writers[index].write_table(screen_batch(screeners[index], rows))
                 on_rows(len(rows))
             return
-        context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded Dagster process
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(str(identifier.model_path), registry)) as pool:
+        with contextlib.ExitStack() as own:
+            pool = next((p for p in _ahead if p.serves(workers, identifier.model_path, registry)), None)
+            if pool is None:
+                pool = ScreeningPool(workers, identifier.model_path, registry)
+                own.callback(pool.close)
+            call = next(_calls)
             pending: deque[tuple[int, int, Future]] = deque()
             for index, rows in _batches(jobs):
                 job = jobs[index]
-                pending.append((index, len(rows), pool.submit(_screen_in_worker, job.lang, job.settings, rows)))
+                future = pool.executor.submit(_screen_in_worker, call, job.lang, job.settings, rows)
+                pending.append((index, len(rows), future))
                 while len(pending) >= workers * IN_FLIGHT_PER_WORKER:
                     _collect(pending.popleft(), writers, on_rows)
             while pending:

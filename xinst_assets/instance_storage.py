@@ -1,0 +1,149 @@
+"""The local Dagster instance's event log: Dagster's SQLite storage, keeping its connections open.
+
+Dagster's default local event log (``SqliteEventLogStorage``: one SQLite file per run plus an index file)
+creates a new SQLAlchemy engine and a new SQLite connection for every event it stores, and closes them again.
+A run over the ten language partitions stores a few hundred events (a planned and a done materialization per
+asset and partition, step events, log lines), and the open/close pair is most of their cost: ~2 s of a
+nightly refresh that otherwise takes ~20 s. This subclass keeps one engine, with its pooled connection, per
+recently used shard. Everything else (the files, their schema and layout, the watchers the UI uses) is
+Dagster's own, so an instance can switch between the two classes in either direction.
+
+Safe because SQLite coordinates processes through the file itself (the files are in WAL mode, and an idle
+pooled connection holds no read snapshot), and within a process Dagster's storage already serializes every
+connection through one lock. ``xinst`` writes :data:`LOCAL_INSTANCE_YAML` into a Dagster home that has no
+``dagster.yaml`` yet; a deployment with its own ``dagster.yaml`` (Postgres, see ``deploy/``) is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from dagster import StringSource
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+
+# Shards kept open: the index, the run being written, and a few runs the UI may be watching. Each open shard
+# costs a file handle or two and a little memory.
+MAX_OPEN_SHARDS = 8
+
+LOCAL_INSTANCE_YAML = """\
+# The local Dagster instance of xinst (written by the xinst command into a Dagster home without a dagster.yaml;
+# edit freely, xinst never overwrites it). Runs, schedules and sensors use Dagster's default SQLite storage
+# under this folder; the event log is the same SQLite storage keeping its connections open between events
+# (xinst_assets/instance_storage.py). A deployment uses Postgres instead: see deploy/dagster.yaml.
+event_log_storage:
+  module: xinst_assets.instance_storage
+  class: PooledSqliteEventLogStorage
+  config:
+    dagster_home:
+      env: DAGSTER_HOME
+telemetry:
+  enabled: false
+"""
+
+
+def event_log_dir(dagster_home: str | os.PathLike) -> str:
+    """Where Dagster's default local storage keeps the event log of the instance at ``dagster_home``."""
+    return os.path.join(os.fspath(dagster_home), "history", "runs")
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's run-sharded SQLite event log (same files, same layout under ``<dagster_home>/history/runs``)
+    that keeps an engine and its connection per shard for the :data:`MAX_OPEN_SHARDS` most recently used
+    shards, instead of opening and closing one per event."""
+
+    def __init__(self, dagster_home: str, inst_data: ConfigurableClassData | None = None) -> None:
+        # Set before the parent's constructor, which may already index through _connect.
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        super().__init__(event_log_dir(dagster_home), inst_data=inst_data)
+
+    @classmethod
+    def config_type(cls) -> Mapping[str, Any]:
+        return {"dagster_home": StringSource}
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> "PooledSqliteEventLogStorage":
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> Engine:
+        """The shard's engine, opened on first use; the least recently used one is closed beyond the limit.
+        Called with ``self._db_lock`` held."""
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
+            return engine
+        # One connection is kept: the lock lets one thread at a time use the storage's connections (a new
+        # shard's schema check briefly opens a second, closed again when returned).
+        engine = create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=2,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        self._engines[shard] = engine
+        while len(self._engines) > MAX_OPEN_SHARDS:
+            _, oldest = self._engines.popitem(last=False)
+            oldest.dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def open_shards(self) -> list[str]:
+        """The shards whose connection is kept open, least recently used first."""
+        with self._db_lock:
+            return list(self._engines)
+
+    def _close_engines(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        # The run files are deleted: connections to them must not outlive them.
+        self._close_engines()
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_engines()
+        super().dispose()
+
+
+def write_local_instance_config(dagster_home: Path) -> bool:
+    """Write :data:`LOCAL_INSTANCE_YAML` as ``dagster_home``'s ``dagster.yaml`` unless it has one; return
+    whether it was written."""
+    path = dagster_home / "dagster.yaml"
+    if path.exists():
+        return False
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    # Written aside and linked into place: a process starting at the same time sees the whole file or none,
+    # and a file that appeared meanwhile is kept.
+    staged = dagster_home / f".dagster.yaml.{os.getpid()}"
+    staged.write_text(LOCAL_INSTANCE_YAML, encoding="utf-8")
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: create it exclusively instead
+        try:
+            with path.open("x", encoding="utf-8") as out:
+                out.write(LOCAL_INSTANCE_YAML)
+        except FileExistsError:
+            return False
+    finally:
+        staged.unlink()
+    return True
