@@ -27,6 +27,9 @@ def _prepare_environment(home: Path) -> Path:
     os.environ["XINST_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Dagster then hands a run's planned materializations, and each step's materializations of its partitions,
+    # to the event log as batches, which the local instance's storage writes in one transaction each.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     if write_local_instance_config(dagster_home):
         print(f"xinst: wrote the local Dagster instance settings: {dagster_home / 'dagster.yaml'}", flush=True)
@@ -50,6 +53,7 @@ DEMO_TUNING_RUN_CONFIG = {
 
 
 CURATED_ASSETS = ["seed_pairs", "parallel_pairs", "eval_questions"]
+EVENT_BATCH_SIZE = 1000  # events Dagster buffers before writing a batch (bounds its memory)
 
 
 def _share_cores(workers: int) -> None:

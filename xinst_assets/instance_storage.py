@@ -20,15 +20,21 @@ import os
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from dagster import StringSource
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
+from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
+from sqlalchemy import exc as db_exc
 from sqlalchemy.engine import Connection, Engine
 
 # Shards kept open: the index, the run being written, and a few runs the UI may be watching. Each open shard
@@ -102,6 +108,60 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """One run's batch of events in one transaction in the run's file and one in the index, instead of
+        one or two per event: Dagster sends a run's planned materializations, and a step's materializations of
+        several partitions, as a batch when ``DAGSTER_EVENT_BATCH_SIZE`` is set. The rows written are those
+        that :meth:`store_event` writes for each event, in the same order; each event is serialized once, and
+        an asset's row in the asset table is written once per batch with the values its events set in turn."""
+        if len({event.run_id for event in events}) != 1:
+            super().store_event_batch(events)  # one at a time
+            return
+        rows = [self._event_to_row(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert().values(rows))
+        mirrored = [(event, row) for event, row in zip(events, rows) if event.is_dagster_event and (
+            event.dagster_event_type in ASSET_EVENTS or event.dagster_event_type in ASSET_CHECK_EVENTS
+            or event.dagster_event_type in EVENT_TYPE_TO_PIPELINE_RUN_STATUS)]
+        if not mirrored:
+            return
+        checks = []
+        with self.index_transaction() as conn:  # the copies Dagster's SQLite storage keeps in its index
+            assets, asset_ids = [], []
+            for event, row in mirrored:
+                with db_result(conn, SqlEventLogStorageTable.insert().values(row)) as result:
+                    event_id = result.inserted_primary_key[0]
+                if event.dagster_event_type in ASSET_EVENTS:
+                    if event_id is None:
+                        raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
+                    assets.append(event)
+                    asset_ids.append(event_id)
+                elif event.dagster_event_type in ASSET_CHECK_EVENTS:
+                    checks.append((event, event_id))
+            if assets:
+                self._store_asset_event_tags(conn, assets, asset_ids)
+                self._store_asset_rows(conn, assets, asset_ids)
+        for event, event_id in checks:  # (opens its own connection)
+            self.store_asset_check_event(event, event_id)
+
+    def _store_asset_rows(self, conn: Connection, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """The asset table's rows of ``events``: what Dagster's ``_store_asset_event`` writes for each in turn,
+        merged per asset (each event sets some columns; the last value of a column stands)."""
+        has_index_cols = self._has_asset_key_index_cols_on_connection(conn)
+        merged: dict[str, dict[str, Any]] = {}
+        for event, event_id in zip(events, event_ids):
+            asset_key = event.dagster_event.asset_key if event.dagster_event else None
+            if asset_key:
+                merged.setdefault(asset_key.to_string(), {}).update(
+                    self._get_asset_entry_values(event, event_id, has_index_cols))
+        for asset_key, values in merged.items():
+            if not values:
+                continue
+            try:
+                conn.execute(AssetKeyTable.insert().values(asset_key=asset_key, **values))
+            except db_exc.IntegrityError:
+                conn.execute(AssetKeyTable.update().values(**values).where(AssetKeyTable.c.asset_key == asset_key))
 
     def open_shards(self) -> list[str]:
         """The shards whose connection is kept open, least recently used first."""

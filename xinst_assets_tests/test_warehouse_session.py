@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import duckdb
 import pytest
 
-from xinst_assets.resources.warehouse import Warehouse, WarehouseLockTimeout, file_lock, sessions_as_done
+from xinst_assets.resources.warehouse import Warehouse, WarehouseLockTimeout, file_lock
 
 
 def test_windows_in_a_session_share_one_connection_and_commit_one_by_one(tmp_path):
@@ -72,45 +72,51 @@ def _lock_is_free(warehouse: Warehouse, within_s: float = 0.05) -> bool:
     return outcome["free"]
 
 
-def test_results_are_stored_in_order_in_sessions_left_while_the_next_one_is_computed(tmp_path):
+def test_another_thread_joins_a_session_and_writes_while_the_holder_reads(tmp_path):
     warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
-    release_second = threading.Event()
-    lock_free_while_waiting: list[bool] = []
+    with warehouse.write() as con:
+        con.execute("CREATE TABLE t (lang VARCHAR, n INTEGER)")
+        con.execute("INSERT INTO t SELECT 'sw', range FROM range(1000)")
+    writing, read_meanwhile = threading.Event(), threading.Event()
 
-    def second() -> str:
-        release_second.wait(5)
-        return "fi"
+    def writer(joined) -> list:
+        with joined:
+            with warehouse.write() as con:  # no second lock: the session's covers this thread
+                assert con is not holder_connection
+                con.execute("INSERT INTO t VALUES ('fi', 1)")
+                writing.set()
+                assert read_meanwhile.wait(10)  # the holder reads while this transaction is open
+            with pytest.raises(RuntimeError):
+                with warehouse.write() as con:
+                    con.execute("INSERT INTO t VALUES ('fi', 2)")
+                    raise RuntimeError("this language fails")
+            with warehouse.read() as con:
+                return con.execute("SELECT lang, count(*) FROM t GROUP BY lang ORDER BY lang").fetchall()
 
-    def watch() -> None:  # while the second result is still being computed
-        lock_free_while_waiting.append(_lock_is_free(warehouse, within_s=2.0))
-        release_second.set()
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first_done = pool.submit(lambda: "sw")
-        first_done.result()
-        items = [(1, first_done), (2, pool.submit(second)), (3, pool.submit(lambda: "bn"))]
-        stored = []
-        for key, result in sessions_as_done(warehouse, items):
-            assert warehouse._session_connection() is not None  # each result is stored inside a session
-            stored.append((key, result))
-            if key == 1:
-                threading.Thread(target=watch).start()
-    assert stored == [(1, "sw"), (2, "fi"), (3, "bn")]
-    assert lock_free_while_waiting == [True]  # the lock was left while the second result was computed
+    with warehouse.session() as held, ThreadPoolExecutor(max_workers=1) as pool:
+        holder_connection = held.connection
+        result = pool.submit(writer, held.for_thread())
+        assert writing.wait(10)
+        with warehouse.read() as con:
+            assert con is holder_connection
+            # The writer's open transaction is not seen; the reader is not blocked by it.
+            assert con.execute("SELECT count(*) FROM t WHERE lang = 'fi'").fetchone() == (0,)
+        read_meanwhile.set()
+        assert result.result(timeout=30) == [("fi", 1), ("sw", 1000)]
+        assert not _lock_is_free(warehouse)  # the session still holds it
+        with warehouse.read() as con:
+            assert con.execute("SELECT count(*) FROM t WHERE lang = 'fi'").fetchone() == (1,)
     assert _lock_is_free(warehouse)
+    with duckdb.connect(str(warehouse.db_path), read_only=True) as con:
+        assert con.execute("SELECT lang, count(*) FROM t GROUP BY lang ORDER BY lang").fetchall() == [
+            ("fi", 1), ("sw", 1000)]
 
 
-def test_a_failed_result_is_raised_after_the_earlier_ones_are_stored(tmp_path):
+def test_a_thread_with_a_session_of_its_own_cannot_join_another(tmp_path):
     warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
-
-    def fail() -> None:
-        raise ValueError("this language's index failed")
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        items = [("sw", pool.submit(lambda: 1)), ("fi", pool.submit(fail)), ("bn", pool.submit(lambda: 3))]
-        stored = []
-        with pytest.raises(ValueError, match="index failed"):
-            for key, result in sessions_as_done(warehouse, items):
-                stored.append(key)
-    assert stored == ["sw"]
-    assert _lock_is_free(warehouse)
+    with warehouse.session() as held:
+        with pytest.raises(RuntimeError, match="already has a session"):
+            with held.for_thread():  # this very thread holds it
+                pass
+        with warehouse.write() as con:  # the session is unharmed
+            con.execute("CREATE TABLE t (n INTEGER)")

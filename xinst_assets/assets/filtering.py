@@ -11,6 +11,7 @@ language's documents in memory.
 
 import contextlib
 import json
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -59,7 +60,6 @@ from xinst_assets.resources.warehouse import (
     drop_primary_key,
     has_table,
     rows_by_id,
-    sessions_as_done,
     sql_path,
     sync_partition,
 )
@@ -551,6 +551,22 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
             "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples}
 
 
+def _write_in_order(joined: contextlib.AbstractContextManager, exported: queue.SimpleQueue, settings: dict,
+                    warehouse, scratch: dict) -> list[tuple]:
+    """The writer thread of ``language_filtered_text``: for each exported language, in order, wait for its
+    index and store its decisions (one transaction each) on its connection of the step's session (``joined``,
+    from ``HeldSession.for_thread``); return ``(lang, staged input, summary)`` of each. Stops at ``None``; an
+    error stops it there (the languages before it stay stored)."""
+    written = []
+    with joined:
+        while (item := exported.get()) is not None:
+            lang, staged, index = item
+            summary = _write_filtered(lang, settings[lang.code], index.result(), staged.changes, warehouse,
+                                      scratch[lang.code])
+            written.append((lang, staged, summary))
+    return written
+
+
 def _report_filtered(context, lang, settings, summary: dict, new_docs: int, indexed: int,
                      checks: list[LanguageCheck]) -> None:
     """Record the language's metadata on both assets and its outcome of each check."""
@@ -688,27 +704,32 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"filtered-{lang.code}"))
                        for lang in langs}
             # Each language's index is its own scratch database (DuckDB works outside the GIL), a few at a
-            # time, started as soon as the language is exported: the indexes are built while the warehouse
-            # exports the next languages and stores the decisions of the earlier ones.
-            with ThreadPoolExecutor(max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, available_cores())) as pool:
-                inputs, futures = {}, {}
-                with warehouse.session():  # the exports of every language, one connection
-                    with warehouse.write() as con:
-                        con.execute(FILTERED_DDL)
-                        for table in ("near_dedup_state", "filtered_documents"):
-                            drop_primary_key(con, table)
+            # time, started as soon as the language is exported. A writer thread stores each language's
+            # decisions as soon as its index is done, on its own connection of the same session: the warehouse
+            # exports the next languages, the indexes are built and the earlier ones are stored all at once.
+            with contextlib.ExitStack() as stack:
+                pool = stack.enter_context(ThreadPoolExecutor(
+                    max_workers=min(len(langs), NEAR_DEDUP_PARALLEL, available_cores())))
+                held = stack.enter_context(warehouse.session())
+                with warehouse.write() as con:
+                    con.execute(FILTERED_DDL)
+                    for table in ("near_dedup_state", "filtered_documents"):
+                        drop_primary_key(con, table)
+                exported: queue.SimpleQueue = queue.SimpleQueue()
+                writer = stack.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
+                    _write_in_order, held.for_thread(), exported, settings, warehouse, scratch)
+                try:
                     for lang in langs:
-                        inputs[lang.code] = _export_near_dedup(context, lang, settings[lang.code], warehouse,
-                                                               scratch[lang.code])
-                        futures[lang.code] = pool.submit(_near_dedup, lang, settings[lang.code], inputs[lang.code],
-                                                         warehouse.threads, scratch[lang.code])
-                # The writes, one transaction each, in order, as the indexes finish.
-                for lang, state in sessions_as_done(warehouse, [(lang, futures[lang.code]) for lang in langs]):
-                    staged = inputs[lang.code]
-                    summary = _write_filtered(lang, settings[lang.code], state, staged.changes, warehouse,
-                                              scratch[lang.code])
-                    _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous,
-                                     checks)
+                        if writer.done():  # it failed: the error is raised below
+                            break
+                        staged = _export_near_dedup(context, lang, settings[lang.code], warehouse, scratch[lang.code])
+                        exported.put((lang, staged, pool.submit(_near_dedup, lang, settings[lang.code], staged,
+                                                                 warehouse.threads, scratch[lang.code])))
+                finally:
+                    exported.put(None)
+                written = writer.result()
+            for lang, staged, summary in written:
+                _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous, checks)
         yield MaterializeResult(asset_key="filter_rejections")
         yield MaterializeResult(asset_key="language_filtered_text")
         for check in checks:

@@ -14,7 +14,9 @@ never committed).
 A run over several languages batches its windows: :meth:`Warehouse.session` holds the lock and one open
 connection while a stage runs the windows of every language back to back (each write still its own
 transaction). Opening the file reads its catalog and closing it checkpoints, each time; a session pays that
-once per batch instead of once per window, and keeps DuckDB's buffers warm between languages.
+once per batch instead of once per window, and keeps DuckDB's buffers warm between languages. Another thread
+of the process may join a session (:meth:`HeldSession.for_thread`) to run its windows at the same time on its
+own connection to the open database.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import duckdb
 from dagster import ConfigurableResource
@@ -129,30 +130,30 @@ class Warehouse(ConfigurableResource):
             yield
 
     def _session_connection(self) -> duckdb.DuckDBPyConnection | None:
-        return getattr(_sessions, "connections", {}).get(str(self.db_path))
+        return _thread_sessions().get(str(self.db_path))
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
+    def session(self) -> Iterator["HeldSession"]:
         """Hold the warehouse for a batch of windows: the exclusive lock and one open connection, which every
-        :meth:`write`, :meth:`read` and :meth:`export_partition` of this thread reuses until the block ends.
+        :meth:`write`, :meth:`read` and :meth:`export_partition` of this thread reuses until the block ends;
+        other threads of the process may join it (:meth:`HeldSession.joined`).
 
         For the window phases of a stage over several languages; never around model calls or other long work
         (other runs and the sensor wait for the lock meanwhile). Each :meth:`write` inside stays its own
         transaction: a failing language rolls back alone. Nested sessions reuse the outer one.
         """
-        if self._session_connection() is not None:
-            yield
+        held = self._session_connection()
+        if held is not None:
+            yield HeldSession(str(self.db_path), held)
             return
         with self.lock(exclusive=True):
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(str(self.db_path))
-            connections = getattr(_sessions, "connections", None)
-            if connections is None:
-                connections = _sessions.connections = {}
+            connections = _thread_sessions()
             connections[str(self.db_path)] = con
             try:
                 self._configure(con)
-                yield
+                yield HeldSession(str(self.db_path), con)
             finally:
                 del connections[str(self.db_path)]
                 con.close()
@@ -212,18 +213,42 @@ class Warehouse(ConfigurableResource):
             return copy_to_parquet(con, query, params, dest)
 
 
-def sessions_as_done(warehouse: Warehouse, items: Sequence[tuple[Any, Future]]) -> Iterator[tuple[Any, Any]]:
-    """Yield ``(key, result)`` for each ``(key, future)`` of ``items``, in their order, inside a
-    :meth:`Warehouse.session`: the session is held while results are ready and left while the next one is
-    computed, so that work running on other threads (near-dedup indexes) never holds the warehouse lock, and a
-    stage stores each result as soon as it and those before it are done. A future's error is raised here."""
-    pending = deque(items)
-    while pending:
-        pending[0][1].result()  # wait (or fail) outside the lock
-        with warehouse.session():
-            while pending and pending[0][1].done():
-                key, future = pending.popleft()
-                yield key, future.result()
+def _thread_sessions() -> dict[str, duckdb.DuckDBPyConnection]:
+    """This thread's session connections, by database path."""
+    connections = getattr(_sessions, "connections", None)
+    if connections is None:
+        connections = _sessions.connections = {}
+    return connections
+
+
+@dataclass(frozen=True)
+class HeldSession:
+    """An open :meth:`Warehouse.session`: its database and the connection of the thread that holds it."""
+
+    db_key: str
+    connection: duckdb.DuckDBPyConnection
+
+    def for_thread(self) -> contextlib.AbstractContextManager[None]:
+        """Let another thread work inside the session: call this in the holding thread (DuckDB wants a
+        thread's connection made from the open one there) and enter the returned block in the other thread.
+        Its windows then run on a connection of their own to the same open database, under the lock that the
+        session already holds: DuckDB runs both threads' statements at the same time, each write its own
+        transaction. The holding thread keeps the session open until that block has ended."""
+        return _joined(self.db_key, self.connection.cursor())
+
+
+@contextlib.contextmanager
+def _joined(db_key: str, connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    connections = _thread_sessions()
+    if db_key in connections:
+        connection.close()
+        raise RuntimeError(f"this thread already has a session of {db_key}")
+    connections[db_key] = connection
+    try:
+        yield
+    finally:
+        del connections[db_key]
+        connection.close()
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:

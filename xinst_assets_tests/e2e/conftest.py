@@ -25,6 +25,8 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from xinst_assets.instance_storage import LOCAL_INSTANCE_YAML
+
 # The three languages of the whole-graph backfill; sw and id are the two that lid.176 handles worst (see
 # ENVIRONMENT.md), so the filters meet their hard cases. The deployment itself has every language.
 E2E_LANGUAGES = ("sw", "id", "vi")
@@ -32,9 +34,9 @@ SERVER_START_TIMEOUT_S = 150  # cold start: two processes each import dagster, d
 STOP_GRACE_S = 15
 GRAPHQL_TIMEOUT_S = 60
 
-DAGSTER_YAML = """\
-# Written by the e2e tests: a local instance that queues runs and runs up to ten at a time (one backfill of
-# every language partition at once).
+# xinst's local instance (its event log storage included), plus a run queue that runs up to ten at a time (one
+# backfill of every language partition at once).
+DAGSTER_YAML = LOCAL_INSTANCE_YAML + """\
 run_queue:
   dequeue_interval_seconds: 1
 concurrency:
@@ -47,8 +49,6 @@ concurrency:
 run_monitoring:
   enabled: true
   poll_interval_seconds: 5
-telemetry:
-  enabled: false
 nux:
   enabled: false
 """

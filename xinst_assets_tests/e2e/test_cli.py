@@ -7,9 +7,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from xinst_assets.instance_storage import LOCAL_INSTANCE_YAML, PooledSqliteEventLogStorage
 from xinst_assets.settings import SAMPLE_DIR
 from xinst_assets_tests.e2e.conftest import venv_tool
 
@@ -33,7 +35,7 @@ def _tables(home: Path) -> dict[str, list[tuple]]:
 
 @pytest.mark.slow
 def test_materialize_runs_each_stretch_of_consecutive_languages_in_one_run_and_a_second_run_changes_nothing(
-    tmp_path,
+    tmp_path, monkeypatch,
 ):
     home = tmp_path / "home"
     # fi and id are consecutive partitions (one run); sw is further on (a run of its own).
@@ -49,6 +51,19 @@ def test_materialize_runs_each_stretch_of_consecutive_languages_in_one_run_and_a
     again = _xinst(home, *args)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert _tables(home) == tables
+
+    # The Dagster home got xinst's local instance settings once, and its event log holds every run's events.
+    dagster_home = home / "dagster_home"
+    assert "xinst: wrote the local Dagster instance settings" in first.stdout
+    assert "wrote the local Dagster instance" not in again.stdout
+    assert (dagster_home / "dagster.yaml").read_text(encoding="utf-8") == LOCAL_INSTANCE_YAML
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        runs = instance.get_run_records()
+        assert len(runs) == 4 and all(r.dagster_run.is_success for r in runs)
+        done = instance.fetch_materializations(dg.AssetKey("language_filter_stats"), limit=100).records
+        assert sorted(r.event_log_entry.dagster_event.partition for r in done) == ["fi", "fi", "id", "id", "sw", "sw"]
 
 
 def test_an_unknown_language_is_a_clear_error_before_any_work(tmp_path):
