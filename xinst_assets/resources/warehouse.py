@@ -136,7 +136,7 @@ class Warehouse(ConfigurableResource):
     def session(self) -> Iterator["HeldSession"]:
         """Hold the warehouse for a batch of windows: the exclusive lock and one open connection, which every
         :meth:`write`, :meth:`read` and :meth:`export_partition` of this thread reuses until the block ends;
-        other threads of the process may join it (:meth:`HeldSession.joined`).
+        other threads of the process may join it (:meth:`HeldSession.for_thread`).
 
         For the window phases of a stage over several languages; never around model calls or other long work
         (other runs and the sensor wait for the lock meanwhile). Each :meth:`write` inside stays its own
