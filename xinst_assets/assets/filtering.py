@@ -149,34 +149,44 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int]:
-    """Stage the documents of ``lang`` without a verdict under ``key`` (doc id, text, first timestamp)."""
-    pending = scratch / "pending.parquet"
-    # The ids to screen first, then their texts: the anti-join reads ids only, and the texts of those documents
-    # alone are read, by row id (the first copy of each), so a refresh does not read the language's texts.
+def _export_pending(lang, key, warehouse, scratch: Path) -> tuple[Path, int, Path | None]:
+    """Stage the documents of ``lang`` without a verdict under ``key`` (doc id, text, first timestamp); return
+    the file, its row count, and a file of the ids whose verdicts are stored but whose documents are gone from
+    raw_documents (None when there are none)."""
+    pending, gone = scratch / "pending.parquet", scratch / "gone.parquet"
+    # The ids first, then their texts: the join reads ids only, and the texts of the documents to screen alone
+    # are read, by row id (the first copy of each), so a refresh does not read the language's texts. One full
+    # join of the two id columns finds both sides: documents to screen and verdicts to drop.
     with warehouse.read() as con:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _pending AS
-            SELECT doc_id, min(rowid) AS first_row, min(timestamp) AS published_at FROM raw_documents r
-            WHERE lang = ? AND NOT EXISTS (
-                SELECT 1 FROM document_signals s WHERE s.lang = ? AND s.doc_id = r.doc_id AND s.settings_key = ?)
-            GROUP BY doc_id""", [lang.code, lang.code, key])
+            WITH r AS (SELECT doc_id, min(rowid) AS first_row, min(timestamp) AS published_at
+                       FROM raw_documents WHERE lang = ? GROUP BY doc_id),
+                 s AS (SELECT doc_id, bool_or(settings_key = ?) AS current
+                       FROM document_signals WHERE lang = ? GROUP BY doc_id)
+            SELECT coalesce(r.doc_id, s.doc_id) AS doc_id, r.first_row, r.published_at, r.doc_id IS NULL AS gone
+            FROM r FULL OUTER JOIN s ON s.doc_id = r.doc_id
+            WHERE r.doc_id IS NULL OR s.doc_id IS NULL OR NOT s.current""", [lang.code, key, lang.code])
         texts = rows_by_id(con, "raw_documents", "text", "_pending", "first_row")
         count = copy_to_parquet(con, f"""
             SELECT t.doc_id, x.text, t.published_at FROM _pending t JOIN ({texts}) x ON x._row_id = t.first_row
             ORDER BY t.doc_id""", None, pending)
+        gone_count = copy_to_parquet(con, "SELECT doc_id FROM _pending WHERE gone", None, gone)
         con.execute("DROP TABLE _pending")
-    return pending, count
+    return pending, count, gone if gone_count else None
 
 
-def _write_signals(lang, key, staged: Path, screened: int, warehouse) -> dict:
-    """Store the new verdicts of ``lang`` in one transaction; return the language's metadata counts."""
+def _write_signals(lang, key, staged: Path, gone: Path | None, screened: int, warehouse) -> dict:
+    """Store the new verdicts of ``lang`` in one transaction, dropping those of the ``gone`` documents (the
+    export's, still without a raw row); return the language's metadata counts."""
     now = _now()
     with warehouse.write() as con:
-        # Verdicts of documents gone from raw_documents go too; first_seen_at survives a re-screen.
-        con.execute(
-            "DELETE FROM document_signals s WHERE lang = ? AND NOT EXISTS "
-            "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
+        if gone is not None:
+            con.execute(
+                f"DELETE FROM document_signals s WHERE lang = ? AND doc_id IN (SELECT doc_id FROM "
+                f"read_parquet('{sql_path(gone)}')) AND NOT EXISTS "
+                "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
+        # first_seen_at survives a re-screen.
         (version,) = con.execute("SELECT coalesce(max(signals_version), 0) + 1 FROM document_signal_writes "
                                  "WHERE lang = ?", [lang.code]).fetchone()
         if screened:
@@ -630,13 +640,14 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         with retry_transient(context), contextlib.ExitStack() as scratches:
             scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"signals-{lang.code}"))
                        for lang in langs}
-            jobs, counts = [], {}
+            jobs, counts, gone = [], {}, {}
             with warehouse.session():  # the exports of every language, one connection
                 with warehouse.write() as con:
                     con.execute(SIGNALS_DDL)
                     drop_primary_key(con, "document_signals")
                 for lang in langs:
-                    pending, counts[lang.code] = _export_pending(lang, keys[lang.code], warehouse, scratch[lang.code])
+                    pending, counts[lang.code], gone[lang.code] = _export_pending(
+                        lang, keys[lang.code], warehouse, scratch[lang.code])
                     jobs.append(ScreeningJob(lang, settings[lang.code], pending, scratch[lang.code] / "signals.parquet"))
             workers = config.workers or available_cores()
             progress = Progress(f"document_signals:{','.join(context.partition_keys)}", sum(counts.values()),
@@ -645,7 +656,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
             progress.finish()
             with warehouse.session():  # the writes of every language, one transaction each
                 for lang, job in zip(langs, jobs):
-                    metadata = _write_signals(lang, keys[lang.code], job.out, counts[lang.code], warehouse)
+                    metadata = _write_signals(lang, keys[lang.code], job.out, gone[lang.code], counts[lang.code],
+                                              warehouse)
                     add_language_metadata(context, lang.code, {
                         **metadata,
                         "lid_model": lid_model.fingerprint(),

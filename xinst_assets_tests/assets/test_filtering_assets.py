@@ -272,6 +272,54 @@ def test_an_incremental_screening_equals_screening_the_language_again(tmp_path):
     assert set(untouched) <= set(refreshed)
 
 
+def test_verdicts_of_documents_gone_from_raw_go_and_the_others_stay(tmp_path):
+    """A removed shard takes the verdicts of its documents with it, unless a copy of a document is still in
+    another shard; a shard that comes back is screened again; a refresh with nothing removed drops nothing."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    lines = [json.loads(line) for line in (raw / "sw" / "part-00000.jsonl").read_text(encoding="utf-8").splitlines()]
+    kept_copy = {**lines[0], "url": "https://copy.example/kept"}  # its document stays (part-00000 has it)
+    alone = {"text": lines[1]["text"] + "\n\nSehemu mpya ya habari hii, iliyoandikwa upya kabisa leo.",
+             "url": "https://alone.example/1"}
+    extra = raw / "sw" / "part-00001.jsonl"
+    extra.write_text("".join(json.dumps(r) + "\n" for r in (kept_copy, alone)), encoding="utf-8")
+    config = XinstConfig(registry=load_registry(), home=tmp_path / "home", raw_patterns=[str(raw)])
+
+    def verdicts() -> dict[str, tuple]:
+        with duckdb.connect(str(config.warehouse), read_only=True) as con:
+            return {row[0]: row for row in con.execute(
+                "SELECT doc_id, reject_reason, first_seen_at, signals_version FROM document_signals "
+                "WHERE lang = 'sw'").fetchall()}
+
+    def raw_ids(*conditions: str) -> set[str]:
+        with duckdb.connect(str(config.warehouse), read_only=True) as con:
+            return {r[0] for r in con.execute(
+                f"SELECT DISTINCT doc_id FROM raw_documents WHERE lang = 'sw' {' '.join(conditions)}").fetchall()}
+
+    assert materialize(config, SCREENING, "sw").success
+    first = verdicts()
+    assert set(first) == raw_ids()
+    (alone_id,) = raw_ids("AND url = 'https://alone.example/1'")
+
+    assert materialize(config, SCREENING, "sw").success  # nothing removed: nothing dropped, nothing screened
+    assert verdicts() == first
+
+    extra.unlink()
+    assert materialize(config, SCREENING, "sw").success
+    after = verdicts()
+    assert set(after) == raw_ids() == set(first) - {alone_id}
+    assert all(after[doc] == first[doc] for doc in after)  # the others untouched, the kept copy's included
+    assert alone_id not in {row[2] for row in _screened(config, "sw")}
+
+    extra.write_text(json.dumps(alone) + "\n", encoding="utf-8")
+    assert materialize(config, SCREENING, "sw").success
+    back = verdicts()
+    assert set(back) == set(first) and back[alone_id][1:2] == first[alone_id][1:2]
+    assert back[alone_id][3] > first[alone_id][3]  # screened again: a later write
+
+
 def test_verdicts_written_again_are_screened_again(tmp_path):
     """A verdict that changes without any change to the raw rows (here a stricter LID threshold: every document
     is screened again) reaches screened_documents through the verdicts' write number, and the refreshed table
