@@ -186,11 +186,11 @@ def _write_signals(lang, key, staged: Path, gone: Path | None, screened: int, wa
                 f"DELETE FROM document_signals s WHERE lang = ? AND doc_id IN (SELECT doc_id FROM "
                 f"read_parquet('{sql_path(gone)}')) AND NOT EXISTS "
                 "(SELECT 1 FROM raw_documents r WHERE r.lang = ? AND r.doc_id = s.doc_id)", [lang.code] * 2)
-        # first_seen_at survives a re-screen.
         (version,) = con.execute("SELECT coalesce(max(signals_version), 0) + 1 FROM document_signal_writes "
                                  "WHERE lang = ?", [lang.code]).fetchone()
         if screened:
             con.execute("INSERT INTO document_signal_writes VALUES (?, ?, ?, ?)", [lang.code, version, now, screened])
+        # first_seen_at survives a re-screen.
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _new_signals AS
             SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
