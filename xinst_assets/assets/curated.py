@@ -10,7 +10,7 @@ from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.curated import EVAL_QUESTIONS, PARALLEL_PAIRS, SEED_PAIRS, CuratedKind, curated_files, read_curated
 from xinst_assets.resources.curated_sources import CuratedSources
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.resources.warehouse import Warehouse, has_table
 from xinst_assets.settings import SAMPLE_DIR
 
 REJECTIONS_DDL = """
@@ -37,10 +37,7 @@ def _ddl(kind: CuratedKind) -> str:
 def _stored(warehouse: Warehouse, kind: CuratedKind, lang: str, fields: list[str]):
     """The rows and rejections stored for ``lang``, in the order ``_build`` compares them (None: no table)."""
     with warehouse.read() as con:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_name IN (?, 'curated_rejections')",
-            [kind.name]).fetchall()}
-        if tables != {kind.name, "curated_rejections"}:
+        if not (has_table(con, kind.name) and has_table(con, "curated_rejections")):
             return None
         rows = con.execute(f"SELECT {', '.join(fields)} FROM {kind.name} WHERE lang = ?", [lang]).fetchall()
         rejected = con.execute("SELECT file, line, reason, detail FROM curated_rejections WHERE kind = ? AND lang = ?",

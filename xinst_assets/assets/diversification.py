@@ -30,7 +30,7 @@ from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.embedding import EmbeddingModel
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.resources.warehouse import Warehouse, has_table
 
 DIVERSIFIED_DDL = """
 CREATE TABLE IF NOT EXISTS diversified_dataset (
@@ -175,7 +175,7 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
             rows = con.execute("SELECT lang, pair_id, instruction, response, refined, score, label, cluster, "
                                "source_url, doc_id AS source_doc_id FROM diversified_dataset ORDER BY lang, rank").pl()
             checkpoints = dict(con.execute("SELECT name, path FROM checkpoints").fetchall()) \
-                if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='checkpoints'").fetchone()[0] else {}
+                if has_table(con, "checkpoints") else {}
         out_dir = storage.paths.exports / "xinst-dataset"
         if rows.is_empty():
             context.log.warning("no diversified pairs in any language: nothing to export")
