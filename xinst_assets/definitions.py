@@ -18,7 +18,7 @@ from xinst_assets.partitions import language_partitions
 from xinst_assets.resources.curated_sources import CuratedSources
 from xinst_assets.resources.dbt import dbt_project, dbt_resource
 from xinst_assets.resources.embedding import EmbeddingModel
-from xinst_assets.resources.inference import InferenceSettings
+from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, ModelRole
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.training import TrainingLauncher
 from xinst_assets.resources.lid import LidModel
@@ -49,7 +49,12 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
         "dbt": dbt_resource(project),
         "lid_model": LidModel(),
         "curated_sources": CuratedSources(),
+        # The generator's backend, and every role's unless the role sets its own.
         "inference": InferenceSettings(),
+        "curator": ModelRole(),
+        "refiner": ModelRole(),
+        "answer_model": AnswerModelRole(),
+        "judge": ModelRole(),
         "embedding_model": EmbeddingModel(),
         "models": ModelSettings(),
         "training_launcher": TrainingLauncher(),

@@ -7,10 +7,19 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    asset,
+)
 from pydantic import Field
 
 from xinst_assets.assets.checkpoints import current_checkpoint
+from xinst_assets.assets.model_roles import RoleError, resolve_curator, resolve_following
 from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
 from xinst_assets.assets.ranges import add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, markdown_table
@@ -25,7 +34,7 @@ from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.cache import GenerationCache, choice_logprobs_cached, generate_cached
 from xinst_assets.inference.scoring import SCORE_TASK, PairScore
 from xinst_assets.languages import Language, LanguageRegistry
-from xinst_assets.resources.inference import InferenceSettings, LazyBackend
+from xinst_assets.resources.inference import InferenceSettings, LazyBackend, ModelRole
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
@@ -82,9 +91,11 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         pool="gpu",
         description=(
             "Self-curation: each candidate is labelled 3 (good complete answer), 2 (related but partial or noisy, "
-            "fixable) or 1 (unusable) by reading the curation model's probabilities of '1'/'2'/'3' at the answer "
+            "fixable) or 1 (unusable) by reading the curator's probabilities of '1'/'2'/'3' at the answer "
             "position (never unparseable); stored as a distribution and an expected score. Level-2 pairs are "
-            "rewritten in the language without web boilerplate, re-labelled and marked refined. With rounds > 1 "
+            "rewritten by the refiner in the language without web boilerplate, re-labelled and marked refined. The "
+            "curator and refiner are instruction-following models (resources curator, refiner; default: "
+            "models.instruct_model), never the instruction generator. With rounds > 1 "
             "the generator is re-trained on level-3 pairs and the rest regenerated and re-labelled; every round "
             "is kept in scored_pairs_rounds."
         ),
@@ -92,6 +103,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
     def scored_pairs(
         context: AssetExecutionContext, config: CurationConfig, warehouse: Warehouse, inference: InferenceSettings,
         models: ModelSettings, lid_model: LidModel, training_launcher: TrainingLauncher, storage: XinstStorage,
+        curator: ModelRole, refiner: ModelRole,
     ) -> MaterializeResult:
         languages = run_languages(context, registry)
         rules = CurationRules(accept_label=config.accept_label)
@@ -99,9 +111,20 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         cache = GenerationCache.from_warehouse(warehouse)
         with retry_transient(context):
             first_generator = current_checkpoint(warehouse, "instruction_generator")
-        curator_model = models.curation_model or first_generator
-        # One curation backend for all the run's languages: the model is loaded at most once per run.
-        curator = LazyBackend(inference, curator_model)
+            try:
+                grading = resolve_curator(curator, models, inference, warehouse, storage.paths.models,
+                                          context.log.warning)
+                rewriting = resolve_following("refiner", refiner, grading, warehouse)
+            except RoleError as exc:
+                raise Failure(f"self-curation: {exc}") from exc
+        context.log.info(f"curator: {grading.describe()}; refiner: {rewriting.describe()}")
+        # One backend per role for all the run's languages: each model is loaded at most once per run (one in
+        # all when the refiner is the curator).
+        curator_backend = grading.open()
+        refiner_backend = curator_backend if rewriting.serves_like(grading) else rewriting.open()
+
+        def model_loads() -> int:
+            return curator_backend.loads + (refiner_backend.loads if refiner_backend is not curator_backend else 0)
 
         def curate_language(lang: Language) -> dict[str, Any]:
             """Label, refine (and self-train on) ``lang``'s candidates, store them; return its metadata."""
@@ -110,16 +133,17 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                     "SELECT pair_id, doc_id, instruction, response, source_url FROM candidate_pairs WHERE lang = ? "
                     "ORDER BY pair_id", [lang.code]).fetchall()
             generator = first_generator  # self-training replaces it for this language only
-            loads_before = curator.loads
+            loads_before = model_loads()
             final: dict[str, dict] = {}  # doc_id -> best row so far
             history: list[dict] = []
             counters: Counter = Counter()
             pending = [dict(zip(("pair_id", "doc_id", "instruction", "response", "source_url"), c)) for c in candidates]
-            with curator.closed_on_failure(f"self-curation failed for {lang.code}"):
+            with curator_backend.closed_on_failure(f"self-curation failed for {lang.code}"), \
+                    refiner_backend.closed_on_failure(f"refinement failed for {lang.code}"):
                 for round_no in range(1, max(config.rounds, 1) + 1):
                     if not pending:
                         break
-                    scores, stats = _score(curator, cache, [(p["instruction"], p["response"]) for p in pending],
+                    scores, stats = _score(curator_backend, cache, [(p["instruction"], p["response"]) for p in pending],
                                            lang.name, context, f"scored_pairs:{lang.code}:round{round_no}")
                     counters["cache_hits"] += stats.hits
                     counters["cache_misses"] += stats.misses
@@ -131,7 +155,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                     to_refine = [r for r in rows if r["label"] == rules.refine_label]
                     if to_refine:
                         gens, gstats = generate_cached(
-                            curator, cache,
+                            refiner_backend, cache,
                             [refine_prompt(r["instruction"], r["response"], lang.name) for r in to_refine],
                             REFINE_PARAMS, REFINE_TASK)
                         counters["cache_hits"] += gstats.hits
@@ -145,7 +169,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                                 usable.append({**r, "response": g.text.strip(), "refined": True,
                                                "pair_id": stable_hash(r["pair_id"], "refined", g.text.strip())})
                         if usable:
-                            rescored, _ = _score(curator, cache, [(u["instruction"], u["response"]) for u in usable],
+                            rescored, _ = _score(curator_backend, cache, [(u["instruction"], u["response"]) for u in usable],
                                                  lang.name, context, f"scored_pairs:{lang.code}:refined{round_no}")
                             for u, s in zip(usable, rescored):
                                 u.update(p1=s.probs[1], p2=s.probs[2], p3=s.probs[3], expected_score=s.expected,
@@ -198,8 +222,9 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                 "refinement_drops": counts_table({k: v for k, v in counters.items() if k.startswith("refine")}),
                 "cache_hits": counters["cache_hits"],
                 "cache_misses": counters["cache_misses"],
-                "model_loads": curator.loads - loads_before,
-                "curation_model": curator_model,
+                "model_loads": model_loads() - loads_before,
+                "curator": grading.describe(),
+                "refiner": rewriting.describe(),
                 "rounds": config.rounds,
                 "examples": markdown_table([(r["label"], round(r["expected_score"], 2), r["refined"], r["instruction"])
                                             for r in out_rows[:8]], ["label", "score", "refined", "instruction"]),
@@ -208,7 +233,8 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         try:
             results = for_each_language(context, languages, curate_language)
         finally:
-            curator.close()
+            curator_backend.close()
+            refiner_backend.close()
         for code, metadata in results.items():
             add_language_metadata(context, code, metadata)
         return MaterializeResult()

@@ -17,7 +17,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
+from xinst_assets.assets.checkpoints import record_checkpoint
+from xinst_assets.assets.model_roles import (
+    RoleError,
+    resolve_answer_models,
+    resolve_curator,
+    resolve_following,
+    self_judge_problem,
+)
 from xinst_assets.assets.generation import DEMO_LEARNING_RATE
 from xinst_assets.assets.reporting import loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
@@ -27,7 +34,7 @@ from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import greedy, pairwise_judge_prompt, response_prompt
 from xinst_assets.inference.cache import GenerationCache, generate_cached
 from xinst_assets.languages import LanguageRegistry
-from xinst_assets.resources.inference import InferenceSettings, LazyBackend
+from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, ModelRole
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
@@ -65,6 +72,10 @@ class EvaluationConfig(Config):
     """Settings of the evaluation run."""
 
     max_new_tokens: int = Field(default=256, description="Longest answer generated per question.")
+    allow_self_judge: bool = Field(
+        default=False, description="Let the judge be the model under evaluation (off: such a run is refused). "
+        "Recorded in the metadata: a model judging its own answers favours them."
+    )
 
 
 def _write_jsonl(rows, path: Path) -> Path:
@@ -176,31 +187,40 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         check_specs=[AssetCheckSpec("tuned_not_worse_than_base", asset="evaluation",
                                     description="Warns when the tuned model loses to the base model in a language.")],
         description=(
-            "Per language, for the tuned model and the base model: language fidelity (share of answers in the "
-            "requested language), X-Instruction's pairwise judging (0-10 scores, both orders, win/tie/loss) with "
-            "the configured judge, and held-out loss on the seed pairs. Tables: evaluation_results, "
-            "evaluation_answers."
+            "Per language, for the model under evaluation (answer_model; default: the tuned checkpoint) and its "
+            "baseline (default: the base model): language fidelity (share of answers in the requested language), "
+            "X-Instruction's pairwise judging (0-10 scores, both orders, win/tie/loss) by the judge resource "
+            "(default: the curator; never the model under evaluation unless allow_self_judge), and held-out loss "
+            "on the seed pairs. Tables: evaluation_results, evaluation_answers."
         ),
     )
     def evaluation(
         context: AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse,
-        inference: InferenceSettings, models: ModelSettings, lid_model: LidModel,
+        inference: InferenceSettings, models: ModelSettings, lid_model: LidModel, storage: XinstStorage,
+        answer_model: AnswerModelRole, judge: ModelRole, curator: ModelRole,
     ):
         with retry_transient(context):
-            tuned_path = current_checkpoint(warehouse, "tuned_checkpoint")
-            base_path = current_checkpoint(warehouse, "base_model")
+            try:
+                tuned_role, base_role = resolve_answer_models(answer_model, inference, warehouse)
+                grading = resolve_curator(curator, models, inference, warehouse, storage.paths.models,
+                                          context.log.warning)
+                judge_role = resolve_following("judge", judge, grading, warehouse)
+            except RoleError as exc:
+                raise Failure(f"evaluation: {exc}") from exc
             with warehouse.read() as con:
                 questions = con.execute("SELECT lang, id, question FROM eval_questions ORDER BY lang, id").fetchall()
                 heldout = con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()
-        judge_model = models.judge_model or tuned_path
-        if not models.judge_model:
-            context.log.warning("no judge_model configured: the tuned model judges itself (set ModelSettings.judge_model)")
+        self_judged = self_judge_problem(judge_role, tuned_role)
+        if self_judged and not config.allow_self_judge:
+            raise Failure(f"evaluation refused: {self_judged}")
+        if self_judged:
+            context.log.warning(f"allow_self_judge is on: {self_judged}")
         identifier = lid_model.identifier(registry)
         cache = GenerationCache.from_warehouse(warehouse)
         params = greedy(max_new_tokens=config.max_new_tokens, stop=("\n###",))
         answers: dict[str, list[str]] = {}
-        for name, path in (("tuned", tuned_path), ("base", base_path)):
-            backend = LazyBackend(inference, path)
+        for name, role in (("tuned", tuned_role), ("base", base_role)):
+            backend = role.open()
             prompts = [response_prompt(q, names[lang]) for lang, _, q in questions]
             progress = Progress(f"evaluation:{name}", len(prompts), context.log.info, unit="answers")
             try:
@@ -208,26 +228,28 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             finally:
                 backend.close()
             answers[name] = [g.text.strip() for g in gens]
-        judge = LazyBackend(inference, judge_model)
+        judge_backend = judge_role.open()
         judge_params = greedy(max_new_tokens=48)
         first = [pairwise_judge_prompt(q, t, b, names[lang]) for (lang, _, q), t, b in
                  zip(questions, answers["tuned"], answers["base"])]
         second = [pairwise_judge_prompt(q, b, t, names[lang]) for (lang, _, q), t, b in
                   zip(questions, answers["tuned"], answers["base"])]
         try:
-            judged, _ = generate_cached(judge, cache, first + second, judge_params, "pairwise_judge")
+            judged, _ = generate_cached(judge_backend, cache, first + second, judge_params, "pairwise_judge")
         finally:
-            judge.close()
+            judge_backend.close()
         verdicts = [pairwise_verdict(a.text, b.text) for a, b in zip(judged[: len(first)], judged[len(first):])]
         results, answer_rows = [], []
         for code in sorted({lang for lang, _, _ in questions}):
             idx = [i for i, (lang, _, _) in enumerate(questions) if lang == code]
             rows = [{"instruction": i, "response": r, "lang_name": names[code]} for lang, i, r in heldout if lang == code]
             tally = Counter(verdicts[i].verdict for i in idx)
-            for name, path in (("tuned", tuned_path), ("base", base_path)):
+            for name, role in (("tuned", tuned_role), ("base", base_role)):
+                # Held-out loss needs the weights in process: not for a model behind an HTTP server.
+                loss = heldout_loss(role.model, rows) if role.settings.backend != "openai" else None
                 wins, losses = (tally["win"], tally["loss"]) if name == "tuned" else (tally["loss"], tally["win"])
                 results.append((code, name, len(idx), language_fidelity([answers[name][i] for i in idx], code, identifier),
-                                wins, tally["tie"], losses, tally["unjudged"], heldout_loss(path, rows)))
+                                wins, tally["tie"], losses, tally["unjudged"], loss))
                 answer_rows += [(code, questions[i][1], name, answers[name][i], verdicts[i].verdict) for i in idx]
         with retry_transient(context), warehouse.write() as con:
             con.execute(EVAL_DDL)
@@ -241,7 +263,10 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         yield MaterializeResult(metadata={
             "dagster/row_count": len(results),
             "results": markdown_table(table, ["lang", "model", "fidelity", "win/tie/loss", "unjudged", "held-out loss"]),
-            "judge_model": judge_model,
+            "answer_model": tuned_role.describe(),
+            "baseline": base_role.describe(),
+            "judge": judge_role.describe(),
+            "self_judge_override": bool(self_judged),
             "questions": len(questions),
         })
         worse = []

@@ -10,10 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-# A minimal chat template so chat-style prompts work too; the X-Instruction prompts are plain text.
+from xinst_assets.core.portable_checkpoint import make_portable
+
+# A small chat template in the usual shape (role marker, newline, content, end of turn), so the roles that chat
+# (curator, refiner, judge) run through the same code path as with a real instruct model. The assistant's turn
+# starts after a newline: a one-token answer ("1", "2", "3") is then its own token, as after the plain prompts.
+# An assistant turn ends with the end-of-sequence token, so a model trained on it stops after its answer.
 CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}</s>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -57,7 +63,8 @@ def build_tiny_model(
     max_positions: int = 2048,
     seed: int = 0,
 ) -> Path:
-    """Write a tiny randomly initialised causal LM and its tokenizer to ``out_dir``; return the path."""
+    """Write a tiny randomly initialised causal LM and its tokenizer (with :data:`CHAT_TEMPLATE`) to
+    ``out_dir``, in files that transformers 4.x and 5.x both load; return the path."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
@@ -88,4 +95,5 @@ def build_tiny_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    make_portable(out)  # loads with transformers 4.x too
     return out

@@ -91,7 +91,8 @@ class InferenceBackend(Protocol):
     """What the stages call. Outputs are aligned with the input prompts."""
 
     def generate(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
-        """Generate one continuation per prompt (raw text prompts: no chat template is applied)."""
+        """Generate one continuation per prompt (a backend built for chat lays each prompt out as a user turn of
+        the model's chat template; otherwise the prompt is the raw text the model continues)."""
         ...
 
     def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float]]:

@@ -14,6 +14,8 @@
   picked). Position ids are derived from the attention mask so a left-padded row scores exactly like the same
   prompt alone.
 * A CUDA out-of-memory error halves the batch and retries it (down to one prompt).
+* With ``chat=True`` every prompt is laid out by the model's chat template as one user turn (see
+  :mod:`~xinst_assets.inference.chat`); the template adds the special tokens it wants, so none are added.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from xinst_assets.inference.base import (
     normalise_choice_logprobs,
     truncate_at_stop,
 )
+from xinst_assets.inference.chat import chat_prompt
 
 _log = logging.getLogger("xinst.inference")
 
@@ -52,6 +55,7 @@ class TransformersBackend:
     ``num_threads`` (CPU; ``None``: torch's default) sets torch's intra-op threads during each call and restores
     them after: small models run fastest on one thread, and on a busy machine spinning worker threads can make
     a tiny model 20 times slower.
+    ``chat`` sends every prompt through the tokenizer's chat template (an error when it has none).
     The model is loaded when the backend is built, after :meth:`ModelSpec.validate`, so a bad path fails before
     any work starts.
     """
@@ -63,6 +67,7 @@ class TransformersBackend:
         max_batch_tokens: int | None = None,
         add_special_tokens: bool = True,
         num_threads: int | None = None,
+        chat: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -76,7 +81,9 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec, self.batch_size, self.max_batch_tokens = spec, batch_size, max_batch_tokens
-        self.add_special_tokens = add_special_tokens
+        # A chat template writes the special tokens it wants (a BOS, role markers): none are added on top.
+        self.chat = chat
+        self.add_special_tokens = add_special_tokens and not chat
         self.device = _resolve_device(spec.device)
         self.torch_dtype = _resolve_dtype(spec.dtype, self.device)
         common = {
@@ -94,6 +101,11 @@ class TransformersBackend:
         except Exception as exc:
             raise InferenceError(f"Could not load the model {spec.model!r} with transformers: {exc}") from exc
         self.model.to(self.device).eval()
+        if chat and not getattr(self.tokenizer, "chat_template", None):
+            raise InferenceError(
+                f"chat was asked for, but the tokenizer of {spec.model!r} has no chat template; set the role's "
+                "chat: false to send the raw prompt"
+            )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             if self.tokenizer.eos_token_id is None:
@@ -112,13 +124,13 @@ class TransformersBackend:
         """``transformers:<model fingerprint>:<dtype>`` (precision changes outputs, so it splits the cache)."""
         if self._fingerprint is None:
             dtype = str(self.torch_dtype).removeprefix("torch.")
-            special = "" if self.add_special_tokens else ":nospecial"
+            special = ":chat" if self.chat else "" if self.add_special_tokens else ":nospecial"
             self._fingerprint = f"transformers:{self.spec.fingerprint()}:{dtype}{special}"
         return self._fingerprint
 
     def generate(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
         """Generate one continuation per prompt, in input order."""
-        prompts = check_prompts(prompts)
+        prompts = self._formatted(check_prompts(prompts))
         if not prompts:
             return []
         with self._threads():
@@ -137,7 +149,7 @@ class TransformersBackend:
 
     def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float]]:
         """Per prompt, the next-token probabilities of ``choices`` renormalised over them (they sum to 1)."""
-        prompts = check_prompts(prompts)
+        prompts = self._formatted(check_prompts(prompts))
         if not prompts:
             return []
         with self._threads():
@@ -163,7 +175,12 @@ class TransformersBackend:
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
 
+    def _formatted(self, prompts: list[str]) -> list[str]:
+        """The prompts as the model sees them: through the chat template in chat mode."""
+        return [chat_prompt(self.tokenizer, p) for p in prompts] if self.chat else prompts
+
     # --- extras (not in the protocol): used by the test server and by evaluation ------------------------------
+    # They take prompts as the model sees them (already laid out by a chat template when one is wanted).
 
     def top_logprobs(self, prompts: list[str], k: int) -> list[list[tuple[int, str, float]]]:
         """Per prompt, the ``k`` most likely next tokens as (id, text, log-probability), best first."""

@@ -17,7 +17,8 @@ Decoding differences from :class:`~xinst_assets.inference.transformers_backend.T
 Choice scoring asks for one token with ``logprobs=k`` (the top-k of the raw next-token distribution) and reads
 the choice tokens from it. A prompt whose choices are not all in the top-k is scored exactly in a second pass:
 the prompt plus each choice token is sent with ``prompt_logprobs=0``, which returns the log-probability of that
-last token. Guided (structured-output) choice decoding is available as :meth:`VLLMBackend.guided_choice` when
+last token. With ``chat=True`` prompts are laid out by the model's chat template and sent as token ids (so vLLM
+adds no second BOS to what the template wrote). Guided (structured-output) choice decoding is available as :meth:`VLLMBackend.guided_choice` when
 only the chosen answer is needed.
 """
 
@@ -39,6 +40,7 @@ from xinst_assets.inference.base import (
     normalise_choice_logprobs,
     truncate_at_stop,
 )
+from xinst_assets.inference.chat import chat_prompt
 
 _log = logging.getLogger("xinst.inference")
 
@@ -156,6 +158,16 @@ def exact_choice_sampling_kwargs() -> dict[str, Any]:
     return {"n": 1, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
 
 
+def engine_inputs(tokenizer: Any, prompts: Sequence[str], chat: bool) -> tuple[list[Any], list[str]]:
+    """What ``vllm.LLM.generate`` gets for ``prompts`` and the texts the model sees: the prompts themselves, or,
+    in chat mode, the chat-templated texts sent as token ids without added special tokens."""
+    if not chat:
+        return list(prompts), list(prompts)
+    texts = [chat_prompt(tokenizer, p) for p in prompts]
+    inputs = [{"prompt_token_ids": tokenizer.encode(t, add_special_tokens=False)} for t in texts]
+    return inputs, texts
+
+
 def generation_from_output(output: Any, stop: Sequence[str] = ()) -> Generation:
     """A :class:`Generation` from a ``vllm.RequestOutput`` (its first completion)."""
     completion = output.outputs[0]
@@ -205,9 +217,9 @@ def _import_vllm() -> Any:
 class VLLMBackend:
     """An :class:`~xinst_assets.inference.base.InferenceBackend` on ``vllm.LLM`` (offline, in process)."""
 
-    def __init__(self, spec: ModelSpec, config: VLLMConfig | None = None) -> None:
+    def __init__(self, spec: ModelSpec, config: VLLMConfig | None = None, chat: bool = False) -> None:
         spec.validate()
-        self.spec, self.config = spec, config or VLLMConfig()
+        self.spec, self.config, self.chat = spec, config or VLLMConfig(), chat
         vllm = _import_vllm()
         self._vllm = vllm
         try:
@@ -219,7 +231,7 @@ class VLLMBackend:
         self._variants: dict[tuple[str, tuple[str, ...]], dict[str, tuple[int, ...]]] = {}
 
     def fingerprint(self) -> str:
-        return f"vllm:{self.spec.fingerprint()}:{self.spec.dtype}"
+        return f"vllm:{self.spec.fingerprint()}:{self.spec.dtype}" + (":chat" if self.chat else "")
 
     def generate(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
         prompts = check_prompts(prompts)
@@ -230,7 +242,8 @@ class VLLMBackend:
             if message not in self._warned:
                 self._warned.add(message)
                 _log.warning(message)
-        outputs = self._llm.generate(prompts, self._vllm.SamplingParams(**kwargs), use_tqdm=False)
+        inputs, _ = engine_inputs(self._tokenizer, prompts, self.chat)
+        outputs = self._llm.generate(inputs, self._vllm.SamplingParams(**kwargs), use_tqdm=False)
         return [generation_from_output(o, params.stop) for o in outputs]
 
     def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float]]:
@@ -238,9 +251,10 @@ class VLLMBackend:
         if not prompts:
             return []
         SamplingParams = self._vllm.SamplingParams
-        variants = [self._choice_variants(p, choices) for p in prompts]
+        inputs, texts = engine_inputs(self._tokenizer, prompts, self.chat)
+        variants = [self._choice_variants(t, choices) for t in texts]
         outputs = self._llm.generate(
-            prompts, SamplingParams(**choice_sampling_kwargs(self.config.choice_top_logprobs)), use_tqdm=False
+            inputs, SamplingParams(**choice_sampling_kwargs(self.config.choice_top_logprobs)), use_tqdm=False
         )
         results: list[dict[str, float]] = []
         exact_requests: list[tuple[int, int, dict[str, Any]]] = []  # (prompt index, token id, request)
@@ -279,7 +293,8 @@ class VLLMBackend:
             sampling = vllm.SamplingParams(
                 temperature=0.0, max_tokens=16, guided_decoding=GuidedDecodingParams(choice=list(choices))
             )
-        outputs = self._llm.generate(prompts, sampling, use_tqdm=False)
+        inputs, _ = engine_inputs(self._tokenizer, prompts, self.chat)
+        outputs = self._llm.generate(inputs, sampling, use_tqdm=False)
         return [o.outputs[0].text.strip() for o in outputs]
 
     def close(self) -> None:

@@ -1,8 +1,12 @@
-"""The inference layer as a Dagster resource: one configuration, three backends.
+"""The inference layer as Dagster resources: backend settings, and one resource per model role.
 
-``transformers`` (CPU or CUDA; what tests and the demo run), ``vllm`` (offline engine on GPUs) and ``openai``
-(any OpenAI-compatible completions server, e.g. a served vLLM). The model is chosen by the stage (the
-instruction generator's checkpoint, the curation model, the judge), the backend and its knobs here.
+Backends: ``transformers`` (CPU or CUDA; what tests and the demo run), ``vllm`` (offline engine on GPUs) and
+``openai`` (any OpenAI-compatible server, e.g. a served vLLM or a hosted chat model: completions or chat).
+
+``inference`` (:class:`InferenceSettings`) serves the instruction generator and is the default backend of every
+role. Each role (``curator``, ``refiner``, ``answer_model``, ``judge``: :class:`ModelRole`) names its model and,
+when it sets ``backend``, its own backend settings; :mod:`xinst_assets.resources.roles` turns a role into the
+model and backend a stage uses.
 """
 
 from __future__ import annotations
@@ -46,9 +50,19 @@ class InferenceSettings(ConfigurableResource):
     max_retries: int = Field(default=5, description="HTTP retries with exponential backoff on 429/5xx.")
     max_concurrency: int = Field(default=16, description="Concurrent HTTP requests.")
     guided_choice: bool = Field(default=False, description="Use vLLM-server guided_choice for labels.")
+    top_logprobs: int = Field(
+        default=20, description="Top tokens asked of an HTTP server for constrained choice (OpenAI's chat API and "
+        "vLLM's default allow at most 20); choices missing from them are scored exactly where the server can."
+    )
+    chat: bool | None = Field(
+        default=None, description="Send each prompt as a chat message (the model's chat template; the server's "
+        "/chat/completions). None: by role: the curator, refiner and judge chat when the model has a chat "
+        "template (always over HTTP); the generator and the answer model get the raw prompt they were trained on."
+    )
 
-    def open(self, model: str) -> InferenceBackend:
-        """A backend serving ``model`` (a local folder or hub id); a missing model fails here, before work."""
+    def open(self, model: str, chat: bool = False) -> InferenceBackend:
+        """A backend serving ``model`` (a local folder or hub id), prompts sent as chat messages when ``chat``;
+        a missing model fails here, before work."""
         spec = ModelSpec(
             model=model, trust_remote_code=self.trust_remote_code, dtype=self.dtype, device=self.device,
             allow_download=self.allow_download,
@@ -57,7 +71,7 @@ class InferenceSettings(ConfigurableResource):
             from xinst_assets.inference.transformers_backend import TransformersBackend
 
             return TransformersBackend(spec, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
-                                       num_threads=self.num_threads)
+                                       num_threads=self.num_threads, chat=chat)
         if self.backend == "vllm":
             from xinst_assets.inference.vllm_backend import VLLMBackend, VLLMConfig
 
@@ -65,7 +79,7 @@ class InferenceSettings(ConfigurableResource):
                 tensor_parallel_size=self.tensor_parallel_size,
                 gpu_memory_utilization=self.gpu_memory_utilization,
                 max_model_len=self.max_model_len,
-            ))
+            ), chat=chat)
         if self.backend == "openai":
             from xinst_assets.inference.http_backend import HTTPBackend, HTTPConfig
 
@@ -75,9 +89,53 @@ class InferenceSettings(ConfigurableResource):
                 base_url=self.base_url, model=self.served_model or model, api_key_env=self.api_key_env,
                 model_revision=self.served_revision,
                 timeout_s=self.timeout_s, max_retries=self.max_retries, max_concurrency=self.max_concurrency,
-                guided_choice=self.guided_choice,
+                guided_choice=self.guided_choice, top_logprobs=self.top_logprobs, chat=chat,
             ))
         raise ValueError(f"unknown inference backend {self.backend!r}: use transformers, vllm or openai")
+
+    def backend_fields(self) -> dict:
+        """The backend settings as plain values (what :class:`InferenceSettings` takes)."""
+        return {name: getattr(self, name) for name in InferenceSettings.model_fields}
+
+
+class ModelRole(InferenceSettings):
+    """One model role (curator, refiner, answer model, judge): which model plays it and which backend serves it.
+
+    ``model`` is a local folder, a hub id, a served model name (``openai`` backend) or ``checkpoint:<name>``,
+    the checkpoint an asset recorded (``checkpoint:curator``, ``checkpoint:tuned_checkpoint``). ``None`` is the
+    role's default (see :mod:`xinst_assets.resources.roles`). With ``backend`` unset, the ``inference``
+    resource serves the role with all its settings and this role's other backend fields are not used; set
+    ``backend`` (transformers | vllm | openai) and this role has its own backend settings.
+    """
+
+    model: str | None = Field(
+        default=None, description="Local folder, hub id, served model name, or checkpoint:<asset checkpoint> "
+        "(None: the role's default)."
+    )
+    backend: str | None = Field(  # type: ignore[assignment]
+        default=None, description="None: the inference resource serves this role (all its settings) | "
+        "transformers | vllm | openai: this role's own backend settings below."
+    )
+
+    def settings(self, shared: InferenceSettings) -> InferenceSettings:
+        """The backend settings that serve this role: ``shared`` when ``backend`` is unset, else its own."""
+        if self.backend is None:
+            return shared
+        return InferenceSettings(**self.backend_fields())
+
+    @property
+    def is_default(self) -> bool:
+        """Nothing set: the role is whatever its default role or model is, backend included."""
+        return self.model is None and self.backend is None and self.chat is None
+
+
+class AnswerModelRole(ModelRole):
+    """The model under evaluation and the baseline its answers are compared with (same backend)."""
+
+    baseline: str | None = Field(
+        default=None, description="The model the answers are compared with (None: the base model the tuned "
+        "checkpoint was trained from)."
+    )
 
 
 class LazyBackend:
@@ -88,8 +146,9 @@ class LazyBackend:
     loading anything. ``loads`` counts model loads (0 on a fully cached rerun).
     """
 
-    def __init__(self, settings: InferenceSettings, model: str) -> None:
-        self.settings, self.model = settings, model
+    def __init__(self, settings: InferenceSettings, model: str, chat: bool | None = None) -> None:
+        # chat None: as the settings say (off unless they turn it on); roles pass what they resolved.
+        self.settings, self.model, self.chat = settings, model, bool(settings.chat) if chat is None else chat
         self.spec = ModelSpec(model=model, trust_remote_code=settings.trust_remote_code, dtype=settings.dtype,
                               device=settings.device, allow_download=settings.allow_download)
         if settings.backend != "openai":  # a served model is named by the server, not a local folder
@@ -99,21 +158,23 @@ class LazyBackend:
 
     def _loaded(self) -> InferenceBackend:
         if self._backend is None:
-            self._backend = self.settings.open(self.model)
+            self._backend = self.settings.open(self.model, chat=self.chat)
             self.loads += 1
         return self._backend
 
     def fingerprint(self) -> str:
+        # Chat formatting changes every prompt the model sees: it splits the cache.
+        chat = ":chat" if self.chat else ""
         if self.settings.backend == "openai":
             served = self.settings.served_model or self.model
-            return f"http:{served}@{self.settings.served_revision or 'unversioned'}"
+            return f"http:{served}@{self.settings.served_revision or 'unversioned'}{chat}"
         precision = self.settings.dtype
         if precision == "auto":
             import torch
 
             gpu = self.settings.device != "cpu" and torch.cuda.is_available()
             precision = "bfloat16-or-float16" if gpu else "float32"
-        return f"{self.settings.backend}:{self.spec.fingerprint()}:{precision}"
+        return f"{self.settings.backend}:{self.spec.fingerprint()}:{precision}{chat}"
 
     def generate(self, prompts, params):
         return self._loaded().generate(prompts, params)

@@ -19,27 +19,26 @@ DEMO_MODEL_NOTE = (
 
 
 class ModelSettings(ConfigurableResource):
-    """Models of the pipeline: the base checkpoint to fine-tune, how the instruction generator is made, and
-    which model curates (scores and refines) the candidates."""
+    """Models of the pipeline: the base checkpoint to fine-tune, the instruction-following model that curates
+    and judges by default, and how the instruction generator is made. Each role's model and backend is its own
+    resource (``curator``, ``refiner``, ``answer_model``, ``judge``; see xinst_assets/assets/model_roles.py)."""
 
     base_model: str | None = Field(
         default=None, description="Local folder or hub id of the base causal LM (None: a tiny demo model)."
+    )
+    instruct_model: str | None = Field(
+        default=None, description="Instruction-following model (local folder or hub id) that curates, refines "
+        "and judges unless those roles name their own (None: a recorded curator checkpoint, else the base model)."
     )
     generator_mode: str = Field(
         default="trained", description="trained (fine-tune base_model on seed pairs, response -> instruction) "
         "| zero_shot (use zero_shot_model with the same prompt)."
     )
     zero_shot_model: str | None = Field(default=None, description="Instruct model for zero_shot mode.")
-    curation_model: str | None = Field(
-        default=None, description="Model that labels and refines pairs (None: the instruction generator itself)."
-    )
     generator_max_steps: int | None = Field(default=None, description="Generator training steps (None: epochs).")
     generator_epochs: float = Field(default=3.0, description="Generator training epochs.")
     generator_learning_rate: float | None = Field(default=None, description="None: the trainer's default.")
     generator_batch_size: int = Field(default=8, description="Per-device batch size for generator training.")
-    judge_model: str | None = Field(
-        default=None, description="Model that judges answers pairwise in evaluation (None: the tuned model)."
-    )
     demo_hidden_size: int = Field(default=128, description="Width of the tiny demo model.")
 
     def resolve_base_model(self, models_dir: Path, log=None) -> str:

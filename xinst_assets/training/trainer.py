@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from xinst_assets.core.portable_checkpoint import make_portable
 from xinst_assets.training.config import AfpOptions, TrainConfig
 from xinst_assets.training.data import (
     IGNORE_INDEX,
@@ -683,6 +684,8 @@ def train(
             cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
             cfg["use_cache"] = True
             cfg_file.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    if is_main:
+        make_portable(out_dir)  # the saved model and tokenizer load with transformers 4.x as well as 5.x
 
     curve = tuple(
         (int(entry["step"]), float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry

@@ -25,8 +25,12 @@ from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
 from dagster_k8s.pipes import build_pod_body
 
 from xinst_assets import deploy
+from xinst_assets.assets.model_roles import resolve_answer_models, resolve_curator, resolve_following
 from xinst_assets.config import XinstConfig
 from xinst_assets.definitions import build_definitions
+from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, ModelRole
+from xinst_assets.resources.models import ModelSettings
+from xinst_assets.resources.warehouse import Warehouse
 from xinst_assets.settings import PROJECT_ROOT
 from xinst_assets_tests.e2e.conftest import e2e_environment, venv_tool
 
@@ -205,6 +209,26 @@ def test_the_multi_gpu_run_config_gives_each_step_as_many_gpus_as_accelerate_or_
     for op in ("candidate_pairs", "scored_pairs", "evaluation"):
         tensor_parallel = inference["tensor_parallel_size"]
         assert per_step[op] == deploy.gpu_step_k8s_config(gpu_template, gpus=tensor_parallel)
+
+
+def test_the_model_roles_run_config_gives_each_role_the_backend_it_names(definitions, tmp_path: Path):
+    run_config = load_yaml("run_config/model_roles.yaml")
+    config = {}  # each job resolves the resources its assets use (the refiner: pipeline; the judge: tuning)
+    for name in ("xinst_pipeline", "xinst_tuning"):
+        resolved = dg.validate_run_config(definitions.resolve_job_def(name), run_config)
+        config.update({key: value["config"] for key, value in resolved["resources"].items()})
+    inference, models = InferenceSettings(**config["inference"]), ModelSettings(**config["models"])
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
+    curator = resolve_curator(ModelRole(**config["curator"]), models, inference, warehouse, tmp_path)
+    refiner = resolve_following("refiner", ModelRole(**config["refiner"]), curator, warehouse)
+    judge = resolve_following("judge", ModelRole(**config["judge"]), curator, warehouse)
+    assert (curator.settings.backend, curator.chat, curator.served_name) == ("openai", True, "Qwen2.5-72B-Instruct")
+    assert refiner.serves_like(curator)  # an empty role is the curator
+    assert judge.settings.base_url == "https://api.openai.com/v1" and judge.settings.api_key_env == "OPENAI_API_KEY"
+    answer = AnswerModelRole(**{**config["answer_model"], "model": "/models/tuned", "baseline": "/models/base"})
+    tuned, _ = resolve_answer_models(answer, inference, warehouse)
+    assert tuned.settings is inference and inference.backend == "vllm" and tuned.chat is False
+    assert len({curator.identity(), judge.identity(), tuned.identity()}) == 3
 
 
 def test_a_pipes_training_pod_asks_for_as_many_gpus_as_accelerate_launches(gpu_template):

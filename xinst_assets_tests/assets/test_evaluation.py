@@ -1,0 +1,80 @@
+"""The evaluation asset through Dagster with tiny local models: who judges, and what a run reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from xinst_assets.config import XinstConfig
+from xinst_assets.core.tiny_model import build_tiny_model
+from xinst_assets.languages import load_registry
+from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, ModelRole
+from xinst_assets.settings import SAMPLE_DIR
+from xinst_assets_tests.conftest import materialize
+
+pytestmark = pytest.mark.slow
+
+SHORT = {"ops": {"evaluation": {"config": {"max_new_tokens": 6}}}}
+TEXTS = ["Write a short note about the market.", "Chợ phiên ở làng tôi rất đông vui.", "<score1>7</score1>"] * 5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("evaluation")
+    config = XinstConfig(registry=load_registry(), home=root / "home", raw_patterns=[str(SAMPLE_DIR / "raw")])
+    assert materialize(config, ["seed_pairs", "eval_questions"], "vi").success
+    models = {name: str(build_tiny_model(root / name, TEXTS, hidden_size=16, num_layers=1, num_heads=2,
+                                         vocab_size=300, seed=i))
+              for i, name in enumerate(("tuned", "base", "judge"))}
+    return config, models
+
+
+def _resources(models: dict[str, str], judge: str) -> dict:
+    return {
+        "inference": InferenceSettings(batch_size=8, num_threads=1),
+        "answer_model": AnswerModelRole(model=models["tuned"], baseline=models["base"]),
+        "judge": ModelRole(model=judge),
+    }
+
+
+def _failure_message(result) -> str:
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failures[0].step_failure_data.error.message if failures else ""
+
+
+def test_evaluation_refuses_a_judge_that_is_the_model_under_evaluation(setup):
+    config, models = setup
+    result = materialize(config, ["evaluation"], None, _resources(models, models["tuned"]), run_config=SHORT,
+                         raise_on_error=False)
+    assert not result.success
+    message = _failure_message(result)
+    assert "evaluation refused" in message and "does not judge its own answers" in message
+    assert "allow_self_judge" in message
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:  # nothing was evaluated
+        assert con.execute("SELECT count(*) FROM information_schema.tables "
+                           "WHERE table_name = 'evaluation_results'").fetchone()[0] == 0
+
+
+def test_an_explicit_override_lets_the_model_judge_itself_and_is_on_record(setup):
+    config, models = setup
+    run_config = {"ops": {"evaluation": {"config": {"max_new_tokens": 6, "allow_self_judge": True}}}}
+    result = materialize(config, ["evaluation"], None, _resources(models, models["tuned"]), run_config=run_config)
+    assert result.success
+    metadata = result.asset_materializations_for_node("evaluation")[0].metadata
+    assert metadata["self_judge_override"].value is True
+    assert models["tuned"] in metadata["judge"].value and models["tuned"] in metadata["answer_model"].value
+
+
+def test_another_judge_evaluates_the_tuned_model_against_its_baseline(setup):
+    config, models = setup
+    result = materialize(config, ["evaluation"], None, _resources(models, models["judge"]), run_config=SHORT)
+    assert result.success
+    metadata = result.asset_materializations_for_node("evaluation")[0].metadata
+    assert metadata["self_judge_override"].value is False
+    assert Path(models["judge"]).name in metadata["judge"].value and "chat" in metadata["judge"].value
+    assert "raw prompt" in metadata["answer_model"].value  # the tuned model gets the prompt it was trained on
+    with duckdb.connect(str(config.warehouse), read_only=True) as con:
+        rows = con.execute("SELECT lang, model, questions FROM evaluation_results ORDER BY model").fetchall()
+    assert rows == [("vi", "base", 6), ("vi", "tuned", 6)]
