@@ -158,6 +158,20 @@ def resolve_following(role_name: str, role: ModelRole, parent: ResolvedRole, war
     return ResolvedRole(role_name, model, settings, chat, source)
 
 
+def resolve_judge(
+    judge: ModelRole, curator: ModelRole, models: ModelSettings, inference: InferenceSettings,
+    warehouse: Warehouse, models_dir: Path, log: Callable[[str], None] | None = None,
+) -> ResolvedRole:
+    """The evaluation judge: :func:`resolve_following` the curator, resolving the curator's model only when the
+    judge does not name its own (so a judge with its own model never builds or loads the curator)."""
+    if judge.model:
+        settings = curator.settings(inference)
+        stand_in = ResolvedRole("curator", judge.model, settings, False, "")  # only its settings are used
+        return resolve_following("judge", judge, stand_in, warehouse)
+    grading = resolve_curator(curator, models, inference, warehouse, models_dir, log)
+    return resolve_following("judge", judge, grading, warehouse)
+
+
 def resolve_answer_models(
     answer: AnswerModelRole, inference: InferenceSettings, warehouse: Warehouse
 ) -> tuple[ResolvedRole, ResolvedRole]:

@@ -21,8 +21,7 @@ from xinst_assets.assets.checkpoints import record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
     resolve_answer_models,
-    resolve_curator,
-    resolve_following,
+    resolve_judge,
     self_judge_problem,
 )
 from xinst_assets.assets.generation import DEMO_LEARNING_RATE
@@ -202,9 +201,8 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         with retry_transient(context):
             try:
                 tuned_role, base_role = resolve_answer_models(answer_model, inference, warehouse)
-                grading = resolve_curator(curator, models, inference, warehouse, storage.paths.models,
-                                          context.log.warning)
-                judge_role = resolve_following("judge", judge, grading, warehouse)
+                judge_role = resolve_judge(judge, curator, models, inference, warehouse, storage.paths.models,
+                                           context.log.warning)
             except RoleError as exc:
                 raise Failure(f"evaluation: {exc}") from exc
             with warehouse.read() as con:

@@ -9,10 +9,13 @@ import pytest
 
 from xinst_assets.config import XinstConfig
 from xinst_assets.core.tiny_model import build_tiny_model
+from xinst_assets.inference.base import ModelSpec
+from xinst_assets.inference.transformers_backend import TransformersBackend
 from xinst_assets.languages import load_registry
 from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, ModelRole
 from xinst_assets.settings import SAMPLE_DIR
 from xinst_assets_tests.conftest import materialize
+from xinst_assets_tests.inference.openai_server import OpenAICompatibleServer
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +81,19 @@ def test_another_judge_evaluates_the_tuned_model_against_its_baseline(setup):
     with duckdb.connect(str(config.warehouse), read_only=True) as con:
         rows = con.execute("SELECT lang, model, questions FROM evaluation_results ORDER BY model").fetchall()
     assert rows == [("vi", "base", 6), ("vi", "tuned", 6)]
+
+
+def test_the_judge_can_be_a_chat_model_behind_an_openai_compatible_server(setup):
+    config, models = setup
+    served = TransformersBackend(ModelSpec(models["judge"], device="cpu"), num_threads=1)
+    with OpenAICompatibleServer(served) as server:
+        judge = ModelRole(model="tiny-judge", backend="openai", base_url=server.base_url, max_retries=0)
+        resources = {**_resources(models, models["judge"]), "judge": judge}
+        result = materialize(config, ["evaluation"], None, resources, run_config=SHORT)
+    assert result.success
+    metadata = result.asset_materializations_for_node("evaluation")[0].metadata
+    assert metadata["judge"].value.startswith(f"tiny-judge (openai {server.base_url}, chat;")
+    judged = [body for body in server.requests if "[Answer 1]" in body["messages"][0]["content"]]
+    # Every question judged (both orders; an order whose prompt is the other's, equal answers, is asked once).
+    assert 6 <= len(judged) <= 12 and all(body["model"] == "tiny-judge" for body in judged)
+    assert len({body["messages"][0]["content"] for body in judged}) == len(judged)

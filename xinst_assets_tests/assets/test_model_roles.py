@@ -13,6 +13,7 @@ from xinst_assets.assets.model_roles import (
     resolve_answer_models,
     resolve_curator,
     resolve_following,
+    resolve_judge,
     resolve_reference,
     self_judge_problem,
 )
@@ -143,3 +144,15 @@ def test_served_models_are_the_same_only_on_the_same_server_under_the_same_name(
     other = resolve_following("judge", ModelRole(model="big-judge", **SERVER), curator, warehouse)
     assert self_judge_problem(same, evaluated) is not None
     assert self_judge_problem(elsewhere, evaluated) is None and self_judge_problem(other, evaluated) is None
+
+
+def test_a_judge_with_its_own_model_never_builds_or_loads_the_curator(models_dir, warehouse, tmp_path):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    judge = resolve_judge(ModelRole(model=str(models_dir / "instruct")), ModelRole(), ModelSettings(),
+                          InferenceSettings(batch_size=5), warehouse, empty)
+    assert judge.model == str(models_dir / "instruct") and judge.settings.batch_size == 5 and judge.chat is True
+    assert list(empty.iterdir()) == []  # the demo base model (the curator's last default) was not built
+    by_default = resolve_judge(ModelRole(), ModelRole(), ModelSettings(instruct_model=str(models_dir / "instruct")),
+                               InferenceSettings(), warehouse, empty)
+    assert by_default.model == str(models_dir / "instruct") and "the curator" in by_default.source

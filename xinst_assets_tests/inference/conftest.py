@@ -20,7 +20,7 @@ from xinst_assets.core.prompts import (
 from xinst_assets.core.tiny_model import build_tiny_model
 from xinst_assets.inference.base import Generation, ModelSpec
 from xinst_assets.inference.transformers_backend import TransformersBackend
-from xinst_assets_tests.inference.openai_server import OpenAICompletionsServer
+from xinst_assets_tests.inference.openai_server import OpenAICompatibleServer
 
 PAIRS: list[tuple[str, str]] = [
     ("Write a short news item about the village market.",
@@ -65,13 +65,21 @@ def backend(tiny_model_dir: Path) -> Iterator[TransformersBackend]:
 
 
 @pytest.fixture(scope="session")
-def server(backend: TransformersBackend) -> Iterator[OpenAICompletionsServer]:
-    with OpenAICompletionsServer(backend) as running:
+def chat_backend(tiny_model_dir: Path) -> Iterator[TransformersBackend]:
+    """The same tiny model, prompts laid out by its chat template (what a chat server does with messages)."""
+    loaded = TransformersBackend(ModelSpec(str(tiny_model_dir), device="cpu"), batch_size=2, num_threads=1, chat=True)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def server(backend: TransformersBackend) -> Iterator[OpenAICompatibleServer]:
+    with OpenAICompatibleServer(backend) as running:
         yield running
 
 
 @pytest.fixture
-def live_server(server: OpenAICompletionsServer) -> OpenAICompletionsServer:
+def live_server(server: OpenAICompatibleServer) -> OpenAICompatibleServer:
     """The shared server with failures, delays, API key and request log reset for this test."""
     server.reset()
     return server

@@ -1,20 +1,31 @@
-"""A small, real OpenAI-compatible completions server for tests, serving a transformers model on 127.0.0.1.
+"""A small, real OpenAI-compatible server for tests, serving a transformers model on 127.0.0.1.
 
-It implements the part of ``POST /v1/completions`` that xinst uses, the way vLLM's server answers it:
-``prompt`` (one string), ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``, ``top_k``, ``seed``, ``stop``,
-``logprobs`` (top-k of the first generated token, plus the sampled token; with ``max_tokens`` 1), ``echo``
-(the prompt's tokens with their log-probabilities and character offsets), ``guided_choice`` (the generated token
-is the most likely token that spells one of the choices), and a Bearer API key when one is set.
+It implements the parts of the two endpoints that xinst uses, the way vLLM's server answers them:
+
+* ``POST /v1/completions``: ``prompt`` (one string), ``max_tokens``, ``temperature`` (0 = greedy), ``top_p``,
+  ``top_k``, ``seed``, ``stop``, ``logprobs`` (top-k of the first generated token, plus the sampled token; with
+  ``max_tokens`` 1), ``echo`` (the prompt's tokens with their log-probabilities and character offsets),
+  ``guided_choice`` (the generated token is the most likely token that spells one of the choices).
+* ``POST /v1/chat/completions``: ``messages`` laid out by the model's own chat template (``add_generation_prompt``,
+  ``continue_final_message``), ``max_completion_tokens`` (or ``max_tokens``), the same sampling fields,
+  ``logprobs`` with ``top_logprobs`` (the first generated token; with one token), ``guided_choice``, and
+  vLLM's ``prompt_logprobs=0`` (each prompt token's own log-probability, ``None`` for the first).
+
+A Bearer API key is checked when one is set. ``chat_logprobs=False`` makes the chat endpoint answer without
+log-probabilities, as servers that do not implement them do (``logprobs: null``); ``prompt_logprobs=False``
+makes it refuse vLLM's ``prompt_logprobs`` field with a 400, as OpenAI's API refuses unknown fields.
 
 Test controls: ``fail_next`` answers the next N requests with ``fail_status`` (503 by default), ``delay_s``
 sleeps before answering (timeouts), ``requests`` keeps every request body, ``max_in_flight`` records the most
-requests handled at once.
+requests handled at once, ``max_top_logprobs`` bounds ``top_logprobs`` (vLLM's ``--max-logprobs``; 20 by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -23,12 +34,17 @@ from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.inference.transformers_backend import TransformersBackend
 
 
-class OpenAICompletionsServer:
-    """Serve ``backend`` until :meth:`stop`; use as a context manager. ``base_url`` ends in ``/v1``."""
+class OpenAICompatibleServer:
+    """Serve ``backend`` (a raw-prompt :class:`TransformersBackend`) until :meth:`stop`; use as a context manager.
+    ``base_url`` ends in ``/v1``."""
 
     def __init__(self, backend: TransformersBackend, api_key: str | None = None) -> None:
+        if backend.chat:
+            raise ValueError("serve a raw-prompt backend: the server applies the chat template itself")
         self.backend, self.api_key = backend, api_key
         self.fail_next, self.fail_status, self.delay_s = 0, 503, 0.0
+        self.chat_logprobs = self.prompt_logprobs = True
+        self.max_top_logprobs = 20
         self.requests: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
         self._state = threading.Lock()
@@ -51,7 +67,7 @@ class OpenAICompletionsServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> OpenAICompletionsServer:
+    def start(self) -> OpenAICompatibleServer:
         self._thread.start()
         return self
 
@@ -66,6 +82,8 @@ class OpenAICompletionsServer:
             self.requests.clear()
             self.in_flight = self.max_in_flight = 0
             self.api_key = api_key
+            self.chat_logprobs = self.prompt_logprobs = True
+            self.max_top_logprobs = 20
 
     def __enter__(self) -> Self:
         return self.start()
@@ -107,7 +125,7 @@ class OpenAICompletionsServer:
             if fail:
                 self.fail_next -= 1
             delay, api_key = self.delay_s, self.api_key
-        if request.path != "/v1/completions":
+        if request.path not in ("/v1/completions", "/v1/chat/completions"):
             return 404, {"error": {"message": f"no route {request.path}"}}, {}
         if api_key is not None and request.headers.get("Authorization") != f"Bearer {api_key}":
             return 401, {"error": {"message": "invalid API key"}}, {}
@@ -115,15 +133,92 @@ class OpenAICompletionsServer:
             return self.fail_status, {"error": {"message": "server overloaded, try again"}}, {"Retry-After": "0"}
         if delay:
             time.sleep(delay)
+        if request.path == "/v1/chat/completions":
+            return self._chat(body)
         if not isinstance(body.get("prompt"), str):
             return 400, {"error": {"message": "this server takes one prompt string"}}, {}
         with self._model:
             return 200, self._complete(body), {}
 
+    def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, {"error": {"message": "messages must be a non-empty list"}}, {}
+        if body.get("prompt_logprobs") is not None and not self.prompt_logprobs:
+            return 400, {"error": {"message": "Unrecognized request argument supplied: prompt_logprobs"}}, {}
+        if body.get("prompt_logprobs") not in (None, 0):
+            return 400, {"error": {"message": "this server returns prompt_logprobs=0 only"}}, {}
+        top_k = int(body.get("top_logprobs") or 0)
+        if body.get("logprobs") and top_k > self.max_top_logprobs:
+            return 400, {"error": {"message": f"top_logprobs must be at most {self.max_top_logprobs}"}}, {}
+        tokenizer = self.backend.tokenizer
+        continue_final = bool(body.get("continue_final_message", False))
+        prompt = tokenizer.apply_chat_template(
+            messages, tokenize=False, continue_final_message=continue_final,
+            add_generation_prompt=bool(body.get("add_generation_prompt", not continue_final)))
+        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        guided = body.get("guided_choice") or (body.get("structured_outputs") or {}).get("choice")
+        want_logprobs = bool(body.get("logprobs")) and self.chat_logprobs
+        with self._model, self._no_special_tokens():  # the template wrote the special tokens it wants
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            logprobs: dict[str, Any] | None = None
+            if want_logprobs or guided:
+                if max_tokens != 1:
+                    raise ValueError("this test server returns logprobs / guided choice only with max_tokens=1")
+                ranked = self.backend.top_logprobs([prompt], len(tokenizer))[0]
+                pick = [r for r in ranked if r[1].strip() in guided] if guided else ranked
+                _, text, logprob = pick[0]
+                if want_logprobs:
+                    top = [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8"))} for _, t, lp in ranked[:top_k]]
+                    logprobs = {"content": [{"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8")),
+                                             "top_logprobs": top}]}
+                finish, completion_tokens = "length", 1
+            else:
+                generation = self.backend.generate([prompt], self._decoding(body, max_tokens))[0]
+                text, finish, completion_tokens = generation.text, generation.finish_reason, generation.completion_tokens
+            answer: dict[str, Any] = {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish, "logprobs": logprobs}],
+                "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens,
+                          "total_tokens": len(prompt_ids) + completion_tokens},
+            }
+            if body.get("prompt_logprobs") is not None:
+                own = self.backend.token_logprobs(prompt)  # (id, text, offset, logprob), no special tokens added
+                answer["prompt_logprobs"] = [
+                    None if lp is None else {str(i): {"logprob": lp, "rank": None, "decoded_token": t}}
+                    for i, t, _, lp in own]
+        return 200, answer, {}
+
+    @contextlib.contextmanager
+    def _no_special_tokens(self) -> Iterator[None]:
+        saved = self.backend.add_special_tokens
+        self.backend.add_special_tokens = False
+        try:
+            yield
+        finally:
+            self.backend.add_special_tokens = saved
+
+    @staticmethod
+    def _decoding(body: dict[str, Any], max_tokens: int) -> DecodingParams:
+        temperature = float(body.get("temperature", 1.0))
+        return DecodingParams(
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else 0.7,
+            top_p=float(body.get("top_p", 1.0)),
+            top_k=body.get("top_k"),
+            no_repeat_ngram_size=None,
+            max_new_tokens=max_tokens,
+            seed=body.get("seed"),
+            stop=tuple(body.get("stop") or ()),
+        )
+
     def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt: str = body["prompt"]
         max_tokens = int(body.get("max_tokens", 16))
-        temperature = float(body.get("temperature", 1.0))
         want_logprobs = body.get("logprobs")
         guided = body.get("guided_choice") or (body.get("structured_outputs") or {}).get("choice")
         tokenizer = self.backend.tokenizer
@@ -144,17 +239,7 @@ class OpenAICompletionsServer:
                         "text_offset": [len(prompt)]}
             finish, completion_tokens = "length", 1
         else:
-            params = DecodingParams(
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else 0.7,
-                top_p=float(body.get("top_p", 1.0)),
-                top_k=body.get("top_k"),
-                no_repeat_ngram_size=None,
-                max_new_tokens=max_tokens,
-                seed=body.get("seed"),
-                stop=tuple(body.get("stop") or ()),
-            )
-            generation = self.backend.generate([prompt], params)[0]
+            generation = self.backend.generate([prompt], self._decoding(body, max_tokens))[0]
             text, finish, completion_tokens = generation.text, generation.finish_reason, generation.completion_tokens
         if body.get("echo"):
             echoed = self.backend.token_logprobs(prompt)

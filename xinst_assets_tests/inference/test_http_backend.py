@@ -1,4 +1,5 @@
-"""The HTTP backend against a real local OpenAI-compatible server: results, retries, timeouts, keys, limits."""
+"""The HTTP backend against a real local OpenAI-compatible server (completions and chat): results, constrained
+choice and its exact fallbacks, retries, timeouts, keys, limits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from xinst_assets.core.prompts import JUDGE_CHOICES, DecodingParams, greedy, judge_prompt
+from xinst_assets.core.prompts import JUDGE_CHOICES, DecodingParams, greedy, judge_prompt, pairwise_judge_prompt
 from xinst_assets.inference.base import (
     InferenceBackend,
     InferenceError,
@@ -21,13 +22,18 @@ from xinst_assets.inference.http_backend import (
     HTTPBackend,
     HTTPConfig,
     backoff_delay,
+    chat_body,
+    chat_top_logprobs,
     completion_body,
+    continued_turn_logprob,
     echoed_continuation_logprob,
+    generation_from_chat_response,
     generation_from_response,
+    split_body,
 )
 from xinst_assets.inference.transformers_backend import TransformersBackend
 from xinst_assets_tests.inference.conftest import PAIRS, PROMPTS
-from xinst_assets_tests.inference.openai_server import OpenAICompletionsServer
+from xinst_assets_tests.inference.openai_server import OpenAICompatibleServer
 
 FAST_RETRIES = {"max_retries": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 
@@ -36,14 +42,14 @@ def flat(dists: list[dict[str, float]]) -> list[float]:
     return [d[c] for d in dists for c in JUDGE_CHOICES]
 
 
-def make_backend(server: OpenAICompletionsServer, **overrides) -> HTTPBackend:
+def make_backend(server: OpenAICompatibleServer, **overrides) -> HTTPBackend:
     settings = dict(base_url=server.base_url, model="tiny", timeout_s=10.0, **FAST_RETRIES)
     settings.update(overrides)
     return HTTPBackend(HTTPConfig(**settings))
 
 
 def test_generations_over_http_equal_the_served_model_in_process(
-    live_server: OpenAICompletionsServer, backend: TransformersBackend
+    live_server: OpenAICompatibleServer, backend: TransformersBackend
 ) -> None:
     client = make_backend(live_server, max_concurrency=3)
     assert isinstance(client, InferenceBackend)
@@ -54,7 +60,7 @@ def test_generations_over_http_equal_the_served_model_in_process(
 
 
 def test_choice_probabilities_over_http_equal_the_in_process_ones(
-    live_server: OpenAICompletionsServer, backend: TransformersBackend
+    live_server: OpenAICompatibleServer, backend: TransformersBackend
 ) -> None:
     prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS]
     local = backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
@@ -64,7 +70,7 @@ def test_choice_probabilities_over_http_equal_the_in_process_ones(
 
 
 def test_choices_missing_from_the_top_k_are_scored_exactly_through_echo(
-    live_server: OpenAICompletionsServer, backend: TransformersBackend
+    live_server: OpenAICompatibleServer, backend: TransformersBackend
 ) -> None:
     prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS[:2]]
     local = backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
@@ -73,14 +79,14 @@ def test_choices_missing_from_the_top_k_are_scored_exactly_through_echo(
     assert any(body.get("echo") for body in live_server.requests)
 
 
-def test_guided_choice_is_sent_in_the_extra_body_when_configured(live_server: OpenAICompletionsServer) -> None:
+def test_guided_choice_is_sent_in_the_extra_body_when_configured(live_server: OpenAICompatibleServer) -> None:
     client = make_backend(live_server, guided_choice=True, top_logprobs=1, exact_fallback=False)
     [dist] = client.choice_logprobs([judge_prompt(*PAIRS[0], "Indonesian")], list(JUDGE_CHOICES))
     assert live_server.requests[0]["guided_choice"] == ["1", "2", "3"]
     assert sum(dist.values()) == pytest.approx(1.0)  # the forced choice token always carries a probability
 
 
-def test_503s_are_retried_with_backoff_until_the_server_answers(live_server: OpenAICompletionsServer) -> None:
+def test_503s_are_retried_with_backoff_until_the_server_answers(live_server: OpenAICompatibleServer) -> None:
     live_server.fail_next = 2
     client = make_backend(live_server)
     [generation] = client.generate(["Pasar"], greedy(3))
@@ -89,7 +95,7 @@ def test_503s_are_retried_with_backoff_until_the_server_answers(live_server: Ope
 
 
 def test_a_server_still_failing_after_the_retries_raises_a_transient_error_with_the_status(
-    live_server: OpenAICompletionsServer,
+    live_server: OpenAICompatibleServer,
 ) -> None:
     live_server.fail_next = 10
     client = make_backend(live_server)
@@ -98,7 +104,7 @@ def test_a_server_still_failing_after_the_retries_raises_a_transient_error_with_
     assert info.value.status == 503 and client.requests_sent == 3
 
 
-def test_a_timeout_is_retried_then_reported_clearly(live_server: OpenAICompletionsServer) -> None:
+def test_a_timeout_is_retried_then_reported_clearly(live_server: OpenAICompatibleServer) -> None:
     live_server.delay_s = 1.0
     client = make_backend(live_server, timeout_s=0.2, max_retries=1)
     started = time.perf_counter()
@@ -119,7 +125,7 @@ def test_a_refused_connection_is_a_transient_error_naming_the_url() -> None:
 
 
 def test_the_api_key_comes_from_the_named_environment_variable_and_is_never_shown(
-    live_server: OpenAICompletionsServer, monkeypatch: pytest.MonkeyPatch
+    live_server: OpenAICompatibleServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live_server.reset(api_key="sk-test-secret-123")
     monkeypatch.setenv("XINST_TEST_API_KEY", "sk-test-secret-123")
@@ -129,7 +135,7 @@ def test_the_api_key_comes_from_the_named_environment_variable_and_is_never_show
 
 
 def test_a_wrong_key_fails_at_once_without_retries(
-    live_server: OpenAICompletionsServer, monkeypatch: pytest.MonkeyPatch
+    live_server: OpenAICompatibleServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live_server.reset(api_key="sk-right")
     monkeypatch.setenv("XINST_TEST_API_KEY", "sk-wrong")
@@ -146,7 +152,7 @@ def test_a_missing_key_variable_is_a_clear_error_before_any_request(monkeypatch:
         HTTPBackend(HTTPConfig(base_url="http://127.0.0.1:9/v1", model="tiny", api_key_env="XINST_TEST_API_KEY"))
 
 
-def test_no_more_than_max_concurrency_requests_are_in_flight(live_server: OpenAICompletionsServer) -> None:
+def test_no_more_than_max_concurrency_requests_are_in_flight(live_server: OpenAICompatibleServer) -> None:
     live_server.delay_s = 0.05
     client = make_backend(live_server, max_concurrency=2)
     outputs = client.generate(["Pasar"] * 6, greedy(2))
@@ -182,3 +188,106 @@ def test_responses_map_to_generations_and_echo_offsets_to_a_choice_logprob() -> 
     assert echoed_continuation_logprob(echoed, 4, "1") is None  # no token starts there: merged with the prompt
     with pytest.raises(InferenceError, match="unexpected completions response"):
         generation_from_response({"error": "x"})
+
+
+# --- chat completions ----------------------------------------------------------------------------------------
+
+
+def chat_client(server: OpenAICompatibleServer, **overrides) -> HTTPBackend:
+    return make_backend(server, chat=True, **overrides)
+
+
+def test_chat_generations_over_http_equal_the_model_with_its_chat_template_in_process(
+    live_server: OpenAICompatibleServer, chat_backend: TransformersBackend
+) -> None:
+    client = chat_client(live_server, max_concurrency=3)
+    remote = client.generate(PROMPTS, greedy(6))
+    assert [g.text for g in remote] == [g.text for g in chat_backend.generate(PROMPTS, greedy(6))]
+    first = live_server.requests[0]
+    assert first["messages"][0]["role"] == "user" and first["messages"][0]["content"] in PROMPTS
+    assert first["max_completion_tokens"] == 6 and "prompt" not in first
+    assert client.fingerprint().endswith(":chat") and "api=chat" in repr(client)
+
+
+def test_a_pairwise_judgement_over_the_chat_endpoint_is_the_chat_models_own(
+    live_server: OpenAICompatibleServer, chat_backend: TransformersBackend
+) -> None:
+    prompts = [pairwise_judge_prompt(i, r, "-", "Indonesian") for i, r in PAIRS[:2]]
+    remote = chat_client(live_server).generate(prompts, greedy(8))
+    assert [g.text for g in remote] == [g.text for g in chat_backend.generate(prompts, greedy(8))]
+
+
+def test_chat_choice_probabilities_from_the_top_logprobs_equal_the_in_process_ones(
+    live_server: OpenAICompatibleServer, chat_backend: TransformersBackend
+) -> None:
+    prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS]
+    local = chat_backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
+    vocab = len(chat_backend.tokenizer)
+    live_server.max_top_logprobs = vocab  # vLLM's --max-logprobs raised to the whole vocabulary
+    client = chat_client(live_server, top_logprobs=vocab)
+    assert flat(client.choice_logprobs(prompts, list(JUDGE_CHOICES))) == pytest.approx(flat(local), abs=1e-5)
+    assert all(body["logprobs"] is True and "prompt_logprobs" not in body for body in live_server.requests)
+
+
+def test_chat_choices_missing_from_the_top_k_are_scored_exactly_from_the_continued_turn(
+    live_server: OpenAICompatibleServer, chat_backend: TransformersBackend
+) -> None:
+    prompts = [judge_prompt(i, r, "Indonesian") for i, r in PAIRS[:2]]
+    local = chat_backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
+    client = chat_client(live_server, top_logprobs=1, max_concurrency=1)
+    assert flat(client.choice_logprobs(prompts, list(JUDGE_CHOICES))) == pytest.approx(flat(local), abs=1e-5)
+    continued = [b for b in live_server.requests if b.get("continue_final_message")]
+    assert continued and all(b["prompt_logprobs"] == 0 and b["messages"][-1]["role"] == "assistant"
+                             for b in continued)
+
+
+def test_a_chat_server_that_returns_no_logprobs_is_scored_exactly_through_the_fallback(
+    live_server: OpenAICompatibleServer, chat_backend: TransformersBackend
+) -> None:
+    live_server.chat_logprobs = False
+    prompts = [judge_prompt(*PAIRS[1], "Indonesian")]
+    local = chat_backend.choice_logprobs(prompts, list(JUDGE_CHOICES))
+    client = chat_client(live_server, max_concurrency=1)
+    assert flat(client.choice_logprobs(prompts, list(JUDGE_CHOICES))) == pytest.approx(flat(local), abs=1e-5)
+
+
+def test_a_chat_server_without_any_logprobs_fails_with_the_reason_instead_of_guessing(
+    live_server: OpenAICompatibleServer,
+) -> None:
+    live_server.chat_logprobs = live_server.prompt_logprobs = False
+    client = chat_client(live_server, max_concurrency=1)
+    with pytest.raises(InferenceError, match="refused the exact fallback .*prompt_logprobs.*HTTP 400"):
+        client.choice_logprobs([judge_prompt(*PAIRS[0], "Indonesian")], list(JUDGE_CHOICES))
+    # Without the fallback, a server that lists no choice is an error too (never a made-up label).
+    with pytest.raises(InferenceError, match="none of the choices"):
+        chat_client(live_server, exact_fallback=False).choice_logprobs([judge_prompt(*PAIRS[0], "Indonesian")],
+                                                                       list(JUDGE_CHOICES))
+
+
+def test_guided_choice_goes_to_the_chat_endpoint_too(live_server: OpenAICompatibleServer) -> None:
+    client = chat_client(live_server, guided_choice=True, top_logprobs=1, exact_fallback=False)
+    [dist] = client.choice_logprobs([judge_prompt(*PAIRS[0], "Indonesian")], list(JUDGE_CHOICES))
+    assert live_server.requests[0]["guided_choice"] == ["1", "2", "3"]
+    assert sum(dist.values()) == pytest.approx(1.0)
+
+
+def test_chat_requests_and_responses_map_to_and_from_the_openai_fields() -> None:
+    body, warnings = chat_body("m", "p", DecodingParams(max_new_tokens=9, stop=("###",)))
+    assert body == {"model": "m", "messages": [{"role": "user", "content": "p"}], "max_completion_tokens": 9,
+                    "n": 1, "temperature": 0.7, "top_p": 0.9, "top_k": 50, "seed": 0, "stop": ["###"]}
+    assert warnings and "OpenAI chat API" in warnings[0]
+    named, extra = split_body(body, "chat/completions")
+    assert extra == {"top_k": 50} and "messages" in named
+    data = {"choices": [{"message": {"content": "Hujan###x"}, "finish_reason": "length",
+                         "logprobs": {"content": [{"token": "1", "logprob": -0.1,
+                                                   "top_logprobs": [{"token": " 2", "logprob": -2.5}]}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    generation = generation_from_chat_response(data, ["###"])
+    assert (generation.text, generation.finish_reason) == ("Hujan", "length")
+    assert chat_top_logprobs(data) == {"1": -0.1, " 2": -2.5}
+    assert chat_top_logprobs({"choices": [{"logprobs": None}]}) == {}
+    continued = {"prompt_logprobs": [None, {"4": {"logprob": -1.0}}, {"9": {"logprob": -0.25}}, {"7": {"logprob": -0.5}}]}
+    assert continued_turn_logprob(continued, 3) == -0.5  # the token after the 3-token generation prompt
+    assert continued_turn_logprob(continued, 2) == -0.75  # a two-token answer: the sum
+    assert continued_turn_logprob(continued, 4) is None  # nothing follows: the answer merged into the prompt
+    assert continued_turn_logprob({"choices": []}, 3) is None  # the server sent no prompt_logprobs
