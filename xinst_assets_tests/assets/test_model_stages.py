@@ -5,6 +5,7 @@ import duckdb
 import pytest
 
 from xinst_assets.config import XinstConfig
+from xinst_assets.core.portable_checkpoint import portability_problems
 from xinst_assets.languages import load_registry
 from xinst_assets.resources.inference import InferenceSettings
 from xinst_assets.resources.models import ModelSettings
@@ -82,6 +83,10 @@ def test_diversified_set_passes_its_blocking_checks_and_tuning_and_evaluation_ru
 
     path = _query(config, "SELECT path FROM checkpoints WHERE name = 'tuned_checkpoint'")[0][0]
     assert AutoModelForCausalLM.from_pretrained(path).config.model_type == "llama"
+    # The base, the generator and the tuned checkpoint load with transformers 4.x too.
+    for name in ("base_model", "instruction_generator", "tuned_checkpoint"):
+        saved = _query(config, "SELECT path FROM checkpoints WHERE name = ?", [name])[0][0]
+        assert portability_problems(saved) == [], name
 
 
 MODEL_STAGES = ["candidate_pairs", "scored_pairs", "diversified_dataset"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from xinst_assets.core.portable_checkpoint import portability_problems
 from xinst_assets.training import TrainConfig, train
 from xinst_assets.training.data import IGNORE_INDEX, file_fingerprint
 from xinst_assets.training.trainer import LINEAGE_FILE, prepare_data
@@ -76,6 +77,7 @@ def test_a_finished_run_leaves_a_folder_that_reloads_generates_and_records_its_l
     assert lineage["final_loss"] == lineage["loss_curve"][-1][1] == result.final_loss
     assert result.global_step == 4 and result.tokens_per_s > 0
     assert json.loads((out / "config.json").read_text())["use_cache"] is True
+    assert portability_problems(out) == []  # transformers 4.x loads it too
     assert any("step 4/4" in line and "tokens/s" in line and "left" in line for line in lines)
 
 
@@ -136,6 +138,7 @@ def test_a_lora_run_saves_the_merged_model_and_keeps_the_adapter(tiny_model_dir,
     changed = [k for k in base if not torch.equal(base[k], merged[k])]
     assert any("q_proj" in k for k in changed)  # the adapters were merged into the linear layers
     assert result.adapter_dir == str((out / "adapter").resolve())
+    assert portability_problems(out) == []
     _generate(out, "Hello")
 
 
