@@ -27,7 +27,7 @@ from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.warehouse import Warehouse
 
 
-TUNING_ASSETS = ("dataset_export", "tuned_checkpoint", "evaluation")
+TUNING_ASSETS = ("replay_instructions", "dataset_export", "tuned_checkpoint", "evaluation")
 
 
 def build_definitions(config: XinstConfig, resource_overrides: dict | None = None) -> dg.Definitions:
@@ -73,7 +73,8 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
     tuning_job = dg.define_asset_job(
         "xinst_tuning",
         selection=tuning,
-        description="Stages 6-7 over every language: export the dataset, tune the model, evaluate it.",
+        description="Stages 6-7 over every language: export the dataset, sync the replay instructions, tune the "
+        "model, evaluate it.",
     )
     return dg.Definitions(
         assets=assets,

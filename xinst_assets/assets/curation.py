@@ -8,6 +8,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     Config,
     Failure,
@@ -21,13 +23,14 @@ from pydantic import Field
 from xinst_assets.assets.checkpoints import current_checkpoint
 from xinst_assets.assets.model_roles import RoleError, resolve_curator, resolve_following
 from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
-from xinst_assets.assets.ranges import add_language_metadata, for_each_language, run_languages
+from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.plots import figure_markdown, score_histogram_figure
 from xinst_assets.assets.training_runs import file_sha256
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
 from xinst_assets.core.curation import CurationRules, refined_rejection
+from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, label_counts, none_accepted_reason
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import JUDGE_CHOICES, generation_prompt, greedy, judge_prompt, refine_prompt
 from xinst_assets.core.text import stable_hash
@@ -89,6 +92,10 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         kinds={"python", "transformers", "duckdb"},
         owners=["team:ml"],
         pool="gpu",
+        check_specs=[AssetCheckSpec(
+            NOT_EMPTY, asset="scored_pairs", blocking=True,
+            description="A language with candidate pairs gets at least one accepted pair; otherwise the check "
+            "fails with the label counts (for example '0 pairs reached label 3: labels 1/2/3 = 0/32/0').")],
         description=(
             "Self-curation: each candidate is labelled 3 (good complete answer), 2 (related but partial or noisy, "
             "fixable) or 1 (unusable) by reading the curator's probabilities of '1'/'2'/'3' at the answer "
@@ -125,6 +132,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
 
         def model_loads() -> int:
             return curator_backend.loads + (refiner_backend.loads if refiner_backend is not curator_backend else 0)
+        not_empty = LanguageCheck(NOT_EMPTY, "scored_pairs", AssetCheckSeverity.ERROR)
 
         def curate_language(lang: Language) -> dict[str, Any]:
             """Label, refine (and self-train on) ``lang``'s candidates, store them; return its metadata."""
@@ -212,10 +220,14 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                         con.execute(f"INSERT INTO scored_pairs_rounds BY NAME SELECT ? AS lang, *, 'scored' AS status "
                                     f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
             labels = Counter(r["label"] for r in out_rows)
+            accepted_count = sum(r["status"] == "accepted" for r in out_rows)
+            outcome = OutputOutcome(len(candidates), accepted_count,
+                                    none_accepted_reason(label_counts(labels.elements()), rules.accept_label))
+            not_empty.add(lang.code, outcome.passed, outcome.metadata())
             return {
                 "dagster/row_count": len(out_rows),
                 "candidates_in": len(candidates),
-                "accepted": sum(r["status"] == "accepted" for r in out_rows),
+                "accepted": accepted_count,
                 "refined_accepted": sum(r["status"] == "accepted" and r["refined"] for r in out_rows),
                 "labels": counts_table({f"label {k}": v for k, v in sorted(labels.items())}, key="label"),
                 "score_histogram": _histogram([r["expected_score"] for r in out_rows]) if out_rows else "no pairs",
@@ -237,7 +249,8 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
             refiner_backend.close()
         for code, metadata in results.items():
             add_language_metadata(context, code, metadata)
-        return MaterializeResult()
+        yield MaterializeResult()
+        yield not_empty.result()
 
     return [scored_pairs]
 

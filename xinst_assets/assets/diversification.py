@@ -21,6 +21,7 @@ from xinst_assets.assets.reporting import markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import copies_text
 from xinst_assets.core.diversify import DiversifyConfig, compare_with_random, diversify
+from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, label_counts, none_accepted_reason
 from xinst_assets.core.export import export_dataset, language_stats
 from xinst_assets.core.plots import cluster_size_figure, figure_markdown, length_histogram_figure, score_histogram_figure
 from xinst_assets.core.progress import Progress
@@ -46,6 +47,8 @@ CHECKS = {
     "labels_at_threshold": "Every pair is labelled at or above the acceptance level.",
     "unique_ids": "Pair ids are unique.",
     "instruction_not_copied": "No instruction copies its response (shared word 8-gram or substring).",
+    NOT_EMPTY: "A language with scored pairs gets at least one selected pair; otherwise the check fails with "
+    "the label counts (for example '0 pairs reached label 3: labels 1/2/3 = 0/32/0').",
 }
 
 
@@ -99,6 +102,8 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
                     "label FROM scored_pairs WHERE lang = ? AND label >= ? ORDER BY pair_id",
                     [lang.code, config.accept_label],
                 ).pl()
+                scored_labels = dict(con.execute(
+                    "SELECT label, count(*) FROM scored_pairs WHERE lang = ? GROUP BY label", [lang.code]).fetchall())
             if pool.is_empty():
                 selected, report_meta, figures, comparison = pool.with_columns(
                     pl.lit(0).alias("cluster"), pl.lit(0).alias("rank")), {"rows_in": 0}, {}, {}
@@ -138,6 +143,11 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
             for name, (passed, metadata) in _check_outcomes(
                     out, lang.code, config.accept_label, identifier()).items():
                 checks[name].add(lang.code, passed, metadata)
+            scored = sum(scored_labels.values())
+            reason = (none_accepted_reason(label_counts([]) | scored_labels, config.accept_label) if pool.is_empty()
+                      else f"0 of {pool.height} accepted pairs selected (budget {config.budget})")
+            outcome = OutputOutcome(scored, out.height, reason)
+            checks[NOT_EMPTY].add(lang.code, outcome.passed, outcome.metadata())
             return {
                 "dagster/row_count": out.height,
                 **{k: v for k, v in report_meta.items() if k != "config"},

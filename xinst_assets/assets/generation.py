@@ -8,14 +8,18 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, PartitionsDefinition, asset
+from dagster import (
+    AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue,
+    PartitionsDefinition, asset,
+)
 
 from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
-from xinst_assets.assets.ranges import add_language_metadata, for_each_language, run_languages
+from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
+from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, all_dropped_reason
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import RELEASED_DECODING, generation_prompt
 from xinst_assets.core.text import stable_hash
@@ -151,6 +155,10 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         kinds={"python", "transformers", "duckdb"},
         owners=["team:ml"],
         pool="gpu",
+        check_specs=[AssetCheckSpec(
+            NOT_EMPTY, asset="candidate_pairs", blocking=True,
+            description="A language with filtered texts gets at least one candidate pair; otherwise the check "
+            "fails with the reasons every text was dropped.")],
         description=(
             "Candidate (English instruction, response in L) pairs: the instruction generator writes an instruction "
             "for each filtered text with X-Instruction's released decoding (T 0.7, top-p 0.9, top-k 50, no "
@@ -169,6 +177,7 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         # One backend for all the run's languages: the generator is loaded at most once per run.
         backend = LazyBackend(inference, generator)
         identifier = functools.cache(lambda: lid_model.identifier(registry))  # loaded once, when first needed
+        not_empty = LanguageCheck(NOT_EMPTY, "candidate_pairs", AssetCheckSeverity.ERROR)
 
         def generate_language(lang: Language) -> dict[str, Any]:
             """Generate, filter and store ``lang``'s candidates; return its materialization metadata."""
@@ -213,6 +222,9 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
             for row in rejected:
                 key = row["reason"].split(":")[0] if row["reason"].startswith("candidate_not_english") else row["reason"]
                 by_reason[key] = by_reason.get(key, 0) + 1
+            outcome = OutputOutcome(len(rows), len(kept), all_dropped_reason(len(rows), "texts", "became candidates",
+                                                                             by_reason))
+            not_empty.add(lang.code, outcome.passed, outcome.metadata())
             return {
                 "dagster/row_count": len(kept),
                 "texts_in": len(rows),
@@ -234,7 +246,8 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
             backend.close()
         for code, metadata in results.items():
             add_language_metadata(context, code, metadata)
-        return MaterializeResult()
+        yield MaterializeResult()
+        yield not_empty.result()
 
     return [instruction_generator, candidate_pairs]
 

@@ -49,12 +49,16 @@ class LanguageCheck:
 
     def result(self) -> AssetCheckResult:
         """The check's result: a single language's as it is; several languages' combined (passes only if each
-        passes; the failing languages and a table of every language's figures in the metadata)."""
+        passes; the failing languages and a table of every language's figures in the metadata). A failing
+        language's ``reason`` (when its metadata has one) is also the result's description."""
+        failing = sorted(code for code, (passed, _) in self.outcomes.items() if not passed)
+        reasons = [f"{code}: {_plain(self.outcomes[code][1]['reason'])}" for code in failing
+                   if "reason" in self.outcomes[code][1]]
+        description = "; ".join(reasons) if reasons else None
         if len(self.outcomes) == 1:
             (passed, metadata), = self.outcomes.values()
             return AssetCheckResult(check_name=self.check_name, asset_key=self.asset_key, passed=passed,
-                                    severity=self.severity, metadata=metadata)
-        failing = sorted(code for code, (passed, _) in self.outcomes.items() if not passed)
+                                    severity=self.severity, metadata=metadata, description=description)
         columns = sorted({name for _, metadata in self.outcomes.values() for name in metadata})
         rows = [[code, "yes" if passed else "NO", *(_plain(metadata.get(c)) for c in columns)]
                 for code, (passed, metadata) in self.outcomes.items()]
@@ -62,6 +66,7 @@ class LanguageCheck:
             check_name=self.check_name, asset_key=self.asset_key, passed=not failing, severity=self.severity,
             metadata={"languages": len(self.outcomes), "failing_languages": ", ".join(failing) or "none",
                       "by_language": markdown_table(rows, ["language", "passed", *columns])},
+            description=description,
         )
 
 

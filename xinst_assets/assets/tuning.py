@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from xinst_assets.assets.checkpoints import record_checkpoint
+from xinst_assets.assets.checkpoints import checkpoint_history, record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
     resolve_answer_models,
@@ -28,6 +28,9 @@ from xinst_assets.assets.generation import DEMO_LEARNING_RATE
 from xinst_assets.assets.reporting import loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
 from xinst_assets.assets.transient import retry_transient
+from xinst_assets.core.continual import START_KEYWORDS, resolve_start, select_replay
+from xinst_assets.core.curated import REPLAY_LANG
+from xinst_assets.core.emptiness import all_dropped_reason
 from xinst_assets.core.evaluation import heldout_loss, language_fidelity, pairwise_verdict
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import greedy, pairwise_judge_prompt, response_prompt
@@ -38,8 +41,9 @@ from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.training import TrainingLauncher
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.resources.warehouse import Warehouse, has_table
 from xinst_assets.training.config import TrainConfig
+from xinst_assets.training.data import PIVOT_NAME
 
 EVAL_DDL = """
 CREATE TABLE IF NOT EXISTS evaluation_results (
@@ -59,12 +63,38 @@ class TuningConfig(Config):
     lora: bool = Field(default=False, description="LoRA adapters (merged at the end) instead of full fine-tuning.")
     packing: bool = Field(default=True, description="Pack several samples per sequence (no cross-sample leakage).")
     afp: bool = Field(default=False, description="Add AFP's multilingual contrastive loss on parallel pairs.")
-    instructalign: bool = Field(default=False, description="Add InstructAlign objectives with 1:1 replay.")
+    instructalign: bool = Field(
+        default=False, description="Continual InstructAlign: alignment objectives on parallel_pairs, with the "
+        "replay_instructions interleaved at replay_ratio, starting (start_from auto) from the previous tuned "
+        "checkpoint.")
+    replay_ratio: float = Field(
+        default=1.0, ge=0.0, description="InstructAlign: replayed instruction rows per alignment example (1:1 in "
+        "InstructAlign; 0 turns replay off).")
+    start_from: str = Field(
+        default="auto", description="Where training starts: auto (InstructAlign: the previous tuned checkpoint "
+        "when there is one, else the base model; otherwise the base model) | base | previous | a folder or hub "
+        "id of an instruction-tuned checkpoint.")
     max_steps: int | None = Field(default=None, description="Training steps (None: epochs).")
     epochs: float = Field(default=3.0, description="Epochs when max_steps is None.")
     learning_rate: float | None = Field(default=None, description="None: 1e-5 full FT / 2e-4 LoRA.")
     batch_size: int = Field(default=4, description="Per-device batch size.")
     max_length: int = Field(default=512, description="Tokens per sequence (AFP: 512).")
+
+
+TRAINING_CHECK = "training_examples_not_empty"
+
+
+def _training_examples_check(lineage: dict) -> AssetCheckResult:
+    """Fails when a training input with rows gave no example (every row dropped), naming the reasons."""
+    files = lineage.get("data_files", [])
+    empty = [f for f in files if f.get("rows", 0) > 0 and f.get("examples", 0) == 0]
+    reasons = [f"{f['role']} {Path(f['path']).name}: "
+               + all_dropped_reason(f["rows"], "rows", "became examples", f.get("dropped", {})) for f in empty]
+    table = markdown_table([(f["role"], Path(f["path"]).name, f.get("rows"), f.get("examples")) for f in files],
+                           ["input", "file", "rows", "examples"])
+    return AssetCheckResult(check_name=TRAINING_CHECK, asset_key="tuned_checkpoint", passed=not empty,
+                            severity=AssetCheckSeverity.ERROR, description="; ".join(reasons) or None,
+                            metadata={"inputs": table, **({"reason": "; ".join(reasons)} if reasons else {})})
 
 
 class EvaluationConfig(Config):
@@ -101,23 +131,30 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
 
     @asset(
         name="tuned_checkpoint",
-        deps=["diversified_dataset", "parallel_pairs"],
+        deps=["diversified_dataset", "parallel_pairs", "replay_instructions"],
         group_name="tuning",
         kinds={"python", "pytorch", "transformers"},
         owners=["team:ml"],
         pool="gpu",
+        check_specs=[AssetCheckSpec(
+            TRAINING_CHECK, asset="tuned_checkpoint", blocking=True,
+            description="Every training input with rows (instructions, parallel pairs, replay) gives training "
+            "examples; otherwise the check fails with the reasons every row was dropped.")],
         description=(
             "The base model fine-tuned on the diversified data with X-Instruction's response prompt ('Answer in "
             "{Language}.', the assistant-style variant for refined samples), loss on response tokens only, "
-            "packing, full FT or LoRA; optionally AFP's contrastive alignment and InstructAlign's objectives with "
-            "replay. Trained in its own process via Dagster Pipes (accelerate/torchrun for multi-GPU); resumes "
-            "after a crash. Output: a Hugging Face folder."
+            "packing, full FT or LoRA; optionally AFP's contrastive alignment, and continual InstructAlign: "
+            "alignment objectives on the parallel pairs with the replay_instructions (the original English "
+            "instruction data, never the new data) interleaved 1:1, starting from the previous tuned checkpoint. "
+            "Trained in its own process via Dagster Pipes (accelerate/torchrun for multi-GPU); resumes after a "
+            "crash. Output: a Hugging Face folder; every checkpoint is recorded with what it was trained on and "
+            "from (checkpoint_history)."
         ),
     )
     def tuned_checkpoint(
         context: AssetExecutionContext, config: TuningConfig, warehouse: Warehouse, models: ModelSettings,
         training_launcher: TrainingLauncher, storage: XinstStorage,
-    ) -> MaterializeResult:
+    ):
         wanted = config.languages or list(names)
         for code in wanted:
             registry.get(code)
@@ -127,8 +164,20 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
                 "ORDER BY lang, rank", [wanted]).fetchall()
             parallel = con.execute("SELECT lang, en, text FROM parallel_pairs WHERE list_contains(?, lang) "
                                    "ORDER BY lang, id", [wanted]).fetchall() if (config.afp or config.instructalign) else []
+            replay_stored = con.execute(
+                "SELECT instruction, response FROM replay_instructions WHERE lang = ? ORDER BY id", [REPLAY_LANG]
+            ).fetchall() if config.instructalign and has_table(con, "replay_instructions") else []
         if not pairs and not (config.instructalign and parallel):
             raise Failure("no training rows: materialize diversified_dataset for the chosen languages first")
+        replay = select_replay([{"instruction": i, "response": r} for i, r in replay_stored],
+                               [(i, r) for _, i, r, _ in pairs], [t for _, _, t in parallel] + [e for _, e, _ in parallel])
+        replay_ratio = config.replay_ratio if config.instructalign else 0.0
+        if replay_ratio > 0 and not replay.rows:
+            raise Failure(
+                "continual InstructAlign replays the instruction data the model learned before, and there is none: "
+                "materialize replay_instructions (the embedded sample, or your files via "
+                "CuratedSources.replay_instructions), or set replay_ratio to 0"
+                + (f" ({replay.dropped_as_new_data} replay rows were part of the new data)" if replay_stored else ""))
         base = models.resolve_base_model(storage.paths.models, context.log.warning)
         demo = models.base_model is None
         data_dir = storage.paths.models / "tuned_checkpoint" / "data"
@@ -139,8 +188,11 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             parallel_file = _content_file(
                 [{"en": en, "text": text, "lang_name": names[lang]} for lang, en, text in parallel],
                 data_dir, "parallel", scratch) if parallel else None
+            replay_file = _content_file(
+                [{**row, "lang_name": PIVOT_NAME} for row in replay.rows], data_dir, "replay", scratch
+            ) if replay_ratio > 0 else None
         settings = dict(
-            base_model=base, task="sft", data_files=[str(sft_file)] if pairs else [], output_dir="",
+            task="sft", data_files=[str(sft_file)] if pairs else [], output_dir="",
             packing=config.packing, max_length=config.max_length, lora={"enabled": config.lora},
             max_steps=config.max_steps, num_epochs=config.epochs,
             learning_rate=config.learning_rate or (DEMO_LEARNING_RATE if demo else None),
@@ -149,10 +201,23 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             afp={"enabled": config.afp, "parallel_files": [str(parallel_file)] if config.afp and parallel_file else []},
             instructalign={"enabled": config.instructalign,
                            "parallel_files": [str(parallel_file)] if config.instructalign and parallel_file else [],
-                           "replay_files": [str(sft_file)] if config.instructalign and pairs else [],
-                           "replay_ratio": 1.0 if pairs else 0.0},
+                           "replay_files": [str(replay_file)] if replay_file else [],
+                           "replay_ratio": replay_ratio},
         )
-        data_files = [sft_file] + ([parallel_file] if parallel_file else [])
+        data_files = [sft_file] + [f for f in (parallel_file, replay_file) if f]
+        # What the run trains on, without where it starts: a rerun of the same run finds the same start point.
+        data_fingerprint = run_fingerprint(settings, data_files)
+        with retry_transient(context):
+            history = checkpoint_history(warehouse, "tuned_checkpoint")
+        try:
+            start = resolve_start(config.start_from, config.instructalign, base, history, data_fingerprint,
+                                  lambda path: (Path(path) / "config.json").is_file())
+        except ValueError as exc:
+            raise Failure(f"{exc} (known: {', '.join(START_KEYWORDS)})") from exc
+        for line in start.skipped:
+            context.log.info(f"start_from {config.start_from}: passed over {line}")
+        context.log.info(f"tuning starts from {start.describe()}")
+        settings["base_model"] = start.model
         fingerprint = run_fingerprint(settings, data_files)
         run_dir = storage.paths.models / "tuned_checkpoint" / fingerprint
         try:
@@ -160,21 +225,33 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         except ValueError as exc:
             raise Failure(str(exc)) from exc
         launch_training(context, training_launcher, train_config, run_dir)
-        record_checkpoint(warehouse, "tuned_checkpoint", str(run_dir), fingerprint)
+        record_checkpoint(warehouse, "tuned_checkpoint", str(run_dir), fingerprint, data_fingerprint=data_fingerprint,
+                          started_from=start.model, root_model=base, run_id=context.run_id)
         record_checkpoint(warehouse, "base_model", base, None)
         lineage = json.loads((run_dir / "xinst_training.json").read_text(encoding="utf-8"))
         per_lang = Counter(lang for lang, *_ in pairs)
-        return MaterializeResult(metadata={
+        stats = lineage.get("data_stats", {})
+        yield MaterializeResult(metadata={
             "path": MetadataValue.path(str(run_dir)),
             "base_model": base,
+            "started_from": start.model,
+            "start": start.how,
             "rows_by_language": markdown_table(sorted(per_lang.items()), ["lang", "pairs"]),
             "parallel_pairs": len(parallel),
+            "replay_rows": len(replay.rows),
+            "replay_rows_dropped_as_new_data": replay.dropped_as_new_data,
+            "replay_ratio": replay_ratio,
+            "examples_by_objective": markdown_table(
+                sorted((k.removeprefix("instructalign_"), v) for k, v in stats.items() if k.startswith("instructalign_")),
+                ["objective", "examples"]),
             "objectives": ", ".join(["sft"] + (["afp"] if config.afp else []) + (["instructalign"] if config.instructalign else [])),
             "steps": lineage.get("global_step"),
             "final_loss": lineage.get("final_loss"),
             "loss_curve": loss_curve_markdown(lineage.get("loss_curve", []), "tuned model loss"),
             "run_fingerprint": fingerprint,
+            "data_fingerprint": data_fingerprint,
         })
+        yield _training_examples_check(lineage)
 
     @asset(
         name="evaluation",

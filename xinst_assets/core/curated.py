@@ -1,7 +1,8 @@
-"""Small curated inputs: seed pairs, parallel sentence pairs, evaluation questions.
+"""Small curated inputs: seed pairs, parallel sentence pairs, evaluation questions, replay instructions.
 
 Each is JSONL, one file per language, from the embedded sample and from user-supplied files. Rows are
-validated field by field; a bad row is returned with a reason instead of failing the file.
+validated field by field; a bad row is returned with a reason instead of failing the file. The replay
+instructions (the English instruction data a tuned model learned before) are one set, not one per language.
 """
 
 from __future__ import annotations
@@ -24,22 +25,27 @@ class CuratedKind:
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     id_field: str | None = None  # a field that already is the row's id; else a content hash of the required fields
+    per_language: bool = True  # False: one set for every language (its files need no {lang} in their patterns)
 
 
 SEED_PAIRS = CuratedKind("seed_pairs", "seed_pairs", ("instruction", "response"))
 PARALLEL_PAIRS = CuratedKind("parallel_pairs", "parallel", ("en", "text"))
 EVAL_QUESTIONS = CuratedKind("eval_questions", "eval", ("question",), ("question_en", "category"), id_field="id")
+# English (instruction, response) pairs: the instruction data replayed by continual InstructAlign.
+REPLAY_INSTRUCTIONS = CuratedKind("replay_instructions", "replay", ("instruction", "response"), per_language=False)
+REPLAY_LANG = "en"  # the replay set's rows are stored under the pivot language
 
 
 def curated_files(kind: CuratedKind, lang: str, sample_dir: Path | None, patterns: list[str]) -> list[Path]:
-    """The embedded file of ``lang`` (if any) and the user files matching patterns with ``{lang}``."""
+    """The embedded file of ``lang`` (if any) and the user files matching patterns with ``{lang}`` (for a set
+    that is not per language, any glob; a ``{lang}`` in it stands for ``lang``)."""
     files = []
     if sample_dir is not None and (sample_dir / kind.folder / f"{lang}.jsonl").exists():
         files.append(sample_dir / kind.folder / f"{lang}.jsonl")
     for pattern in patterns:
-        if "{lang}" not in pattern:
+        if kind.per_language and "{lang}" not in pattern:
             raise ValueError(f"{kind.name} pattern {pattern!r} must contain '{{lang}}'")
-        files += [Path(p) for p in sorted(glob.glob(pattern.format(lang=lang), recursive=True))]
+        files += [Path(p) for p in sorted(glob.glob(pattern.replace("{lang}", lang), recursive=True))]
     return files
 
 

@@ -1,4 +1,4 @@
-"""Where seed pairs, parallel pairs and evaluation questions come from."""
+"""Where seed pairs, parallel pairs, evaluation questions and replay instructions come from."""
 
 from __future__ import annotations
 
@@ -13,3 +13,6 @@ class CuratedSources(ConfigurableResource):
     seed_pairs: list[str] = Field(default_factory=list, description="Globs of seed-pair JSONL files.")
     parallel_pairs: list[str] = Field(default_factory=list, description="Globs of parallel-pair JSONL files.")
     eval_questions: list[str] = Field(default_factory=list, description="Globs of evaluation-question files.")
+    replay_instructions: list[str] = Field(
+        default_factory=list, description="Globs of JSONL files of English {instruction, response} rows: the "
+        "instruction data the tuned model learned before, replayed by continual InstructAlign.")

@@ -153,7 +153,10 @@ def test_one_run_over_two_languages_gives_each_language_what_its_own_run_gives(p
 
     # One result per check for the run, passed, with both languages' figures.
     evaluations = ranged.get_asset_check_evaluations()
-    assert sorted(e.check_name for e in evaluations) == sorted(
-        ["no_empty_fields", "response_language_matches", "labels_at_threshold", "unique_ids", "instruction_not_copied"])
+    assert sorted((e.asset_key.path[-1], e.check_name) for e in evaluations) == sorted(
+        [("diversified_dataset", name) for name in ("no_empty_fields", "response_language_matches",
+                                                    "labels_at_threshold", "unique_ids", "instruction_not_copied",
+                                                    "output_not_empty")]
+        + [("candidate_pairs", "output_not_empty"), ("scored_pairs", "output_not_empty")])
     assert all(e.passed for e in evaluations)
     assert all(e.metadata["languages"].value == 2 for e in evaluations)
