@@ -4,7 +4,9 @@ The schedule refreshes every language partition in one run over the range of the
 invocation per model, one batch of warehouse windows per stage); content caching makes it pay only for new
 documents.
 The sensor compares the shards on disk with what ``raw_web_text`` has ingested (table ``raw_shards``) and
-requests a run for each language whose shards are new, changed or removed — and nothing otherwise.
+requests a run for each language whose shards are new, changed or removed — and nothing otherwise. It finds
+the shards exactly as the asset does (:mod:`xinst_assets.core.discovery`: no link out of the source roots, no
+loop followed) and logs what it skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from xinst_assets.core.ingest import Shard
+from xinst_assets.core.discovery import Shard, SourceError
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.partitions import range_tags
 from xinst_assets.resources.raw_sources import RawSources
@@ -76,7 +78,14 @@ def build_new_shard_sensor(job: dg.UnresolvedAssetJobDefinition, registry: Langu
         ingested = _ingested_shards(warehouse)
         requests = []
         for code in registry.codes:
-            changed, removed = shard_changes(raw_sources.shards(code), ingested.get(code, {}))
+            try:
+                discovery = raw_sources.discover(code)
+            except SourceError as exc:  # the configuration, not the data: say what to do, request nothing
+                context.log.error(str(exc))
+                return dg.SkipReason(str(exc))
+            for skipped in discovery.warnings[:20]:
+                context.log.warning(f"{code}: skipped {skipped.line()}")
+            changed, removed = shard_changes(discovery.shards, ingested.get(code, {}))
             if not changed and not removed:
                 continue
             # The run key names this exact change set: a later tick that sees the same change (the run is

@@ -10,13 +10,15 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    Failure,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     asset,
 )
 
-from xinst_assets.core.ingest import Shard, stage_shard
+from xinst_assets.core.discovery import Discovery, SourceError
+from xinst_assets.core.ingest import FILE_REASONS, Shard, ShardStats, stage_shard
 from xinst_assets.core.progress import Progress
 from xinst_assets.assets.ranges import add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
@@ -28,8 +30,15 @@ from xinst_assets.resources.warehouse import Warehouse, sql_path
 RAW_TABLES_DDL = """
 CREATE TABLE IF NOT EXISTS raw_documents (
     lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, text VARCHAR NOT NULL, url VARCHAR, timestamp VARCHAR,
-    source VARCHAR, shard VARCHAR NOT NULL, position BIGINT NOT NULL
+    source VARCHAR, shard VARCHAR NOT NULL, position BIGINT NOT NULL, source_id VARCHAR, source_lang VARCHAR,
+    control_chars INTEGER
 );
+-- Provenance (the record's own id and language field) and the control characters removed: warehouses from
+-- before them get the columns; their shards are read again (the reader's version is part of each shard's
+-- fingerprint), which fills them.
+ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS source_id VARCHAR;
+ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS source_lang VARCHAR;
+ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS control_chars INTEGER;
 CREATE TABLE IF NOT EXISTS raw_quarantine (
     lang VARCHAR NOT NULL, shard VARCHAR NOT NULL, position BIGINT, reason VARCHAR NOT NULL, detail VARCHAR,
     snippet VARCHAR
@@ -74,9 +83,13 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
         context: AssetExecutionContext, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
     ) -> MaterializeResult:
         langs = list(context.partition_keys)
+        try:
+            discoveries = {lang: raw_sources.discover(lang) for lang in langs}
+        except SourceError as exc:  # a configuration problem: one line that says what to do
+            raise Failure(description=str(exc), allow_retries=False) from None
         with retry_transient(context), contextlib.ExitStack() as scratches:
             known = _known_shards(warehouse, langs)
-            plans = [_stage(context, lang, known.get(lang, {}), raw_sources,
+            plans = [_stage(context, lang, discoveries[lang], known.get(lang, {}), raw_sources,
                             scratches.enter_context(storage.scratch_dir(f"raw-{lang}"))) for lang in langs]
             # The write windows of every language back to back, one transaction each.
             with warehouse.session():
@@ -93,17 +106,29 @@ class _IngestPlan:
 
     lang: str
     shards_total: int
-    staged: list[tuple[Shard, Path, Path, Any]]
+    staged: list[tuple[Shard, Path, Path, ShardStats]]
     removed: list[str]
     rows_read: int
     quarantined: Counter
+    discovery: Discovery
+
+
+def _log_skipped(context: AssetExecutionContext, lang: str, discovery: Discovery) -> None:
+    """One warning per path discovery skipped for a reason worth one (at most 20, then a count)."""
+    warnings = discovery.warnings
+    for skipped in warnings[:20]:
+        context.log.warning(f"{lang}: skipped {skipped.line()}")
+    if len(warnings) > 20:
+        context.log.warning(f"{lang}: {len(warnings) - 20} more paths skipped (see the metadata's discovery_skipped)")
 
 
 def _stage(
-    context: AssetExecutionContext, lang: str, known: dict[str, str], raw_sources: RawSources, scratch: Path
+    context: AssetExecutionContext, lang: str, discovery: Discovery, known: dict[str, str], raw_sources: RawSources,
+    scratch: Path,
 ) -> _IngestPlan:
     """Find the new, changed and removed shards of ``lang`` and stage the new and changed ones in ``scratch``."""
-    current = {s.path: s for s in raw_sources.shards(lang)}
+    _log_skipped(context, lang, discovery)
+    current = {s.path: s for s in discovery.shards}
     to_read: list[Shard] = [s for p, s in current.items() if known.get(p) != s.fingerprint]
     removed = sorted(set(known) - set(current))
     unchanged = len(current) - len(to_read)
@@ -122,10 +147,23 @@ def _stage(
         staged.append((shard, docs, bad, stats))
         quarantined.update(stats.quarantined)
         rows_read += stats.rows
+        for reason, detail in stats.file_issues:
+            context.log.warning(f"{lang}: {shard.path}: {reason}: {detail}")
     progress.finish()
     if not to_read and not removed:
         context.log.info(f"{lang}: nothing to do, every shard is already ingested")
-    return _IngestPlan(lang, len(current), staged, removed, rows_read, quarantined)
+    return _IngestPlan(lang, len(current), staged, removed, rows_read, quarantined, discovery)
+
+
+def _shard_report(plan: _IngestPlan) -> list[tuple]:
+    """One row per shard read this run (file-level problems first, at most 50): what came of its records."""
+    rows = []
+    for shard, _, _, stats in plan.staged:
+        problems = "; ".join(f"{reason}: {detail}" for reason, detail in stats.file_issues)
+        rows.append((shard.path.rsplit("/", 1)[-1], stats.records, stats.rows, sum(stats.quarantined.values()),
+                     problems or "-"))
+    rows.sort(key=lambda r: (r[4] == "-", r[0]))
+    return rows[:50]
 
 
 def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
@@ -141,9 +179,12 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
         for shard, docs, bad, stats in plan.staged:
             con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
             con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
+            # A read that cannot stand for the shard's current state (unreadable, changed while read) is
+            # recorded under a fingerprint no shard has: the next run (and the sensor) sees it as changed.
+            fingerprint = f"read-again:{shard.fingerprint}" if stats.read_again else shard.fingerprint
             con.execute(
                 "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
+                [lang, shard.path, fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
                  sum(stats.quarantined.values()), now],
             )
         total_docs, distinct_docs = con.execute(
@@ -152,11 +193,21 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
         totals_by_reason = dict(
             con.execute("SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]).fetchall()
         )
+        file_reasons = sorted(FILE_REASONS)
         examples = con.execute(
             "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
-            "ORDER BY shard, position LIMIT 10",
-            [lang],
+            "AND NOT list_contains(?, reason) ORDER BY shard, position LIMIT 10",
+            [lang, file_reasons],
         ).fetchall()
+        file_problems = con.execute(
+            "SELECT shard, reason, detail FROM raw_quarantine WHERE lang = ? AND list_contains(?, reason) "
+            "ORDER BY shard, position NULLS FIRST LIMIT 50",
+            [lang, file_reasons],
+        ).fetchall()
+        with_controls = con.execute(
+            "SELECT count(*) FROM raw_documents WHERE lang = ? AND control_chars > 0", [lang]).fetchone()[0]
+    record_totals = {r: n for r, n in totals_by_reason.items() if r not in FILE_REASONS}
+    skipped = plan.discovery.skipped
     nothing = not plan.staged and not plan.removed
     return {
         "dagster/row_count": int(total_docs),
@@ -168,11 +219,20 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
         "shards_removed": len(plan.removed),
         "rows_ingested_this_run": plan.rows_read,
         "rows_quarantined_this_run": sum(plan.quarantined.values()),
-        "rows_quarantined_total": sum(totals_by_reason.values()),
+        "rows_quarantined_total": sum(record_totals.values()),
+        "rows_with_control_chars": int(with_controls),
         "quarantined_by_reason": counts_table(totals_by_reason),
         "quarantine_examples": markdown_table(
             [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
             ["file", "line/row", "reason", "detail"],
         ),
+        "shard_report": markdown_table(_shard_report(plan),
+                                       ["file", "records", "ingested", "quarantined", "file-level problems"]),
+        "file_problems_total": sum(n for r, n in totals_by_reason.items() if r in FILE_REASONS),
+        "file_problems": markdown_table([(r[0].rsplit("/", 1)[-1], r[1], r[2]) for r in file_problems],
+                                        ["file", "reason", "detail"]),
+        "paths_skipped": len(skipped),
+        "discovery_skipped": markdown_table([(s.path, s.reason, s.detail) for s in skipped[:50]],
+                                            ["path", "reason", "detail"]),
         "nothing_to_do": MetadataValue.bool(nothing),
     }

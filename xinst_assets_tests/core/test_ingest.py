@@ -133,9 +133,10 @@ def test_shards_are_discovered_per_language_from_folders_and_lang_globs(tmp_path
     (tmp_path / "corpus" / "sw" / "notes.txt").write_text("ignored")
     write_jsonl(tmp_path / "flat" / "dump_sw.jsonl", GOOD)
     found = discover_shards([str(tmp_path / "corpus"), str(tmp_path / "flat" / "dump_{lang}.jsonl")], "sw")
-    assert [Path(s.path).name for s in found] == ["a.jsonl", "b.jsonl.gz", "dump_sw.jsonl"]
+    assert [Path(s.path).name for s in found.shards] == ["a.jsonl", "b.jsonl.gz", "dump_sw.jsonl"]
+    assert found.skipped == []
 
 
 def test_a_source_that_is_neither_folder_nor_lang_glob_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="neither a folder"):
+    with pytest.raises(ValueError, match="does not exist"):
         discover_shards([str(tmp_path / "missing" / "*.jsonl")], "sw")
