@@ -253,7 +253,7 @@ class _Walk:
         if seen is None:
             self.files[key] = (real, st)
         elif seen[0] != real or os.path.islink(path):
-            first, other = sorted([seen[0], real])
+            first = min(seen[0], real)
             self.files[key] = (first, st)
             self.skip(path, SAME_FILE, f"the same file as {first}, listed once")
 
