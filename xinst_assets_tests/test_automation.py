@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from xinst_assets.definitions import build_definitions
+from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_ranges, range_tags
 from xinst_assets_tests.conftest import materialize, write_jsonl
 
@@ -72,3 +73,25 @@ def test_contiguous_ranges_split_a_subset_with_gaps_into_runs_of_consecutive_par
     assert range_tags(["bn", "ur"]) == {RANGE_START_TAG: "bn", RANGE_END_TAG: "ur"}
     with pytest.raises(ValueError, match="xx"):
         contiguous_ranges(codes, ["sw", "xx"])
+
+
+def test_the_sensor_shares_discovery_skips_loops_and_outside_links_and_logs_them(
+    xinst_config, resources, raw_root, tmp_path, capfd
+):
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text('{"text": "Nje ya chanzo."}\n')
+    write_jsonl(raw_root / "sw" / "a.jsonl", [{"text": "Habari njema kwa wote."}])
+    materialize(xinst_config, "raw_web_text", "sw")
+    (raw_root / "sw" / "loop").symlink_to(".")
+    (raw_root / "sw" / "leak.jsonl").symlink_to(outside)
+    capfd.readouterr()
+    requests, skip = _sensor_requests(xinst_config, resources)
+    assert requests == [] and "no new" in skip  # neither the loop nor the link outside is a new shard
+    logged = capfd.readouterr().err  # the sensor context's log (the daemon keeps it with the tick)
+    assert "sw: skipped" in logged and "loop: link_loop" in logged and "leak.jsonl: link_outside_roots" in logged
+
+
+def test_the_sensor_says_in_one_line_what_to_do_about_a_missing_source(xinst_config, resources, tmp_path):
+    resources = {**resources, "raw_sources": RawSources(patterns=[str(tmp_path / "unmounted")])}
+    requests, skip = _sensor_requests(xinst_config, resources)
+    assert requests == [] and "does not exist: create it, mount it" in skip and "\n" not in skip

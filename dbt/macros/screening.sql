@@ -36,6 +36,10 @@
   {%- set raw_documents = source('xinst', 'raw_documents') -%}
   {{ record_screening_build() }};
   {%- if screening_is_incremental() -%}
+    -- provenance columns (tables from before them get them; their rows are computed again when their shards,
+    -- read again by the newer reader, come back as new ingests)
+    alter table {{ this }} add column if not exists source_id varchar;
+    alter table {{ this }} add column if not exists source_lang varchar;
     create or replace temp table screening_todo as
     with screened_ingests as (
         select distinct lang, shard, shard_ingested_at as ingested_at from {{ this }} where lang in ({{ langs }})

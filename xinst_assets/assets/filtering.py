@@ -111,6 +111,11 @@ ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS band_keys UBIGINT[];
 -- Each kept text's length, for the statistics (which would otherwise read every kept text again).
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS chars BIGINT;
 UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
+-- Provenance: the record's own id and language field in its source (raw_documents.source_id, source_lang).
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS source_id VARCHAR;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS source_lang VARCHAR;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS source_id VARCHAR;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS source_lang VARCHAR;
 """
 # Staged Parquet files are read with pre_buffer=False: with pyarrow's default (True) the reader keeps every
 # row group it has read until it is closed, so a streamed file would end up in memory whole.
@@ -510,7 +515,7 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
                 GROUP BY n.duplicate_of)
             SELECT s.lang, s.doc_id, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
                    s.exact_copies + coalesce(a.copies, 0) AS cluster_size, s.shard, s.position,
-                   s.shard_ingested_at, s.rowid AS _row_id
+                   s.shard_ingested_at, s.source_id, s.source_lang, s.rowid AS _row_id
             FROM screened_documents s
             JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
             LEFT JOIN absorbed a ON a.doc_id = s.doc_id
@@ -522,7 +527,7 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
                    coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
                    CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
                         ELSE n.duplicate_of END AS duplicate_of,
-                   s.lid_label, s.lid_score, s.shard_ingested_at, s.rowid AS _row_id
+                   s.lid_label, s.lid_score, s.shard_ingested_at, s.source_id, s.source_lang, s.rowid AS _row_id
             FROM screened_documents s
             LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
             WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep) {scope.format(column="s.doc_id")}""",

@@ -1,12 +1,17 @@
 """The raw_web_text asset materialized with Dagster on temporary storage."""
 
+import dataclasses
+import logging
 import os
 import time
 
 import dagster as dg
 import duckdb
 
+from xinst_assets.config import XinstConfig
+from xinst_assets.languages import load_registry
 from xinst_assets_tests.conftest import materialize, write_jsonl
+from xinst_assets_tests.core.unprivileged import run_unprivileged, shared_folder
 
 
 def _docs(n: int, tag: str = "") -> list[dict]:
@@ -78,3 +83,63 @@ def test_quarantine_counts_by_reason_reach_the_metadata_and_other_languages_are_
 def test_a_language_with_no_shards_materializes_an_explicit_empty_partition(xinst_config):
     meta = _metadata(_materialize(xinst_config, "ta"))
     assert meta["documents_total"] == 0 and meta["shards_total"] == 0 and meta["nothing_to_do"] is True
+
+
+def test_empty_and_whitespace_only_files_are_file_level_rows_of_the_shard_report(xinst_config, raw_root):
+    write_jsonl(raw_root / "sw" / "a.jsonl", _docs(3))
+    (raw_root / "sw" / "empty.jsonl").write_bytes(b"")
+    (raw_root / "sw" / "blank.jsonl").write_bytes(b"\n  \n\t\n")
+    meta = _metadata(_materialize(xinst_config))
+    assert meta["documents_total"] == 3 and meta["file_problems_total"] == 2
+    assert meta["rows_quarantined_total"] == 0  # file-level rows are not records
+    report = meta["shard_report"]
+    assert "| empty.jsonl | 0 | 0 | 0 | empty_file: the file is empty (0 bytes) |" in report
+    assert "blank.jsonl" in report and "only 3 blank" in report and "| a.jsonl | 3 | 3 | 0 | - |" in report
+    assert "empty.jsonl | empty_file" in meta["file_problems"] and "blank.jsonl | empty_file" in meta["file_problems"]
+
+
+def test_links_out_of_the_sources_and_loops_are_skipped_reported_and_never_read(xinst_config, raw_root, tmp_path):
+    secret = tmp_path / "system" / "passwd.jsonl"
+    secret.parent.mkdir()
+    secret.write_text('{"text": "root:x:0:0:siri"}\nnot json: root:x:0:0\n')
+    write_jsonl(raw_root / "sw" / "a.jsonl", _docs(2))
+    (raw_root / "sw" / "leak.jsonl").symlink_to(secret)
+    (raw_root / "sw" / "loop_a").symlink_to(".")
+    (raw_root / "sw" / "loop_b").symlink_to(".")
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(xinst_config, "raw_web_text", "sw", instance=instance)
+    meta = _metadata(result)
+    assert meta["documents_total"] == 2 and meta["shards_total"] == 1 and meta["paths_skipped"] == 3
+    assert "link_outside_roots" in meta["discovery_skipped"] and "link_loop" in meta["discovery_skipped"]
+    with duckdb.connect(str(xinst_config.warehouse), read_only=True) as con:
+        leaked = con.execute("SELECT count(*) FROM raw_documents WHERE text LIKE '%root:x%'").fetchone()[0]
+        leaked += con.execute("SELECT count(*) FROM raw_quarantine WHERE snippet LIKE '%root:x%'").fetchone()[0]
+    assert leaked == 0
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert any("skipped" in w and "leak.jsonl: link_outside_roots" in w for w in warnings)
+    assert sum("link_loop" in w for w in warnings) == 2
+
+
+def test_a_missing_source_folder_fails_with_one_line_that_says_what_to_do(xinst_config, tmp_path):
+    config = dataclasses.replace(xinst_config, raw_patterns=[str(tmp_path / "not-mounted")])
+    result = materialize(config, "raw_web_text", "sw", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "does not exist: create it, mount it, or set XINST_RAW_SOURCES" in message
+    assert "Traceback" not in (failure.step_failure_data.user_failure_data.description or "")
+
+
+def test_a_shard_that_could_not_be_read_is_read_again_by_the_next_run(tmp_path):
+    shared = shared_folder()  # runs as an unprivileged user when the tests run as root (root reads any file)
+    config = XinstConfig(registry=load_registry(), home=shared / "home", raw_patterns=[str(shared / "raw")])
+    shard = write_jsonl(shared / "raw" / "sw" / "a.jsonl", _docs(2))
+    write_jsonl(shared / "raw" / "sw" / "b.jsonl", _docs(1, "b"))
+    for folder in (shared / "raw", shared / "raw" / "sw"):
+        os.chmod(folder, 0o755)
+    os.chmod(shard, 0)
+    first = run_unprivileged(lambda: _metadata(_materialize(config)))
+    assert first["documents_total"] == 1 and "a.jsonl | unreadable_file | permission denied" in first["file_problems"]
+    os.chmod(shard, 0o644)  # the operator fixes the permission; the file itself is unchanged
+    second = run_unprivileged(lambda: _metadata(_materialize(config)))
+    assert second["shards_read"] == 1 and second["documents_total"] == 3 and second["file_problems_total"] == 0

@@ -7,13 +7,15 @@
 -- so it writes what changed, not the whole language. Texts are fetched last, by row id, for the rows computed
 -- only: a refresh does not read the language's texts (DuckDB reads rows by row id without scanning the column).
 with raw as (
-    select lang, doc_id, url, timestamp, source, shard, position, shard_ingested_at, raw_rowid
+    select lang, doc_id, url, timestamp, source, shard, position, source_id, source_lang, shard_ingested_at,
+           raw_rowid
     from ({{ raw_rows_with_ingest() }})
 ),
 
 joined as (
     select
-        r.lang, r.doc_id, r.raw_rowid, r.url, r.timestamp, r.source, r.shard, r.position, r.shard_ingested_at,
+        r.lang, r.doc_id, r.raw_rowid, r.url, r.timestamp, r.source, r.shard, r.position, r.source_id,
+        r.source_lang, r.shard_ingested_at,
         s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at,
         s.settings_key, s.signals_version
     from raw as r
@@ -46,6 +48,8 @@ select
     end as reject_reason,
     r.shard_ingested_at,
     r.settings_key,
-    r.signals_version
+    r.signals_version,
+    r.source_id,
+    r.source_lang
 from ranked as r
 join texts as t on t.raw_rowid = r.raw_rowid
