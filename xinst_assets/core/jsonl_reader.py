@@ -66,8 +66,8 @@ class _JsonlReader:
     def __init__(self, sink: Sink, options: ReadOptions) -> None:
         self.sink, self.options = sink, options
         self.columns = options.field_columns()
-        keys = [options.text_column, *self.columns.values()]
-        self.quoted_keys = [json.dumps(k, ensure_ascii=False) for k in keys]
+        keys = dict.fromkeys([options.text_column, *self.columns.values()])
+        self.quoted_keys = [(k, json.dumps(k, ensure_ascii=False)) for k in keys]
         self.first_record_is_array = False
 
     def line(self, position: int, data: bytes) -> None:
@@ -89,7 +89,7 @@ class _JsonlReader:
         if not isinstance(record, dict):
             sink.bad(position, NOT_AN_OBJECT, f"record is a JSON {type(record).__name__}, not an object", line)
             return
-        duplicate = self._duplicate_key(line)
+        duplicate = self._duplicate_key(line, record)
         if duplicate:
             sink.bad(position, DUPLICATE_KEY, f"field {duplicate!r} appears more than once: JSON readers disagree "
                                               "on which value wins", line)
@@ -104,10 +104,13 @@ class _JsonlReader:
         else:
             sink.good(position, result)
 
-    def _duplicate_key(self, line: str) -> str | None:
-        """A field read that the line's object holds more than once (checked exactly only when a key's quoted
-        name appears twice in the line, which is rare)."""
-        if not any(line.count(q) > 1 for q in self.quoted_keys):
+    def _duplicate_key(self, line: str, record: dict) -> str | None:
+        """A field read that the line's object holds more than once (checked exactly only when the quoted name
+        of a key the record has appears twice in the line, which is rare)."""
+        for key, quoted in self.quoted_keys:
+            if key in record and line.count(quoted) > 1:
+                break
+        else:
             return None
         pairs = json.loads(line, object_pairs_hook=lambda p: p)
         counts = Counter(key for key, _ in pairs)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from dataclasses import fields as dataclass_fields
+from functools import cached_property
+from typing import Any, NamedTuple
 
 # Quarantine reasons for a record (stable strings: counted in metadata and queried in tests).
 NULL_TEXT = "null_text"
@@ -43,6 +45,9 @@ _TEXT_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TEXT_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n"})
 _FIELD_CONTROLS = re.compile("[\x00-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# One search tells whether a string needs any of the rules above (almost none does): the fast path.
+_TEXT_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_FIELD_SUSPECT = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 BINARY_SHARE = 0.1  # controls above this share of the characters: not text
 BINARY_MIN = 8  # ... and more than this many (a short text with a stray NUL is cleaned, not rejected)
 
@@ -63,9 +68,13 @@ class FieldCaps:
     def cap(self, name: str) -> int:
         return getattr(self, name)
 
+    @cached_property
+    def items(self) -> tuple[tuple[str, int], ...]:
+        """(field, cap) for every field, in :data:`FIELDS` order (computed once: read for every record)."""
+        return tuple((f.name, getattr(self, f.name)) for f in dataclass_fields(self))
 
-@dataclass(frozen=True)
-class Rejection:
+
+class Rejection(NamedTuple):
     """Why a record is not a document."""
 
     reason: str
@@ -73,8 +82,7 @@ class Rejection:
     snippet: Any = None
 
 
-@dataclass(frozen=True)
-class CleanRecord:
+class CleanRecord(NamedTuple):
     """A record that passed the rules: its text and fields cleaned, and how many controls were removed."""
 
     text: str
@@ -91,9 +99,8 @@ def clean_text(text: str) -> tuple[str, int]:
     return cleaned, len(text) - len(cleaned) + breaks
 
 
-def _field(name: str, value: Any, caps: FieldCaps) -> tuple[str | None, int] | Rejection:
-    if value is None:
-        return None, 0
+def _field(name: str, value: Any, cap: int) -> tuple[str | None, int] | Rejection:
+    """A field that is not a plain short string, or one that holds a surrogate or a control character."""
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif isinstance(value, (int, float)):
@@ -101,7 +108,6 @@ def _field(name: str, value: Any, caps: FieldCaps) -> tuple[str | None, int] | R
     elif not isinstance(value, str):
         kind = {dict: "an object", list: "a list"}.get(type(value), f"a {type(value).__name__}")
         return Rejection(INVALID_FIELD, f"{name} is {kind}, not a string, number or boolean", value)
-    cap = caps.cap(name)
     if len(value) > cap:
         return Rejection(FIELD_TOO_LONG, f"{name} has {len(value):,} characters > {cap:,}", value)
     if _SURROGATE.search(value):
@@ -114,25 +120,31 @@ def _field(name: str, value: Any, caps: FieldCaps) -> tuple[str | None, int] | R
 
 def clean_record(text: Any, fields: dict[str, Any], max_doc_chars: int, caps: FieldCaps) -> CleanRecord | Rejection:
     """Apply the module's rules to one record; ``fields`` maps names of :data:`FIELDS` to raw values."""
-    if text is None:
-        return Rejection(NULL_TEXT, "text is null")
-    if not isinstance(text, str):
+    if type(text) is not str:
+        if text is None:
+            return Rejection(NULL_TEXT, "text is null")
         return Rejection(NON_STRING_TEXT, f"text is a {type(text).__name__}, not a string", text)
     if len(text) > max_doc_chars:
         return Rejection(TOO_LONG, f"{len(text):,} characters > max_doc_chars {max_doc_chars:,}", text)
-    surrogate = _SURROGATE.search(text)
-    if surrogate:
-        return Rejection(INVALID_UNICODE, f"unpaired surrogate at character {surrogate.start()}", text)
-    cleaned, controls = clean_text(text)
-    if controls > BINARY_MIN and controls > BINARY_SHARE * len(text):
-        return Rejection(BINARY_CONTENT, f"{controls:,} of {len(text):,} characters are control characters: "
-                                         "a binary or UTF-16 file, not text", text)
-    if not cleaned.strip():
+    cleaned, controls = text, 0
+    if _TEXT_SUSPECT.search(text):
+        surrogate = _SURROGATE.search(text)
+        if surrogate:
+            return Rejection(INVALID_UNICODE, f"unpaired surrogate at character {surrogate.start()}", text)
+        cleaned, controls = clean_text(text)
+        if controls > BINARY_MIN and controls > BINARY_SHARE * len(text):
+            return Rejection(BINARY_CONTENT, f"{controls:,} of {len(text):,} characters are control characters: "
+                                             "a binary or UTF-16 file, not text", text)
+    if not cleaned or cleaned.isspace():
         detail = "text is empty or whitespace only" + (" once control characters are removed" if controls else "")
         return Rejection(EMPTY_TEXT, detail, text)
     out: dict[str, str | None] = {}
-    for name in FIELDS:
-        result = _field(name, fields.get(name), caps)
+    for name, cap in caps.items:
+        value = fields.get(name)
+        if value is None or (type(value) is str and len(value) <= cap and not _FIELD_SUSPECT.search(value)):
+            out[name] = value  # the usual case: null, or a short clean string
+            continue
+        result = _field(name, value, cap)
         if isinstance(result, Rejection):
             return result
         out[name], removed = result
