@@ -66,6 +66,7 @@ class _JsonlReader:
     def __init__(self, sink: Sink, options: ReadOptions) -> None:
         self.sink, self.options = sink, options
         self.columns = options.field_columns()
+        self.field_keys = list(self.columns.values())  # in records.FIELDS order
         keys = dict.fromkeys([options.text_column, *self.columns.values()])
         self.quoted_keys = [(k, json.dumps(k, ensure_ascii=False)) for k in keys]
         self.first_record_is_array = False
@@ -97,7 +98,8 @@ class _JsonlReader:
         if options.text_column not in record:
             sink.bad(position, MISSING_TEXT, f"no {options.text_column!r} field", line)
             return
-        fields = {name: record.get(column) for name, column in self.columns.items()}
+        get = record.get
+        fields = [get(key) for key in self.field_keys]
         result = rules.clean_record(record[options.text_column], fields, options.max_doc_chars, options.field_caps)
         if isinstance(result, Rejection):
             sink.bad(position, result.reason, result.detail, result.snippet if result.snippet is not None else line)

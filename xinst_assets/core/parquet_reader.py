@@ -168,6 +168,7 @@ def _parquet_batch(batch: pa.RecordBatch, offset: int, sink: Sink, options: Read
     for name, column in fields.items():
         cap = options.field_caps.cap(name) * 4  # a longer cell has more characters than the cap for sure
         values[name], big_fields[name] = _cells(_normalise(batch.column(column)), cap)
+    aligned = [values.get(name) for name in rules.FIELDS]  # None: the file has no such column
     for i in range(batch.num_rows):
         position = offset + i + 1
         if i in big_texts:
@@ -183,7 +184,7 @@ def _parquet_batch(batch: pa.RecordBatch, offset: int, sink: Sink, options: Read
             continue
         try:
             text = _decode(texts[i])
-            row = {name: _decode(values[name][i]) for name in values}
+            row = [None if column is None else _decode(column[i]) for column in aligned]
         except UnicodeDecodeError as exc:
             sink.bad(position, INVALID_UTF8, f"invalid UTF-8 byte at offset {exc.start}",
                      exc.object.decode("utf-8", "replace"))

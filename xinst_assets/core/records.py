@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from functools import cached_property
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 # Quarantine reasons for a record (stable strings: counted in metadata and queried in tests).
@@ -48,6 +49,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # One search tells whether a string needs any of the rules above (almost none does): the fast path.
 _TEXT_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _FIELD_SUSPECT = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_field_suspect = _FIELD_SUSPECT.search
 BINARY_SHARE = 0.1  # controls above this share of the characters: not text
 BINARY_MIN = 8  # ... and more than this many (a short text with a stray NUL is cleaned, not rejected)
 
@@ -73,6 +75,11 @@ class FieldCaps:
         """(field, cap) for every field, in :data:`FIELDS` order (computed once: read for every record)."""
         return tuple((f.name, getattr(self, f.name)) for f in dataclass_fields(self))
 
+    @cached_property
+    def limits(self) -> tuple[int, ...]:
+        """The caps alone, in :data:`FIELDS` order."""
+        return tuple(cap for _, cap in self.items)
+
 
 class Rejection(NamedTuple):
     """Why a record is not a document."""
@@ -83,10 +90,11 @@ class Rejection(NamedTuple):
 
 
 class CleanRecord(NamedTuple):
-    """A record that passed the rules: its text and fields cleaned, and how many controls were removed."""
+    """A record that passed the rules: its text and fields (in :data:`FIELDS` order) cleaned, and how many
+    control characters were removed or replaced."""
 
     text: str
-    fields: dict[str, str | None]
+    fields: tuple[str | None, ...]
     control_chars: int
 
 
@@ -118,8 +126,8 @@ def _field(name: str, value: Any, cap: int) -> tuple[str | None, int] | Rejectio
     return cleaned, len(value) - len(cleaned)
 
 
-def clean_record(text: Any, fields: dict[str, Any], max_doc_chars: int, caps: FieldCaps) -> CleanRecord | Rejection:
-    """Apply the module's rules to one record; ``fields`` maps names of :data:`FIELDS` to raw values."""
+def clean_record(text: Any, fields: Sequence[Any], max_doc_chars: int, caps: FieldCaps) -> CleanRecord | Rejection:
+    """Apply the module's rules to one record; ``fields`` holds the raw values of :data:`FIELDS`, in order."""
     if type(text) is not str:
         if text is None:
             return Rejection(NULL_TEXT, "text is null")
@@ -138,15 +146,20 @@ def clean_record(text: Any, fields: dict[str, Any], max_doc_chars: int, caps: Fi
     if not cleaned or cleaned.isspace():
         detail = "text is empty or whitespace only" + (" once control characters are removed" if controls else "")
         return Rejection(EMPTY_TEXT, detail, text)
-    out: dict[str, str | None] = {}
-    for name, cap in caps.items:
-        value = fields.get(name)
+    for value, cap in zip(fields, caps.limits):
+        if value is not None and (type(value) is not str or len(value) > cap or _field_suspect(value)):
+            break
+    else:  # the usual case: every field null or a short clean string, kept as it is
+        return CleanRecord(cleaned, tuple(fields), controls)
+    out = None
+    for i, (value, (name, cap)) in enumerate(zip(fields, caps.items)):
         if value is None or (type(value) is str and len(value) <= cap and not _FIELD_SUSPECT.search(value)):
-            out[name] = value  # the usual case: null, or a short clean string
-            continue
+            continue  # the usual case: null, or a short clean string, kept as it is
         result = _field(name, value, cap)
         if isinstance(result, Rejection):
             return result
-        out[name], removed = result
+        if out is None:
+            out = list(fields)
+        out[i], removed = result
         controls += removed
-    return CleanRecord(cleaned, out, controls)
+    return CleanRecord(cleaned, tuple(fields) if out is None else tuple(out), controls)
