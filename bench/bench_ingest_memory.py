@@ -59,7 +59,9 @@ start = time.perf_counter()
 stats = reader.stage_shard(reader.Shard.of(path), "sw", out / "docs.parquet", out / "bad.parquet")
 seconds = time.perf_counter() - start
 reasons = dict(stats.quarantined)
-print(peak_kb(), seconds, stats.rows, sum(reasons.values()), ",".join(sorted(reasons)) or "-")
+files = sorted({reason for reason, _ in getattr(stats, "file_issues", [])})  # file-level rows (new reader)
+print(peak_kb(), seconds, stats.rows, sum(reasons.values()),
+      ",".join(sorted(reasons) + [f"file:{r}" for r in files]) or "-")
 """
 
 FLOOR = PEAK + """

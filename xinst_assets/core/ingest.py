@@ -63,6 +63,7 @@ from xinst_assets.core.staging import (  # noqa: F401
     MISSING_TEXT,
     NOT_AN_OBJECT,
     NOT_UTF8_FILE,
+    OVERSIZED_PAGE,
     QUARANTINE_SCHEMA,
     RECORD_TOO_LARGE,
     SCHEMA_MISMATCH,

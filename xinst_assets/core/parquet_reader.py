@@ -1,9 +1,10 @@
-"""Reading Parquet shards row group by row group, in batches sized from the row group's own byte count."""
+"""Reading Parquet shards row group by row group, in batches sized from the row group's own byte count, never
+decoding a page larger than ``max_page_bytes`` (see :mod:`xinst_assets.core.parquet_pages`)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 
 from xinst_assets.core import records as rules
 from xinst_assets.core.discovery import Shard
+from xinst_assets.core.parquet_pages import PageHeaderError, largest_page
 from xinst_assets.core.records import FIELD_TOO_LONG, Rejection
 from xinst_assets.core.staging import (
     CHANGED_DURING_READ,
@@ -18,6 +20,7 @@ from xinst_assets.core.staging import (
     EMPTY_FILE,
     IGNORED_COLUMN,
     INVALID_UTF8,
+    OVERSIZED_PAGE,
     READ_BUFFER,
     RECORD_TOO_LARGE,
     SCHEMA_MISMATCH,
@@ -100,7 +103,8 @@ def read_parquet(shard: Shard, sink: Sink, options: ReadOptions, on_bytes: Calla
         fields = _parquet_fields(schema, sink, options)
         if fields is None:
             return
-        _parquet_rows(parquet, shard, sink, options, fields, on_bytes)
+        plans = _row_group_plans(parquet, raw, sink, options, fields)
+        _parquet_rows(parquet, shard, sink, options, plans, on_bytes)
         if file_changed(before, os.fstat(raw.fileno())):
             sink.file_issue(CHANGED_DURING_READ, "the file changed while it was read; its rows as read are kept "
                                                  "and it is read again next run")
@@ -133,21 +137,70 @@ def _parquet_fields(schema: pa.Schema, sink: Sink, options: ReadOptions) -> dict
     return fields
 
 
-def _parquet_rows(parquet: pq.ParquetFile, shard: Shard, sink: Sink, options: ReadOptions, fields: dict[str, str],
-                  on_bytes: Callable[[int], None]) -> None:
-    """Read every row group in batches sized from its byte count; a damaged row group costs its own rows only."""
-    columns = [options.text_column, *dict.fromkeys(fields.values())]
+def _row_group_plans(parquet: pq.ParquetFile, raw: BinaryIO, sink: Sink, options: ReadOptions,
+                     fields: dict[str, str]) -> list[dict[str, str] | str]:
+    """For each row group, the field columns to read with the text, or why it cannot be read at all.
+
+    A page over ``max_page_bytes`` (Arrow decodes a page whole) in the text column leaves the row group unread
+    (``oversized_page``); in a field column, that column is left out of the row group (``ignored_column``).
+    The page headers are walked here, before any row group is read, on the same file."""
+    meta = parquet.metadata
+    limit = options.max_page_bytes
+    plans: list[dict[str, str] | str] = []
+    for group in range(meta.num_row_groups):
+        info = meta.row_group(group)
+        chunks = {info.column(j).path_in_schema: info.column(j) for j in range(info.num_columns)}
+        wanted = {options.text_column: None, **{column: name for name, column in fields.items()}}
+        kept = dict(fields)
+        problem = None
+        for column, name in wanted.items():
+            chunk = chunks.get(column)
+            if chunk is None:
+                continue
+            start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+            try:
+                largest = largest_page(raw, start, chunk.total_compressed_size, chunk.total_uncompressed_size, limit)
+            except (PageHeaderError, OSError, ValueError) as exc:
+                problem = f"{DAMAGED_ROW_GROUP}: a page header of column {column!r} cannot be read: {exc}"
+                break
+            if largest <= limit:
+                continue
+            if name is None:
+                problem = (f"{OVERSIZED_PAGE}: column {column!r} has a page of {largest:,} bytes > max_page_bytes "
+                           f"{limit:,} (a cell that large, or a writer's oversized pages: rewrite the file with "
+                           "smaller pages)")
+                break
+            kept.pop(name, None)
+            sink.file_issue(IGNORED_COLUMN, f"row group {group}: column {column!r} has a page of {largest:,} bytes "
+                                            f"> max_page_bytes {limit:,}: not read in this row group")
+        plans.append(problem if problem else kept)
+    return plans
+
+
+def _parquet_rows(parquet: pq.ParquetFile, shard: Shard, sink: Sink, options: ReadOptions,
+                  plans: list[dict[str, str] | str], on_bytes: Callable[[int], None]) -> None:
+    """Read every row group in batches sized from its byte count; a damaged row group, or one with a page too
+    large to decode, costs its own rows only."""
     meta = parquet.metadata
     file_per_row = shard.size_bytes / max(meta.num_rows, 1)  # progress in file bytes
     position = 0
-    for group in range(meta.num_row_groups):
+    for group, plan in enumerate(plans):
         info = meta.row_group(group)
         rows = info.num_rows
+        start = position
+        if isinstance(plan, str):
+            reason, detail = plan.split(": ", 1)
+            sink.file_issue(reason, f"row group {group} (rows {start + 1:,}-{start + rows:,}, {rows:,} rows) not "
+                                    f"read: {detail}", start + 1)
+            position += rows
+            on_bytes(int(file_per_row * rows))
+            continue
+        fields = plan
+        columns = [options.text_column, *dict.fromkeys(fields.values())]
         chunks = [info.column(j) for j in range(info.num_columns)]
         size = sum(c.total_uncompressed_size for c in chunks if c.path_in_schema in columns)
         per_row = max(size // max(rows, 1), 1)
         batch_rows = max(1, min(options.batch_rows, options.batch_chars // per_row))
-        start = position
         try:
             for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,
                                               use_threads=False):

@@ -65,8 +65,9 @@ JSON_ARRAY_FILE = "json_array_file"
 CHANGED_DURING_READ = "changed_during_read"
 IGNORED_COLUMN = "ignored_column"
 DAMAGED_ROW_GROUP = "damaged_row_group"
+OVERSIZED_PAGE = "oversized_page"
 FILE_REASONS = frozenset({EMPTY_FILE, TRUNCATED_FILE, SCHEMA_MISMATCH, UNREADABLE_FILE, NOT_UTF8_FILE,
-                          JSON_ARRAY_FILE, CHANGED_DURING_READ, IGNORED_COLUMN, DAMAGED_ROW_GROUP})
+                          JSON_ARRAY_FILE, CHANGED_DURING_READ, IGNORED_COLUMN, DAMAGED_ROW_GROUP, OVERSIZED_PAGE})
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class ReadOptions:
     # document even when written with \uXXXX escapes (6 bytes a character) plus its fields.
     max_record_bytes: int = 8 << 20
     field_caps: FieldCaps = FieldCaps()
+    # The largest Parquet page decoded (Arrow decodes a page whole, so this bounds a Parquet read's memory):
+    # four records' worth; writers cut pages at about 1 MB unless one value is larger.
+    max_page_bytes: int = 32 << 20
     batch_rows: int = 5_000
     # Good rows are flushed when their texts reach this many characters: bounds the buffer whatever the rows.
     batch_chars: int = 16 << 20

@@ -27,13 +27,16 @@ class RawSources(ConfigurableResource):
     max_record_bytes: int = Field(default=8 << 20, description="Longer JSONL lines (or Parquet cells) are "
                                   "quarantined as record_too_large before they are decoded.")
     max_url_chars: int = Field(default=8_192, description="Longer urls are quarantined as field_too_long.")
+    max_page_bytes: int = Field(default=32 << 20, description="Parquet row groups with a larger page in the text "
+                                "column are not read (oversized_page): Arrow decodes a page whole.")
     batch_rows: int = Field(default=5_000, description="Records parsed per batch (bounds memory).")
 
     def read_options(self) -> ReadOptions:
         return ReadOptions(
             text_column=self.text_column, id_column=self.id_column, lang_column=self.lang_column,
             max_doc_chars=self.max_doc_chars, max_record_bytes=self.max_record_bytes,
-            field_caps=FieldCaps(url=self.max_url_chars), batch_rows=self.batch_rows,
+            field_caps=FieldCaps(url=self.max_url_chars), max_page_bytes=self.max_page_bytes,
+            batch_rows=self.batch_rows,
         )
 
     def discover(self, lang: str) -> Discovery:

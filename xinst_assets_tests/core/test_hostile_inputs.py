@@ -461,3 +461,26 @@ def test_parquet_controls_and_surrogate_free_rules_are_the_same_as_jsonl(tmp_pat
     docs, records, _, _ = _stage(path, tmp_path)
     assert [(d["text"], d["control_chars"], d["source_lang"]) for d in docs] == [("Habari njema", 1, "sw")]
     assert _reasons(records) == [(2, ingest.EMPTY_TEXT), (3, ingest.NULL_TEXT)]
+
+
+def test_a_row_group_with_a_page_too_large_to_decode_is_skipped_and_counted_and_the_others_read(tmp_path):
+    path = tmp_path / "pages.parquet"
+    texts = [f"Hati namba {i} ya kijiji." for i in range(30)]
+    texts[15] = "a" * (3 << 20)  # one 3 MB cell: its page is larger than the 1 MB allowed below
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=10)
+    docs, records, files, _ = _stage(path, tmp_path, ReadOptions(max_page_bytes=1 << 20))
+    assert [d["text"] for d in docs] == texts[:10] + texts[20:]
+    assert [d["position"] for d in docs] == list(range(1, 11)) + list(range(21, 31)) and records == []
+    assert [(f["reason"], f["position"]) for f in files] == [(ingest.OVERSIZED_PAGE, 11)]
+    assert "row group 1 (rows 11-20, 10 rows) not read" in files[0]["detail"] and "page of" in files[0]["detail"]
+
+
+def test_a_field_column_with_a_page_too_large_is_left_out_of_that_row_group_only(tmp_path):
+    path = tmp_path / "urlpages.parquet"
+    urls = [f"https://a.example/{i}" for i in range(20)]
+    urls[3] = "u" * (3 << 20)
+    pq.write_table(pa.table({"text": [f"Hati {i}" for i in range(20)], "url": urls}), path, row_group_size=10)
+    docs, _, files, _ = _stage(path, tmp_path, ReadOptions(max_page_bytes=1 << 20))
+    assert len(docs) == 20
+    assert [d["url"] for d in docs] == [None] * 10 + urls[10:]
+    assert [f["reason"] for f in files] == [ingest.IGNORED_COLUMN] and "row group 0" in files[0]["detail"]
