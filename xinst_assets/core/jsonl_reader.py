@@ -36,6 +36,7 @@ from xinst_assets.core.staging import (
 )
 
 _SKIP_CHUNK = 1 << 20  # an oversized line is skipped in pieces of this size
+_loads = json.JSONDecoder(strict=False).decode
 _PROGRESS_EVERY_LINES = 4096
 
 
@@ -79,7 +80,9 @@ class _JsonlReader:
             sink.bad(position, INVALID_UTF8, f"invalid UTF-8 byte at offset {exc.start}", data.decode("utf-8", "replace"))
             return
         try:
-            record = json.loads(line)
+            # strict=False: raw control characters inside strings (a tab, a NUL from a sloppy writer) are read,
+            # then cleaned by the record rules, instead of costing the record
+            record = _loads(line)
         except RecursionError:
             sink.bad(position, MALFORMED_JSON, "nested too deeply to parse", line)
             return
@@ -114,13 +117,14 @@ class _JsonlReader:
                 break
         else:
             return None
-        pairs = json.loads(line, object_pairs_hook=lambda p: p)
+        pairs = json.JSONDecoder(strict=False, object_pairs_hook=lambda p: p).decode(line)
         counts = Counter(key for key, _ in pairs)
         wanted = {self.options.text_column, *self.columns.values()}
         return next((key for key, n in counts.items() if n > 1 and key in wanted), None)
 
 
 def read_jsonl(shard: Shard, sink: Sink, options: ReadOptions, on_bytes: Callable[[int], None]) -> None:
+    """Read a JSONL or JSONL.gz shard into ``sink``: records, quarantined lines and file-level problems."""
     try:
         raw = open_regular(shard.path)
     except OSError as exc:
@@ -150,7 +154,7 @@ def read_jsonl(shard: Shard, sink: Sink, options: ReadOptions, on_bytes: Callabl
                              f"line of {size:,} bytes > max_record_bytes {options.max_record_bytes:,}; not parsed",
                              data.decode("utf-8", "replace"))
                     continue
-                if not data.strip():
+                if data.isspace():
                     sink.stats.blank_lines += 1
                     continue
                 if sink.stats.records == 0 and data.lstrip().startswith(b"["):

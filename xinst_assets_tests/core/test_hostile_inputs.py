@@ -484,3 +484,10 @@ def test_a_field_column_with_a_page_too_large_is_left_out_of_that_row_group_only
     assert len(docs) == 20
     assert [d["url"] for d in docs] == [None] * 10 + urls[10:]
     assert [f["reason"] for f in files] == [ingest.IGNORED_COLUMN] and "row group 0" in files[0]["detail"]
+
+
+def test_raw_control_characters_inside_json_strings_are_read_and_cleaned_not_rejected(tmp_path):
+    lines = [b'{"text": "Habari\x00 za\tleo", "url": "https://a.example/\x01x"}', GOOD_A]
+    docs, bad, _, _ = _stage(write_jsonl(tmp_path / "raw_controls.jsonl", lines), tmp_path)
+    assert bad == [] and docs[0]["text"] == "Habari za\tleo" and docs[0]["url"] == "https://a.example/x"
+    assert docs[0]["control_chars"] == 2
