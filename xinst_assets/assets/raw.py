@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckSpec,
     AssetExecutionContext,
     Failure,
     MaterializeResult,
@@ -20,7 +21,7 @@ from dagster import (
 from xinst_assets.core.discovery import Discovery, SourceError
 from xinst_assets.core.ingest import FILE_REASONS, Shard, ShardStats, stage_shard
 from xinst_assets.core.progress import Progress
-from xinst_assets.assets.ranges import add_language_metadata
+from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.resources.raw_sources import RawSources
@@ -72,6 +73,11 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
         group_name="ingest",
         kinds={"duckdb", "python"},
         owners=["team:data"],
+        check_specs=[
+            AssetCheckSpec("documents_ingested", asset="raw_web_text", description=(
+                "A language with shards has documents: fails when every record was quarantined or every shard "
+                "was empty or unreadable (a wrong text column, a wrong format, a broken export).")),
+        ],
         description=(
             "Web documents of one language (CulturaX-style shards: JSONL, JSONL.gz or Parquet), with a "
             "stable content id per document. Incremental: only new or changed shards are read; rows of "
@@ -92,10 +98,13 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
             plans = [_stage(context, lang, discoveries[lang], known.get(lang, {}), raw_sources,
                             scratches.enter_context(storage.scratch_dir(f"raw-{lang}"))) for lang in langs]
             # The write windows of every language back to back, one transaction each.
+            check = LanguageCheck("documents_ingested", "raw_web_text")
             with warehouse.session():
                 for plan in plans:
-                    add_language_metadata(context, plan.lang, _write(plan, warehouse))
-        return MaterializeResult()
+                    metadata, (passed, figures) = _write(plan, warehouse)
+                    add_language_metadata(context, plan.lang, metadata)
+                    check.add(plan.lang, passed, figures)
+        return MaterializeResult(check_results=[check.result()])
 
     return raw_web_text
 
@@ -155,6 +164,19 @@ def _stage(
     return _IngestPlan(lang, len(current), staged, removed, rows_read, quarantined, discovery)
 
 
+def _documents_ingested(metadata: dict[str, Any], by_reason: dict[str, int]) -> tuple[bool, dict[str, Any]]:
+    """Whether a language with shards has documents, with the figures that say why not."""
+    figures = {"shards": metadata["shards_total"], "documents": metadata["documents_total"],
+               "records_quarantined": metadata["rows_quarantined_total"],
+               "file_problems": metadata["file_problems_total"]}
+    if metadata["shards_total"] == 0 or metadata["documents_total"] > 0:
+        return True, figures
+    top = ", ".join(f"{reason} {n:,}" for reason, n in sorted(by_reason.items(), key=lambda kv: -kv[1])[:3])
+    reason = (f"{metadata['shards_total']} shards but no document: {top or 'no record'}; see raw_quarantine and "
+              "the shard report (a wrong raw_sources.text_column, format or export?)")
+    return False, {**figures, "reason": reason}
+
+
 def _shard_report(plan: _IngestPlan) -> list[tuple]:
     """One row per shard read this run (file-level problems first, at most 50): what came of its records."""
     rows = []
@@ -166,9 +188,9 @@ def _shard_report(plan: _IngestPlan) -> list[tuple]:
     return rows[:50]
 
 
-def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
+def _write(plan: _IngestPlan, warehouse: Warehouse) -> tuple[dict[str, Any], tuple[bool, dict[str, Any]]]:
     """Replace the rows of every re-read or removed shard of the plan's language in one transaction; return
-    the language's materialization metadata."""
+    the language's materialization metadata and its documents_ingested outcome."""
     lang = plan.lang
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     with warehouse.write() as con:
@@ -209,7 +231,7 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
     record_totals = {r: n for r, n in totals_by_reason.items() if r not in FILE_REASONS}
     skipped = plan.discovery.skipped
     nothing = not plan.staged and not plan.removed
-    return {
+    metadata = {
         "dagster/row_count": int(total_docs),
         "documents_total": int(total_docs),
         "documents_distinct": int(distinct_docs),
@@ -236,3 +258,4 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> dict[str, Any]:
                                             ["path", "reason", "detail"]),
         "nothing_to_do": MetadataValue.bool(nothing),
     }
+    return metadata, _documents_ingested(metadata, totals_by_reason)

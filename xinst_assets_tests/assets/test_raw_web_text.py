@@ -143,3 +143,22 @@ def test_a_shard_that_could_not_be_read_is_read_again_by_the_next_run(tmp_path):
     os.chmod(shard, 0o644)  # the operator fixes the permission; the file itself is unchanged
     second = run_unprivileged(lambda: _metadata(_materialize(config)))
     assert second["shards_read"] == 1 and second["documents_total"] == 3 and second["file_problems_total"] == 0
+
+
+def _check(result: dg.ExecuteInProcessResult):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "documents_ingested")
+
+
+def test_shards_that_yield_no_document_fail_the_check_with_the_reason(xinst_config, raw_root):
+    write_jsonl(raw_root / "sw" / "a.jsonl", [{"body": "Maandishi yako chini ya jina lingine."}] * 3)
+    (raw_root / "sw" / "empty.jsonl").write_bytes(b"")
+    check = _check(_materialize(xinst_config))
+    assert not check.passed
+    assert "2 shards but no document: missing_text 3, empty_file 1" in check.description
+    assert "text_column" in check.description
+
+
+def test_a_language_with_documents_or_without_shards_passes_the_check(xinst_config, raw_root):
+    write_jsonl(raw_root / "sw" / "a.jsonl", _docs(2) + [b"{broken"])
+    assert _check(_materialize(xinst_config)).passed
+    assert _check(_materialize(xinst_config, "ta")).passed
