@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     from xinst_assets.config import XinstConfig
     from xinst_assets.languages import UnknownLanguageError
 
-    registry = XinstConfig.from_env().registry
+    config = XinstConfig.from_env()
+    registry = config.registry
     languages = args.languages.split(",") if args.languages else registry.codes
     try:
         for language in languages:
@@ -279,11 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     except UnknownLanguageError as error:
         print(f"xinst: {error}", file=sys.stderr)
         return 2
+    selection = args.select.split(",") if getattr(args, "select", None) else None
+    if selection is None or "raw_web_text" in selection:
+        from xinst_assets.core.discovery import SourceError, source_plans
+
+        try:
+            source_plans(config.raw_patterns)  # a raw source that cannot be used fails here, in one line
+        except SourceError as error:
+            print(f"xinst: {error}", file=sys.stderr)
+            return 2
     if args.command == "demo":
         with _worker_pool(args.workers, before_work=_init_instance) as pool:
             code = _demo(pool, languages)
     else:
-        selection = args.select.split(",") if args.select else None
         code = 1 if _run_language_ranges(languages, registry.codes, selection, args.workers) else 0
     _print_where(home, dagster_home)
     return code

@@ -4,6 +4,7 @@ once, every skip reported, and one clear line for a source that cannot be used."
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,15 @@ def test_a_source_that_cannot_be_used_is_one_line_that_says_what_to_do(tmp_path,
 def test_no_source_at_all_is_a_clear_error():
     with pytest.raises(SourceError, match="no raw source is configured"):
         discover_shards([], "sw")
+
+
+def test_a_device_file_named_like_a_shard_is_skipped(tmp_path):
+    lang = tmp_path / "raw" / "sw"
+    _touch(lang / "a.jsonl")
+    try:
+        os.mknod(lang / "zero.jsonl", 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # like /dev/zero: endless bytes
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    found = discover_shards([str(tmp_path / "raw")], "sw")
+    assert _names(found) == ["a.jsonl"] and _skips(found) == [("zero.jsonl", d.NOT_A_REGULAR_FILE)]
+    assert "device" in found.skipped[0].detail

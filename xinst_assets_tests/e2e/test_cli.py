@@ -19,9 +19,10 @@ DATA_STAGES = ("raw_web_text,document_signals,screened_documents,language_filter
                "language_filter_stats,seed_pairs,parallel_pairs,eval_questions")
 
 
-def _xinst(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _xinst(home: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess:
     env = {**os.environ, "XINST_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), "DO_NOT_TRACK": "1",
-           "XINST_RAW_SOURCES": str(SAMPLE_DIR / "raw")}
+           "XINST_RAW_SOURCES": str(SAMPLE_DIR / "raw"), **(env or {})}
     for name in ("XINST_LANGUAGES_FILE", "XINST_WAREHOUSE"):
         env.pop(name, None)
     return subprocess.run([venv_tool("xinst"), *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -70,4 +71,15 @@ def test_an_unknown_language_is_a_clear_error_before_any_work(tmp_path):
     result = _xinst(tmp_path / "home", "materialize", "--languages", "sw,xx", "--workers", "1", timeout=120)
     assert result.returncode == 2
     assert "Unknown language code 'xx'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_a_raw_source_that_does_not_exist_is_one_line_that_says_what_to_do_before_any_work(tmp_path):
+    missing = tmp_path / "not-mounted"
+    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw", "--workers", "1", timeout=120,
+                    env={"XINST_RAW_SOURCES": str(missing)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"xinst: raw source folder '{missing}' does not exist: create it, mount it, or set XINST_RAW_SOURCES" \
+        in result.stderr
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
