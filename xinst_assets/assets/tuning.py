@@ -17,6 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from xinst_assets.assets.benchmark_runs import BENCHMARK_DDL, run_benchmarks
 from xinst_assets.assets.checkpoints import checkpoint_history, record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
@@ -105,6 +106,15 @@ class EvaluationConfig(Config):
         default=False, description="Let the judge be the model under evaluation (off: such a run is refused). "
         "Recorded in the metadata: a model judging its own answers favours them."
     )
+    benchmarks: list[str] = Field(
+        default=["xnli", "xcopa", "xstorycloze"], description="Multiple-choice benchmarks scored with lm-eval "
+        "for the tuned and the base model (empty: none)."
+    )
+    benchmarks_dir: str | None = Field(
+        default=None, description="Folder of <benchmark>/<lang>.jsonl task files with the public releases' "
+        "fields (None: the tiny sample files shipped with xinst, for the demo and tests)."
+    )
+    benchmark_limit: int | None = Field(default=None, description="First N examples per file (None: all).")
 
 
 def _write_jsonl(rows, path: Path) -> Path:
@@ -266,8 +276,10 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             "Per language, for the model under evaluation (answer_model; default: the tuned checkpoint) and its "
             "baseline (default: the base model): language fidelity (share of answers in the requested language), "
             "X-Instruction's pairwise judging (0-10 scores, both orders, win/tie/loss) by the judge resource "
-            "(default: the curator; never the model under evaluation unless allow_self_judge), and held-out loss "
-            "on the seed pairs. Tables: evaluation_results, evaluation_answers."
+            "(default: the curator; never the model under evaluation unless allow_self_judge), held-out loss "
+            "on the seed pairs, and accuracy on multiple-choice benchmarks in the XNLI / XCOPA / XStoryCloze "
+            "formats scored with lm-eval from local files. Tables: evaluation_results, evaluation_answers, "
+            "evaluation_benchmarks."
         ),
     )
     def evaluation(
@@ -326,10 +338,18 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
                 results.append((code, name, len(idx), language_fidelity([answers[name][i] for i in idx], code, identifier),
                                 wins, tally["tie"], losses, tally["unjudged"], loss))
                 answer_rows += [(code, questions[i][1], name, answers[name][i], verdicts[i].verdict) for i in idx]
+        bench_rows, bench_metadata = run_benchmarks(
+            context.log, storage, [("tuned", tuned_role), ("base", base_role)],
+            sorted({lang for lang, _, _ in questions}), config.benchmarks, config.benchmarks_dir,
+            config.benchmark_limit)
         with retry_transient(context), warehouse.write() as con:
             con.execute(EVAL_DDL)
+            con.execute(BENCHMARK_DDL)
             con.execute("DELETE FROM evaluation_results")
             con.execute("DELETE FROM evaluation_answers")
+            con.execute("DELETE FROM evaluation_benchmarks")
+            if bench_rows:
+                con.executemany("INSERT INTO evaluation_benchmarks VALUES (?, ?, ?, ?, ?, ?)", bench_rows)
             if results:
                 con.executemany("INSERT INTO evaluation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", results)
                 con.executemany("INSERT INTO evaluation_answers VALUES (?, ?, ?, ?, ?)", answer_rows)
@@ -343,6 +363,7 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             "judge": judge_role.describe(),
             "self_judge_override": bool(self_judged),
             "questions": len(questions),
+            **bench_metadata,
         })
         worse = []
         by_key = {(r[0], r[1]): r for r in results}

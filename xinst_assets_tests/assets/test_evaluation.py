@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,8 @@ from xinst_assets_tests.inference.openai_server import OpenAICompatibleServer
 
 pytestmark = pytest.mark.slow
 
-SHORT = {"ops": {"evaluation": {"config": {"max_new_tokens": 6}}}}
+# Benchmarks are scored in one test (they add an lm-eval run per model).
+SHORT = {"ops": {"evaluation": {"config": {"max_new_tokens": 6, "benchmarks": []}}}}
 TEXTS = ["Write a short note about the market.", "Chợ phiên ở làng tôi rất đông vui.", "<score1>7</score1>"] * 5
 
 
@@ -62,7 +64,7 @@ def test_evaluation_refuses_a_judge_that_is_the_model_under_evaluation(setup):
 
 def test_an_explicit_override_lets_the_model_judge_itself_and_is_on_record(setup):
     config, models = setup
-    run_config = {"ops": {"evaluation": {"config": {"max_new_tokens": 6, "allow_self_judge": True}}}}
+    run_config = {"ops": {"evaluation": {"config": {"max_new_tokens": 6, "benchmarks": [], "allow_self_judge": True}}}}
     result = materialize(config, ["evaluation"], None, _resources(models, models["tuned"]), run_config=run_config)
     assert result.success
     metadata = result.asset_materializations_for_node("evaluation")[0].metadata
@@ -70,9 +72,10 @@ def test_an_explicit_override_lets_the_model_judge_itself_and_is_on_record(setup
     assert models["tuned"] in metadata["judge"].value and models["tuned"] in metadata["answer_model"].value
 
 
-def test_another_judge_evaluates_the_tuned_model_against_its_baseline(setup):
+def test_another_judge_evaluates_the_tuned_model_against_its_baseline_and_both_take_the_benchmarks(setup):
     config, models = setup
-    result = materialize(config, ["evaluation"], None, _resources(models, models["judge"]), run_config=SHORT)
+    full = {"ops": {"evaluation": {"config": {"max_new_tokens": 6}}}}  # default benchmarks, sample files
+    result = materialize(config, ["evaluation"], None, _resources(models, models["judge"]), run_config=full)
     assert result.success
     metadata = result.asset_materializations_for_node("evaluation")[0].metadata
     assert metadata["self_judge_override"].value is False
@@ -80,7 +83,14 @@ def test_another_judge_evaluates_the_tuned_model_against_its_baseline(setup):
     assert "raw prompt" in metadata["answer_model"].value  # the tuned model gets the prompt it was trained on
     with duckdb.connect(str(config.warehouse), read_only=True) as con:
         rows = con.execute("SELECT lang, model, questions FROM evaluation_results ORDER BY model").fetchall()
+        scored = con.execute("SELECT benchmark, lang, model, examples, accuracy, predicted FROM evaluation_benchmarks "
+                             "ORDER BY model").fetchall()
     assert rows == [("vi", "base", 6), ("vi", "tuned", 6)]
+    # The sample has XNLI for vi (not XCOPA or XStoryCloze): both models scored on its 6 examples.
+    assert [(b, lang, m, n) for b, lang, m, n, _, _ in scored] == [("xnli", "vi", "base", 6), ("xnli", "vi", "tuned", 6)]
+    assert all(0 <= acc <= 1 and sum(json.loads(predicted).values()) == 6 for *_, acc, predicted in scored)
+    table = metadata["benchmarks"].value
+    assert "| xnli | vi | 6 |" in table and "tuned accuracy" in table and "base predictions" in table
 
 
 def test_the_judge_can_be_a_chat_model_behind_an_openai_compatible_server(setup):
