@@ -20,9 +20,10 @@ from xinst_assets.settings import default_home
 
 
 def _prepare_environment(home: Path) -> Path:
-    """Point xinst and Dagster at ``home``; return the Dagster instance folder, given the local instance
-    settings if it has none yet."""
-    from xinst_assets.instance_storage import write_local_instance_config
+    """Point xinst and Dagster at ``home``; return the Dagster instance folder, made ready for runs (created
+    and migrated once under its lock, given the local instance settings if it has none, and cleared of runs
+    whose process died)."""
+    from xinst_assets.local_instance import prepare_local_instance
 
     os.environ["XINST_HOME"] = str(home)
     os.environ.setdefault("DAGSTER_HOME", str(home / "dagster_home"))
@@ -31,8 +32,11 @@ def _prepare_environment(home: Path) -> Path:
     # to the event log as batches, which the local instance's storage writes in one transaction each.
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
     dagster_home = Path(os.environ["DAGSTER_HOME"])
-    if write_local_instance_config(dagster_home):
+    report = prepare_local_instance(dagster_home)
+    if report.wrote_config:
         print(f"xinst: wrote the local Dagster instance settings: {dagster_home / 'dagster.yaml'}", flush=True)
+    for line in report.lines():
+        print(f"xinst: {line}", flush=True)
     return dagster_home
 
 
@@ -82,14 +86,11 @@ def _definitions():
 
 
 @contextlib.contextmanager
-def _worker_pool(workers: int, before_work=None) -> Iterator[Executor]:
-    """``workers`` processes that run language partitions, started at once: they import the pipeline while
-    this process runs ``before_work`` (such as creating the Dagster instance's storage)."""
+def _worker_pool(workers: int) -> Iterator[Executor]:
+    """``workers`` processes that run language partitions, started at once (each imports the pipeline)."""
     with ProcessPoolExecutor(max_workers=max(workers, 1), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_import_pipeline, initargs=(workers,)) as pool:
         started = [pool.submit(time.monotonic) for _ in range(max(workers, 1))]  # makes the pool start them
-        if before_work is not None:
-            before_work()
         for future in started:
             future.result()
         yield pool
@@ -213,14 +214,6 @@ def _demo(pool: Executor, languages: list[str]) -> int:
     return 1 if failures else 0
 
 
-def _init_instance() -> None:
-    """Create the Dagster instance's storage once, before worker processes share it."""
-    import dagster as dg
-
-    with dg.DagsterInstance.get():
-        pass
-
-
 def _print_where(home: Path, dagster_home: Path) -> None:
     print(
         "\n".join(
@@ -241,6 +234,75 @@ def _print_where(home: Path, dagster_home: Path) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _check_selection(defs, selection: list[str]) -> None:
+    """A :class:`ConfigError` naming the fix when ``selection`` names an unknown asset, or only some of the
+    assets one step makes together (Dagster would otherwise fail with a traceback)."""
+    from dagster import AssetKey
+
+    from xinst_assets.errors import ConfigError
+
+    graph = defs.resolve_asset_graph()
+    known = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    unknown = [name for name in selection if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown asset {', '.join(map(repr, unknown))} in --select; the assets are: "
+                          f"{', '.join(sorted(known))}")
+    chosen = set(selection)
+    for name in selection:
+        assets_def = graph.assets_def_for_key(AssetKey(name))
+        together = {key.to_user_string() for key in assets_def.keys}
+        if not assets_def.can_subset and not together <= chosen:
+            missing = sorted(together - chosen)
+            raise ConfigError(f"{name} is made in one step with {', '.join(missing)}: select them together "
+                              f"(--select {','.join(selection + missing)})")
+
+
+def _command(args: argparse.Namespace) -> int:
+    from xinst_assets.config import XinstConfig
+    from xinst_assets.errors import ConfigError
+
+    home = (args.home or default_home()).expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"the data home {home} is a file, not a folder: give --home (or XINST_HOME) a folder")
+    os.environ["XINST_HOME"] = str(home)
+    config = XinstConfig.from_env()  # a bad registry, cron or time zone stops here, before any work
+    registry = config.registry
+    languages = args.languages.split(",") if getattr(args, "languages", None) else registry.codes
+    for language in languages:
+        registry.get(language)  # an unknown code fails here too
+    selection = args.select.split(",") if getattr(args, "select", None) else None
+    if selection:
+        _check_selection(_definitions(), selection)
+    if args.command != "ui" and (selection is None or "raw_web_text" in selection):
+        from xinst_assets.core.discovery import source_plans
+
+        source_plans(config.raw_patterns)  # a raw source that cannot be used fails here, in one line
+    try:
+        dagster_home = _prepare_environment(home)
+    except PermissionError as error:
+        raise ConfigError(f"cannot write {error.filename}: permission denied; choose a data home (--home or "
+                          "XINST_HOME) and a DAGSTER_HOME that you can write") from None
+    if args.command == "ui":
+        return subprocess.call(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "xinst_assets.definitions",
+             "-h", "127.0.0.1", "-p", str(args.port)]
+        )
+    if args.command == "demo":
+        with _worker_pool(args.workers) as pool:
+            code = _demo(pool, languages)
+    else:
+        code = 1 if _run_language_ranges(languages, registry.codes, selection, args.workers) else 0
+    _print_where(home, dagster_home)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xinst`` command."""
     parser = argparse.ArgumentParser(prog="xinst", description=__doc__)
@@ -248,11 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run every stage for every language on the embedded sample")
     demo.add_argument("--languages", help="comma-separated language codes (default: all)")
-    demo.add_argument("--workers", type=int, default=2, help="languages run at the same time (default 2)")
+    demo.add_argument("--workers", type=_positive_int, default=2, help="languages run at the same time (default 2)")
     run = sub.add_parser("materialize", help="materialize the pipeline (or some assets) for languages")
     run.add_argument("--languages", required=True, help="comma-separated language codes")
     run.add_argument("--select", help="comma-separated asset names (default: the whole pipeline)")
-    run.add_argument("--workers", type=int, default=None,
+    run.add_argument("--workers", type=_positive_int, default=None,
                      help="processes that screen documents (default: one per available core); the languages run in one "
                      "run (one per stretch of consecutive partitions)")
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
@@ -261,41 +323,16 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("xinst").setLevel(logging.INFO)
-    home = (args.home or default_home()).expanduser().resolve()
-    dagster_home = _prepare_environment(home)
-    if args.command == "ui":
-        return subprocess.call(
-            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "xinst_assets.definitions",
-             "-h", "127.0.0.1", "-p", str(args.port)]
-        )
-    from xinst_assets.config import XinstConfig
+    from xinst_assets.core.discovery import SourceError
+    from xinst_assets.errors import ConfigError
+    from xinst_assets.instance_storage import InstanceLockTimeout
     from xinst_assets.languages import UnknownLanguageError
 
-    config = XinstConfig.from_env()
-    registry = config.registry
-    languages = args.languages.split(",") if args.languages else registry.codes
     try:
-        for language in languages:
-            registry.get(language)  # an unknown code fails here, before any work
-    except UnknownLanguageError as error:
+        return _command(args)
+    except (ConfigError, SourceError, UnknownLanguageError, InstanceLockTimeout) as error:
         print(f"xinst: {error}", file=sys.stderr)
         return 2
-    selection = args.select.split(",") if getattr(args, "select", None) else None
-    if selection is None or "raw_web_text" in selection:
-        from xinst_assets.core.discovery import SourceError, source_plans
-
-        try:
-            source_plans(config.raw_patterns)  # a raw source that cannot be used fails here, in one line
-        except SourceError as error:
-            print(f"xinst: {error}", file=sys.stderr)
-            return 2
-    if args.command == "demo":
-        with _worker_pool(args.workers, before_work=_init_instance) as pool:
-            code = _demo(pool, languages)
-    else:
-        code = 1 if _run_language_ranges(languages, registry.codes, selection, args.workers) else 0
-    _print_where(home, dagster_home)
-    return code
 
 
 if __name__ == "__main__":

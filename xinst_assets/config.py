@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xinst_assets.errors import ConfigError
 from xinst_assets.languages import LanguageRegistry, load_registry
 from xinst_assets.settings import SAMPLE_DIR, Paths, default_home
 
@@ -50,6 +51,26 @@ class XinstConfig:
             home=home,
             raw_patterns=patterns,
             warehouse_path=warehouse,
-            nightly_cron=env.get("XINST_NIGHTLY_CRON", cls.nightly_cron),
-            timezone=env.get("XINST_TIMEZONE", cls.timezone),
+            nightly_cron=_cron(env.get("XINST_NIGHTLY_CRON", cls.nightly_cron)),
+            timezone=_timezone(env.get("XINST_TIMEZONE", cls.timezone)),
         )
+
+
+def _cron(value: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(value):
+        raise ConfigError(f"XINST_NIGHTLY_CRON {value!r} is not a cron expression of 5 fields; set it like "
+                          "'0 2 * * *' (02:00 every day)")
+    return value
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"XINST_TIMEZONE {value!r} is not an IANA time zone; set it like 'UTC' or "
+                          "'Africa/Nairobi'") from None
+    return value

@@ -87,5 +87,10 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Entry point for `dagster dev` / `dg dev`: the configuration comes from the environment."""
+    """Entry point for `dagster dev` / `dg dev`, Dagster's CLI and run workers: the configuration comes from the
+    environment. The local Dagster instance is made ready first, as the ``xinst`` command does (created and
+    migrated once under its lock, runs of dead processes marked failed: xinst_assets/local_instance.py)."""
+    from xinst_assets.local_instance import prepare_for_definitions
+
+    prepare_for_definitions()
     return build_definitions(XinstConfig.from_env())

@@ -15,11 +15,21 @@ from typing import Any, Mapping
 
 import yaml
 
+from xinst_assets.errors import ConfigError
+
 PACKAGED_REGISTRY = Path(__file__).parent / "config" / "languages.yaml"
 LANGUAGES_FILE_ENV = "XINST_LANGUAGES_FILE"
 
 _CODE = re.compile(r"^[a-z]{2,3}$")
 _SCRIPT = re.compile(r"^[A-Z][a-z]{3}$")
+
+
+class RegistryError(ConfigError):
+    """A language registry file that cannot be used; the message names the file and the entry."""
+
+
+class RegistryFileNotFound(RegistryError, FileNotFoundError):
+    """The registry file named by the user does not exist."""
 
 
 class UnknownLanguageError(KeyError):
@@ -83,20 +93,25 @@ class LanguageRegistry:
 
 def _parse_language(code: str, spec: Mapping[str, Any], source: Path) -> Language:
     if not isinstance(code, str) or not _CODE.match(code):
-        raise ValueError(f"{source}: language code {code!r} must be 2-3 lowercase letters (ISO 639)")
+        raise RegistryError(f"{source}: language code {code!r} must be 2-3 lowercase letters (ISO 639-1 or 639-3, "
+                            "like 'sw' or 'fil'); rename the entry")
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{source}: entry for {code!r} must be a mapping, got {type(spec).__name__}")
+        raise RegistryError(f"{source}: entry for {code!r} must be a mapping, got {type(spec).__name__}")
     unknown = set(spec) - {f for f in Language.__dataclass_fields__ if f != "code"}
     if unknown:
-        raise ValueError(f"{source}: entry for {code!r} has unknown keys {sorted(unknown)}")
+        raise RegistryError(f"{source}: entry for {code!r} has unknown keys {sorted(unknown)}")
     for required in ("name", "script"):
         if not spec.get(required):
-            raise ValueError(f"{source}: entry for {code!r} needs {required!r}")
+            raise RegistryError(f"{source}: entry for {code!r} needs {required!r}")
     if not _SCRIPT.match(str(spec["script"])):
-        raise ValueError(f"{source}: script {spec['script']!r} of {code!r} must be an ISO 15924 code like 'Latn'")
-    threshold = float(spec.get("lid_threshold", 0.65))
+        raise RegistryError(f"{source}: script {spec['script']!r} of {code!r} must be an ISO 15924 code like 'Latn'")
+    try:
+        threshold = float(spec.get("lid_threshold", 0.65))
+    except (TypeError, ValueError):
+        raise RegistryError(f"{source}: lid_threshold of {code!r} must be a number within [0, 1], "
+                            f"got {spec.get('lid_threshold')!r}") from None
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{source}: lid_threshold of {code!r} must be within [0, 1], got {threshold}")
+        raise RegistryError(f"{source}: lid_threshold of {code!r} must be within [0, 1], got {threshold}")
     return Language(
         code=code,
         name=str(spec["name"]),
@@ -109,14 +124,30 @@ def _parse_language(code: str, spec: Mapping[str, Any], source: Path) -> Languag
     )
 
 
-def _read_entries(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"Language registry file not found: {path}") from exc
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise RegistryFileNotFound(f"Language registry file not found: {path} (named by {LANGUAGES_FILE_ENV} or "
+                                   "passed in): check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read the language registry file: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RegistryError(f"{path}: not valid YAML{where} ({problem}); fix the file") from None
+
+
+def _read_entries(path: Path) -> tuple[dict[str, Any], Any]:
+    """The file's ``languages`` mapping and its ``only`` list (None when absent)."""
+    data = _read_file(path)
     if not isinstance(data, Mapping) or not isinstance(data.get("languages"), Mapping):
-        raise ValueError(f"{path}: expected a top-level 'languages:' mapping of code -> settings")
-    return dict(data["languages"])
+        raise RegistryError(f"{path}: expected a top-level 'languages:' mapping of code -> settings")
+    only = data.get("only")
+    if only is not None and (not isinstance(only, list) or not all(isinstance(c, str) for c in only)):
+        raise RegistryError(f"{path}: 'only' must be a list of language codes, like [sw, fi]")
+    return dict(data["languages"]), only
 
 
 def load_registry(extra_file: str | Path | None = None) -> LanguageRegistry:
@@ -125,18 +156,21 @@ def load_registry(extra_file: str | Path | None = None) -> LanguageRegistry:
     Entries of the extra file replace packaged entries of the same code and add new ones; with
     ``only: [codes]`` at its top level, the registry is narrowed to those codes.
     """
-    entries = _read_entries(PACKAGED_REGISTRY)
+    entries, _ = _read_entries(PACKAGED_REGISTRY)
     sources = {code: PACKAGED_REGISTRY for code in entries}
     only: list[str] | None = None
     extra = extra_file or os.environ.get(LANGUAGES_FILE_ENV)
     if extra:
         extra_path = Path(extra)
-        extra_entries = _read_entries(extra_path)
+        extra_entries, only = _read_entries(extra_path)
         entries.update(extra_entries)
         sources.update({code: extra_path for code in extra_entries})
-        only = (yaml.safe_load(extra_path.read_text(encoding="utf-8")) or {}).get("only")
     languages = tuple(_parse_language(code, spec, sources[code]) for code, spec in entries.items())
     registry = LanguageRegistry(languages)
     if only:
+        unknown = [code for code in only if code not in registry]
+        if unknown:
+            raise RegistryError(f"{extra}: 'only' names {', '.join(map(repr, unknown))}, not in the registry "
+                                f"(known: {', '.join(registry.codes)}); add an entry under 'languages:' or remove it")
         registry = LanguageRegistry(tuple(registry.get(code) for code in only))
     return registry

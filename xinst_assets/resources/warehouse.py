@@ -22,11 +22,8 @@ own connection to the open database.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -35,68 +32,24 @@ import duckdb
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from xinst_assets.core.locks import LockTimeout
+from xinst_assets.core.locks import file_lock as _file_lock
+
 _log = logging.getLogger("xinst.warehouse")
 
 # The connection of this thread's open session, by database path (see Warehouse.session).
 _sessions = threading.local()
 
-# Re-entrancy: flock locks belong to an open file description, so a second acquisition from the same
-# process through a new descriptor would deadlock against itself. Track what this process holds.
-_held = threading.local()
 
-
-class WarehouseLockTimeout(TimeoutError):
+class WarehouseLockTimeout(LockTimeout):
     """The warehouse lock could not be taken within the configured time."""
 
 
-@contextlib.contextmanager
-def file_lock(lock_path: Path, exclusive: bool, timeout_s: float) -> Iterator[None]:
-    """Hold an advisory ``flock`` on ``lock_path`` (exclusive or shared), waiting up to ``timeout_s``."""
-    key = str(lock_path)
-    held = getattr(_held, "locks", None)
-    if held is None:
-        held = _held.locks = {}
-    if key in held:
-        mode, depth = held[key]
-        if exclusive and mode != "ex":
-            raise RuntimeError("cannot upgrade a shared warehouse lock to exclusive; take it exclusively first")
-        held[key] = (mode, depth + 1)
-        try:
-            yield
-        finally:
-            held[key] = (mode, held[key][1] - 1)
-            if held[key][1] == 0:
-                del held[key]
-        return
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        flag = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout_s
-        delay, waited_notice = 0.01, False
-        while True:
-            try:
-                fcntl.flock(fd, flag | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WarehouseLockTimeout(
-                        f"waited {timeout_s:.0f}s for the warehouse lock {lock_path}; another run holds it"
-                    ) from None
-                if not waited_notice:
-                    _log.info("waiting for the warehouse lock %s", lock_path)
-                    waited_notice = True
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        held[key] = ("ex" if exclusive else "sh", 1)
-        try:
-            yield
-        finally:
-            del held[key]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def file_lock(lock_path: Path, exclusive: bool, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+    """Hold an advisory ``flock`` on ``lock_path`` (exclusive or shared), waiting up to ``timeout_s``
+    (:func:`xinst_assets.core.locks.file_lock` with the warehouse's error and wait notice)."""
+    return _file_lock(lock_path, exclusive, timeout_s, what="warehouse lock", error=WarehouseLockTimeout,
+                      on_wait=lambda waited: _log.info("waiting for the warehouse lock %s", lock_path))
 
 
 class Warehouse(ConfigurableResource):

@@ -34,9 +34,9 @@ SERVER_START_TIMEOUT_S = 150  # cold start: two processes each import dagster, d
 STOP_GRACE_S = 15
 GRAPHQL_TIMEOUT_S = 60
 
-# xinst's local instance (its event log storage included), plus a run queue that runs up to ten at a time (one
-# backfill of every language partition at once).
-DAGSTER_YAML = LOCAL_INSTANCE_YAML + """\
+# xinst's local instance (its storage and run launcher included; its run monitoring polling every 5 s), plus a
+# run queue that runs up to ten at a time (one backfill of every language partition at once).
+DAGSTER_YAML = LOCAL_INSTANCE_YAML.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5") + """\
 run_queue:
   dequeue_interval_seconds: 1
 concurrency:
@@ -46,9 +46,6 @@ concurrency:
     # The `gpu` pool of the model stages: a deployment sets it to its GPUs (deploy/dagster.yaml). Here the
     # models are tiny and run on the CPU, so the three partitions' model steps may run together.
     default_limit: 3
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 5
 nux:
   enabled: false
 """

@@ -15,9 +15,12 @@ A Bearer API key is checked when one is set. ``chat_logprobs=False`` makes the c
 log-probabilities, as servers that do not implement them do (``logprobs: null``); ``prompt_logprobs=False``
 makes it refuse vLLM's ``prompt_logprobs`` field with a 400, as OpenAI's API refuses unknown fields.
 
-Test controls: ``fail_next`` answers the next N requests with ``fail_status`` (503 by default), ``delay_s``
-sleeps before answering (timeouts), ``requests`` keeps every request body, ``max_in_flight`` records the most
-requests handled at once, ``max_top_logprobs`` bounds ``top_logprobs`` (vLLM's ``--max-logprobs``; 20 by default).
+Test controls: ``fail_next`` answers the next N requests with ``fail_status`` (503 by default); :meth:`hold`
+keeps every request waiting until the test lets it go with :meth:`release` (a timeout that cannot be won by a
+fast server, and in-flight counts that do not depend on how fast anything runs); :meth:`wait_until` waits for
+a state of the counters (``received``, ``in_flight``); ``requests`` keeps every request body, ``max_in_flight``
+records the most requests handled at once; :meth:`reset` lets go of held requests and waits until every
+request of the previous test has ended, so no test sees another's requests in its counters; ``max_top_logprobs`` bounds ``top_logprobs`` (vLLM's ``--max-logprobs``; 20 by default).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import threading
 from collections.abc import Iterator
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Callable, Self
 
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.inference.transformers_backend import TransformersBackend
@@ -42,12 +45,14 @@ class OpenAICompatibleServer:
         if backend.chat:
             raise ValueError("serve a raw-prompt backend: the server applies the chat template itself")
         self.backend, self.api_key = backend, api_key
-        self.fail_next, self.fail_status, self.delay_s = 0, 503, 0.0
+        self.fail_next, self.fail_status = 0, 503
         self.chat_logprobs = self.prompt_logprobs = True
         self.max_top_logprobs = 20
         self.requests: list[dict[str, Any]] = []
-        self.in_flight = self.max_in_flight = 0
-        self._state = threading.Lock()
+        self.received = self.in_flight = self.max_in_flight = 0
+        self._holding, self._releases = False, 0
+        self._epoch = 0  # one per test (reset): a request of an earlier test never reaches the model
+        self._state = threading.Condition()  # guards the counters above; notified whenever one changes
         self._model = threading.Lock()  # one model call at a time
         server = self
 
@@ -75,15 +80,38 @@ class OpenAICompatibleServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def reset(self, api_key: str | None = None) -> None:
-        """Clear the failure, delay and request log (between tests sharing one server)."""
+    def reset(self, api_key: str | None = None, drain_timeout_s: float = 120.0) -> None:
+        """Let go of held requests, wait until every request in flight has ended, then clear the failures,
+        the request log and the counters (between tests sharing one server)."""
         with self._state:
-            self.fail_next, self.fail_status, self.delay_s = 0, 503, 0.0
+            self._epoch += 1
+            self._holding = False
+            self._state.notify_all()
+            if not self._state.wait_for(lambda: self.in_flight == 0, timeout=drain_timeout_s):
+                raise RuntimeError(f"{self.in_flight} requests still in flight after {drain_timeout_s}s")
+            self.fail_next, self.fail_status, self._releases = 0, 503, 0
             self.requests.clear()
-            self.in_flight = self.max_in_flight = 0
+            self.received = self.max_in_flight = 0
             self.api_key = api_key
             self.chat_logprobs = self.prompt_logprobs = True
             self.max_top_logprobs = 20
+
+    def hold(self) -> None:
+        """Keep every request from now on waiting, unanswered, until :meth:`release` lets it go."""
+        with self._state:
+            self._holding = True
+
+    def release(self, count: int = 1) -> None:
+        """Let ``count`` held (or future) requests go on, in the order they take them."""
+        with self._state:
+            self._releases += count
+            self._state.notify_all()
+
+    def wait_until(self, predicate: Callable[[OpenAICompatibleServer], bool], timeout_s: float = 60.0) -> bool:
+        """Wait until ``predicate(server)`` holds (checked whenever a counter changes); False after
+        ``timeout_s`` (a bound for a broken client, never reached by a correct one)."""
+        with self._state:
+            return self._state.wait_for(lambda: predicate(self), timeout=timeout_s)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -95,15 +123,19 @@ class OpenAICompatibleServer:
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         with self._state:
+            self.received += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            epoch = self._epoch
+            self._state.notify_all()
         try:
-            status, payload, headers = self._answer(request)
+            status, payload, headers = self._answer(request, epoch)
         except Exception as exc:  # noqa: BLE001 - a server error is a 500, as a real server answers
             status, payload, headers = 500, {"error": {"message": f"{type(exc).__name__}: {exc}"}}, {}
         finally:
             with self._state:
                 self.in_flight -= 1
+                self._state.notify_all()
         data = json.dumps(payload).encode("utf-8")
         try:
             request.send_response(status)
@@ -116,7 +148,17 @@ class OpenAICompatibleServer:
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             pass
 
-    def _answer(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _wait_if_held(self, epoch: int) -> bool:
+        """Wait while requests are held and none is released; False when the test ended meanwhile."""
+        with self._state:
+            self._state.wait_for(lambda: self._epoch != epoch or not self._holding or self._releases > 0)
+            if self._epoch != epoch:
+                return False
+            if self._holding:
+                self._releases -= 1
+            return True
+
+    def _answer(self, request: BaseHTTPRequestHandler, epoch: int) -> tuple[int, dict[str, Any], dict[str, str]]:
         length = int(request.headers.get("Content-Length") or 0)
         body = json.loads(request.rfile.read(length) or b"{}")
         with self._state:
@@ -124,15 +166,15 @@ class OpenAICompatibleServer:
             fail = self.fail_next > 0
             if fail:
                 self.fail_next -= 1
-            delay, api_key = self.delay_s, self.api_key
+            api_key = self.api_key
         if request.path not in ("/v1/completions", "/v1/chat/completions"):
             return 404, {"error": {"message": f"no route {request.path}"}}, {}
         if api_key is not None and request.headers.get("Authorization") != f"Bearer {api_key}":
             return 401, {"error": {"message": "invalid API key"}}, {}
         if fail:
             return self.fail_status, {"error": {"message": "server overloaded, try again"}}, {"Retry-After": "0"}
-        if delay:
-            time.sleep(delay)
+        if not self._wait_if_held(epoch):
+            return 503, {"error": {"message": "request of an earlier test"}}, {}
         if request.path == "/v1/chat/completions":
             return self._chat(body)
         if not isinstance(body.get("prompt"), str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import socket
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -105,12 +105,11 @@ def test_a_server_still_failing_after_the_retries_raises_a_transient_error_with_
 
 
 def test_a_timeout_is_retried_then_reported_clearly(live_server: OpenAICompatibleServer) -> None:
-    live_server.delay_s = 1.0
+    live_server.hold()  # never answers while the client waits: every attempt times out
     client = make_backend(live_server, timeout_s=0.2, max_retries=1)
-    started = time.perf_counter()
     with pytest.raises(InferenceTimeout, match=r"timed out after 0.2 s .* on attempt 2 of 2; .*raise timeout_s"):
         client.generate(["Pasar"], greedy(3))
-    assert time.perf_counter() - started < 3.0
+    assert client.requests_sent == 2 and client.retries == 1
     assert isinstance(InferenceTimeout("x"), TimeoutError)
 
 
@@ -153,11 +152,21 @@ def test_a_missing_key_variable_is_a_clear_error_before_any_request(monkeypatch:
 
 
 def test_no_more_than_max_concurrency_requests_are_in_flight(live_server: OpenAICompatibleServer) -> None:
-    live_server.delay_s = 0.05
+    """The server holds every request until the test lets one go: the client has exactly as many requests in
+    flight as it may (2) at each step, whatever the speed of either side, and sends the next one only when one
+    is answered."""
+    live_server.hold()
     client = make_backend(live_server, max_concurrency=2)
-    outputs = client.generate(["Pasar"] * 6, greedy(2))
-    assert len(outputs) == 6
-    assert live_server.max_in_flight == 2
+    with ThreadPoolExecutor(max_workers=1) as caller:
+        outputs = caller.submit(client.generate, ["Pasar"] * 6, greedy(2))
+        for answered in range(6):
+            expected = (min(answered + 2, 6), min(2, 6 - answered))  # (received, in flight)
+            assert live_server.wait_until(lambda s: (s.received, s.in_flight) == expected), (
+                f"after {answered} answers: received {live_server.received}, in flight {live_server.in_flight}, "
+                f"expected {expected}")
+            live_server.release()
+        assert len(outputs.result(timeout=60)) == 6
+    assert live_server.max_in_flight == 2 and live_server.received == 6
 
 
 def test_sampling_params_map_to_the_completions_body() -> None:
