@@ -157,14 +157,15 @@ class _Walk:
     def skip(self, path: str, reason: str, detail: str) -> None:
         self.skipped.append(Skipped(path, reason, detail))
 
-    def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
-        """The real path and status of ``path`` if it may be used (inside the roots); else record why not."""
+    def resolve(self, path: str, parent_real: str) -> tuple[str, os.stat_result] | None:
+        """The real path and status of ``path`` (an entry of the folder whose real path is ``parent_real``) if
+        it may be used (inside the roots); else record why not."""
         try:
             link = os.lstat(path)
         except OSError:
             return None  # gone since it was listed
-        if not stat.S_ISLNK(link.st_mode):
-            return os.path.realpath(path), link
+        if not stat.S_ISLNK(link.st_mode):  # not a link: its real path is its folder's, one name longer
+            return os.path.join(parent_real, os.path.basename(path)), link
         try:
             real = os.path.realpath(path, strict=True)
         except OSError as exc:
@@ -208,12 +209,13 @@ class _Walk:
         """List the files under ``folder`` that match the components ``rest``."""
         part, tail = rest[0], rest[1:]
         if part == "**":
-            self.match_tail(folder, folder_real, tail) if tail else None
+            if tail:  # "**" matches no folder too
+                self.match_tail(folder, folder_real, tail)
             for name in self.entries(folder):
                 if name.startswith("."):
                     continue
                 path = os.path.join(folder, name)
-                found = self.resolve(path)
+                found = self.resolve(path, folder_real)
                 if found and stat.S_ISDIR(found[1].st_mode):
                     self.enter(path, found[0], found[1], rest, folder_real)
             return
@@ -228,7 +230,7 @@ class _Walk:
             names = [part] if os.path.lexists(os.path.join(folder, part)) else []
         for name in names:
             path = os.path.join(folder, name)
-            found = self.resolve(path)
+            found = self.resolve(path, folder_real)
             if not found:
                 continue
             real, st = found
