@@ -23,7 +23,10 @@ from xinst_assets.inference.base import InferenceBackend, InferenceError, ModelS
 class InferenceSettings(ConfigurableResource):
     """Which backend serves model calls, and how."""
 
-    backend: str = Field(default="transformers", description="transformers | vllm | openai")
+    backend: str = Field(
+        default="transformers", description="transformers | vllm | openai (an OpenAI-compatible server: "
+        "completions, or chat with chat: true)"
+    )
     batch_size: int = Field(default=16, description="Prompts per forward pass (transformers).")
     max_batch_tokens: int | None = Field(default=None, description="Bound on padded tokens per batch.")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (transformers).")
