@@ -191,7 +191,8 @@ def chat_top_logprobs(data: Mapping[str, Any]) -> dict[str, float]:
     if not content:
         return {}
     first = content[0] or {}
-    found = {str(t["token"]): float(t["logprob"]) for t in first.get("top_logprobs") or [] if t.get("logprob") is not None}
+    found = {str(t["token"]): float(t["logprob"])
+             for t in first.get("top_logprobs") or [] if t.get("logprob") is not None}
     if first.get("token") is not None and first.get("logprob") is not None:
         found.setdefault(str(first["token"]), float(first["logprob"]))
     return found

@@ -17,9 +17,9 @@ Decoding differences from :class:`~xinst_assets.inference.transformers_backend.T
 Choice scoring asks for one token with ``logprobs=k`` (the top-k of the raw next-token distribution) and reads
 the choice tokens from it. A prompt whose choices are not all in the top-k is scored exactly in a second pass:
 the prompt plus each choice token is sent with ``prompt_logprobs=0``, which returns the log-probability of that
-last token. With ``chat=True`` prompts are laid out by the model's chat template and sent as token ids (so vLLM
-adds no second BOS to what the template wrote). Guided (structured-output) choice decoding is available as :meth:`VLLMBackend.guided_choice` when
-only the chosen answer is needed.
+last token. Guided (structured-output) choice decoding is available as :meth:`VLLMBackend.guided_choice` when
+only the chosen answer is needed. With ``chat=True`` prompts are laid out by the model's chat template and sent
+as token ids (so vLLM adds no second BOS to what the template wrote).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Backends: ``transformers`` (CPU or CUDA; what tests and the demo run), ``vllm`` 
 
 ``inference`` (:class:`InferenceSettings`) serves the instruction generator and is the default backend of every
 role. Each role (``curator``, ``refiner``, ``answer_model``, ``judge``: :class:`ModelRole`) names its model and,
-when it sets ``backend``, its own backend settings; :mod:`xinst_assets.resources.roles` turns a role into the
-model and backend a stage uses.
+when it sets ``backend``, its own backend settings; :mod:`xinst_assets.assets.model_roles` turns a role into
+the model and backend a stage uses.
 """
 
 from __future__ import annotations
@@ -106,9 +106,10 @@ class ModelRole(InferenceSettings):
 
     ``model`` is a local folder, a hub id, a served model name (``openai`` backend) or ``checkpoint:<name>``,
     the checkpoint an asset recorded (``checkpoint:curator``, ``checkpoint:tuned_checkpoint``). ``None`` is the
-    role's default (see :mod:`xinst_assets.resources.roles`). With ``backend`` unset, the ``inference``
-    resource serves the role with all its settings and this role's other backend fields are not used; set
-    ``backend`` (transformers | vllm | openai) and this role has its own backend settings.
+    role's default (see :mod:`xinst_assets.assets.model_roles`). With ``backend`` unset, the role is served as
+    its default is, with all those settings (the ``inference`` resource for the curator and the answer model,
+    the curator's backend for the refiner and the judge), and this role's other backend fields are not used;
+    set ``backend`` (transformers | vllm | openai) and this role has its own backend settings.
     """
 
     model: str | None = Field(
@@ -116,8 +117,9 @@ class ModelRole(InferenceSettings):
         "(None: the role's default)."
     )
     backend: str | None = Field(  # type: ignore[assignment]
-        default=None, description="None: the inference resource serves this role (all its settings) | "
-        "transformers | vllm | openai: this role's own backend settings below."
+        default=None, description="None: served as the role's default is (inference resource, or the curator's "
+        "backend for refiner and judge), all its settings | transformers | vllm | openai: this role's own "
+        "backend settings below."
     )
 
     def settings(self, shared: InferenceSettings) -> InferenceSettings:
@@ -125,11 +127,6 @@ class ModelRole(InferenceSettings):
         if self.backend is None:
             return shared
         return InferenceSettings(**self.backend_fields())
-
-    @property
-    def is_default(self) -> bool:
-        """Nothing set: the role is whatever its default role or model is, backend included."""
-        return self.model is None and self.backend is None and self.chat is None
 
 
 class AnswerModelRole(ModelRole):

@@ -125,7 +125,8 @@ def test_a_judge_that_is_the_model_under_evaluation_is_refused_with_the_fix(mode
     curator = curator_of(ModelSettings(instruct_model=str(models_dir / "instruct")), warehouse, models_dir)
     assert self_judge_problem(resolve_following("judge", ModelRole(), curator, warehouse), tuned) is None
     # The same folder, however it is written, is the same model.
-    for written in ("checkpoint:tuned_checkpoint", str(models_dir / "tuned") + "/", str(models_dir / "x" / ".." / "tuned")):
+    spellings = ("checkpoint:tuned_checkpoint", str(models_dir / "tuned") + "/", str(models_dir / "x" / ".." / "tuned"))
+    for written in spellings:
         judge = resolve_following("judge", ModelRole(model=written), curator, warehouse)
         problem = self_judge_problem(judge, tuned)
         assert problem and "does not judge its own answers" in problem and "allow_self_judge" in problem
@@ -139,8 +140,8 @@ def test_served_models_are_the_same_only_on_the_same_server_under_the_same_name(
     evaluated, _ = resolve_answer_models(
         AnswerModelRole(model="my-tuned", baseline="my-base", **SERVER), InferenceSettings(), warehouse)
     same = resolve_following("judge", ModelRole(model="my-tuned", **SERVER), curator, warehouse)
-    elsewhere = resolve_following("judge", ModelRole(model="my-tuned", **{**SERVER, "base_url": "http://127.0.0.1:9/v1"}),
-                                  curator, warehouse)
+    other_server = {**SERVER, "base_url": "http://127.0.0.1:9/v1"}
+    elsewhere = resolve_following("judge", ModelRole(model="my-tuned", **other_server), curator, warehouse)
     other = resolve_following("judge", ModelRole(model="big-judge", **SERVER), curator, warehouse)
     assert self_judge_problem(same, evaluated) is not None
     assert self_judge_problem(elsewhere, evaluated) is None and self_judge_problem(other, evaluated) is None
