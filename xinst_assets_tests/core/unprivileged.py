@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -25,8 +27,7 @@ def run_unprivileged(fn: Callable[[], Any]) -> Any:
     """``fn()``'s result, computed in a forked child that gave up root first (or here, when not root)."""
     if os.geteuid() != 0:
         return fn()
-    out = Path(tempfile.mkdtemp()) / "result.pickle"
-    os.chmod(out.parent, 0o777)
+    out = shared_folder() / "result.pickle"
     process = multiprocessing.get_context("fork").Process(target=_child, args=(fn, str(out)))
     process.start()
     process.join()
@@ -36,7 +37,9 @@ def run_unprivileged(fn: Callable[[], Any]) -> Any:
 
 
 def shared_folder() -> Path:
-    """A fresh folder every user can enter and write (the child writes its outputs there)."""
-    folder = Path(tempfile.mkdtemp())
+    """A fresh folder every user can enter and write (the child writes its outputs there), removed at exit
+    (outside pytest's own temporary folders, which only their owner may enter)."""
+    folder = Path(tempfile.mkdtemp(prefix="xinst-test-"))
     os.chmod(folder, 0o777)
+    atexit.register(shutil.rmtree, folder, True)
     return folder
