@@ -1,0 +1,30 @@
+"""The warehouse's tables: one interface, two backends.
+
+* ``embedded`` (the default): the single DuckDB file under the data home (``Warehouse``: file lock, short
+  windows), for one machine;
+* ``lakehouse``: DuckLake, its catalog in Postgres and its Parquet data in a shared folder or on S3-compatible
+  storage, for runs on many machines at once, with no lock: each partition's write is its own transaction,
+  run again when it loses a commit race.
+
+:class:`Store` (a Dagster resource) chooses between them from configuration. The stages still call the
+``Warehouse`` resource directly; they move onto the store one by one (see docs/deployment.md).
+"""
+
+from xinst_assets.store.base import (
+    RetryPolicy,
+    StoreBackend,
+    TransactionStats,
+    WriteConflict,
+    is_write_conflict,
+    replace_partition_rows,
+    run_transaction,
+)
+from xinst_assets.store.embedded import EmbeddedBackend
+from xinst_assets.store.lakehouse import LakehouseBackend, LakehouseSettings, S3Settings
+from xinst_assets.store.resource import Store
+
+__all__ = [
+    "EmbeddedBackend", "LakehouseBackend", "LakehouseSettings", "RetryPolicy", "S3Settings", "Store",
+    "StoreBackend", "TransactionStats", "WriteConflict", "is_write_conflict", "replace_partition_rows",
+    "run_transaction",
+]
