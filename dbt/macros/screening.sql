@@ -69,7 +69,7 @@
     where s.lang in ({{ langs }}) and s.signals_version > coalesce(v.version, -1);
     delete from {{ this }} as t where t.lang in ({{ langs }})
       and (t.lang, t.doc_id) in (select lang, doc_id from screening_todo);
-    insert into screening_changes select lang, doc_id, (select max(build_seq) from screening_builds)
+    insert into {{ screening_log('screening_changes') }} select lang, doc_id, (select max(build_seq) from {{ screening_log('screening_builds') }})
     from screening_todo
   {%- elif is_incremental() -%}
     -- a table from before these columns: add them, and screen these languages again in full
@@ -89,19 +89,25 @@
     language". Near-dedup deletes the entries it has applied, up to the build it read. Written in the model's
     transaction: a failed build leaves no entry. -#}
 {% macro record_screening_build() -%}
-  create table if not exists screening_builds (build_seq bigint not null, built_at timestamp not null,
+  create table if not exists {{ screening_log('screening_builds') }} (build_seq bigint not null, built_at timestamp not null,
                                                langs varchar not null);
-  create table if not exists screening_changes (lang varchar not null, doc_id varchar, build_seq bigint not null);
+  create table if not exists {{ screening_log('screening_changes') }} (lang varchar not null, doc_id varchar, build_seq bigint not null);
   -- a language's first build here (a new language, or a warehouse from before the log): the whole language
-  insert into screening_changes
-  select t.lang, null, coalesce((select max(build_seq) from screening_builds), 0) + 1
+  insert into {{ screening_log('screening_changes') }}
+  select t.lang, null, coalesce((select max(build_seq) from {{ screening_log('screening_builds') }}), 0) + 1
   from (select unnest([{{ partition_lang_list() }}]) as lang) as t
-  where not exists (select 1 from screening_builds as b where list_contains(string_split(b.langs, ','), t.lang));
-  insert into screening_builds select coalesce(max(build_seq), 0) + 1, now(), '{{ partition_langs() | join(",") }}'
-  from screening_builds
+  where not exists (select 1 from {{ screening_log('screening_builds') }} as b where list_contains(string_split(b.langs, ','), t.lang));
+  insert into {{ screening_log('screening_builds') }} select coalesce(max(build_seq), 0) + 1, now(), '{{ partition_langs() | join(",") }}'
+  from {{ screening_log('screening_builds') }}
 {%- endmacro %}
 
 {% macro record_full_screening() -%}
-  insert into screening_changes
-  select unnest([{{ partition_lang_list() }}]), null, (select max(build_seq) from screening_builds)
+  insert into {{ screening_log('screening_changes') }}
+  select unnest([{{ partition_lang_list() }}]), null, (select max(build_seq) from {{ screening_log('screening_builds') }})
+{%- endmacro %}
+
+{#- The change log's tables, in the model's own database and schema: on the lakehouse target the connection's
+    default database is an in-memory one, and a transaction may write to one attached database only. -#}
+{% macro screening_log(name) -%}
+  {{ this.database }}.{{ this.schema }}.{{ name }}
 {%- endmacro %}

