@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 from dagster import (
@@ -40,12 +41,13 @@ from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, run
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.core.dedup import (
+    KEPT,
+    IndexStats,
     MinhashSigner,
     NearDuplicateIndex,
+    band_hashes,
     band_key_lists,
-    REGIVEN,
     signature_matrix,
-    signature_to_bytes,
 )
 from xinst_assets.core.filtering import FilterSettings
 from xinst_assets.core.progress import Progress
@@ -108,6 +110,8 @@ ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTA
 -- The LSH band keys of each representative (band_key_lists), for the refresh's pruning; representatives
 -- stored before them get them in their language's next write.
 ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS band_keys UBIGINT[];
+-- The component of each document (core.dedup: its best-ranked document), the unit a refresh clusters again.
+ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS component VARCHAR;
 -- Each kept text's length, for the statistics (which would otherwise read every kept text again).
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS chars BIGINT;
 UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
@@ -225,14 +229,11 @@ def _write_signals(lang, key, staged: Path, gone: Path | None, screened: int, wa
     }
 
 
-# The order in which near-dedup visits documents: first seen, then published, then doc id (timestamps are
-# ISO 8601 strings; missing ones last), as core.dedup orders candidates.
-VISIT_ORDER = "CAST(s.first_seen_at AS VARCHAR) NULLS LAST, s.timestamp NULLS LAST, s.doc_id"
 # The survivors of a language, as near-dedup reads them (alias s).
 ALIVE = "FROM screened_documents s WHERE s.lang = ? AND s.reject_reason IS NULL"
 SIGNATURE_BATCH = 5_000  # documents per batch into the index: bounded memory
-# Up to this many new documents, a refresh reads and indexes only the earlier representatives that could be
-# their candidates; beyond it, all of them (as a first run does): most of them would share a band anyway.
+# Up to this many new documents, a refresh clusters again only the components they reach (and those of changed
+# or removed documents); beyond it, the whole language, as a first run does: most components would be reached.
 PRUNE_MAX_NEW = 100_000
 
 
@@ -240,14 +241,14 @@ PRUNE_MAX_NEW = 100_000
 class _Changes:
     """What near-dedup must look at again in a language: dbt's screening logs the content ids each build
     computed again (screening_changes, see dbt/macros/screening.sql); a refresh reads the entries up to the
-    latest build (``through``) and deletes them once applied. ``whole``: decide the whole language, as a
+    latest build (``through``) and deletes them once applied. ``whole``: cluster the whole language, as a
     first run does (no log yet, a build of the whole language, no stored decision, or other settings)."""
 
     through: int | None = None
     whole: bool = True
 
 
-def _read_changes(con, lang, fingerprint: str) -> _Changes:
+def _read_changes(con, lang, decision_key: str) -> _Changes:
     """The language's entries in the change log, and whether they cover the whole language; in scoped mode
     the temp table ``_changed`` (doc_id) lists them."""
     if not has_table(con, "screening_changes"):
@@ -255,7 +256,7 @@ def _read_changes(con, lang, fingerprint: str) -> _Changes:
     through, whole = con.execute("SELECT max(build_seq), coalesce(bool_or(doc_id IS NULL), false) "
                                  "FROM screening_changes WHERE lang = ?", [lang.code]).fetchone()
     stored, other = con.execute("SELECT count(*), count(*) FILTER (WHERE config <> ?) FROM near_dedup_state "
-                                "WHERE lang = ?", [fingerprint, lang.code]).fetchone()
+                                "WHERE lang = ?", [decision_key, lang.code]).fetchone()
     changes = _Changes(through, bool(whole) or stored == 0 or other > 0)
     if not changes.whole:
         _list_changed(con, lang, changes)
@@ -269,155 +270,179 @@ def _list_changed(con, lang, changes: _Changes) -> None:
 
 @dataclass
 class _NearDedupInput:
-    """One language's staged near-dedup input: the documents to decide and the representatives to index."""
+    """One language's staged near-dedup input: the documents to cluster. ``todo``: the new or changed ones
+    (every survivor in a whole run); ``members``: in a refresh, the earlier documents of every component that
+    those reach or that a changed or removed document was in (the clusters of the module core.dedup are
+    decided per component, so these are all that can change)."""
 
     todo_file: Path
     todo: int
     changes: _Changes
-    previous_file: Path | None = None
-    previous: int = 0
+    members_file: Path | None = None
+    members: int = 0
+
+    @property
+    def documents(self) -> int:
+        return self.todo + self.members
 
 
 def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _NearDedupInput:
-    """Stage (ordered by DuckDB) this run's survivors to decide and the representatives kept earlier that
-    could be their candidates; no representatives file when there is nothing to decide. One read window:
-    the change log's temp table ``_changed`` serves both exports."""
+    """Stage this run's survivors to cluster and, in a refresh, the earlier documents of the components they
+    reach (see :class:`_NearDedupInput`). One read window: the change log's temp table ``_changed`` serves
+    every export."""
     config = settings.minhash
-    previous_file, todo_file = scratch / "previous.parquet", scratch / "todo.parquet"
+    members_file, todo_file = scratch / "members.parquet", scratch / "todo.parquet"
     with warehouse.read() as con:
-        changes = _read_changes(con, lang, config.fingerprint)
-        todo = _export_todo(con, lang, config, changes, todo_file)
-        if todo == 0:  # nothing new or orphaned: the stored decisions stand, no index to build
-            context.log.info(f"{lang.code}: near-dedup: no new documents")
-            return _NearDedupInput(todo_file, 0, changes)
-        prune = todo <= PRUNE_MAX_NEW and _all_signed(todo_file)
-        previous = _export_representatives(con, lang, config, todo_file, prune, scratch, previous_file)
-    reached = " that share a band with one of them" if prune else ""
-    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents against the {previous:,} "
-                     f"representatives kept earlier{reached}")
-    return _NearDedupInput(todo_file, todo, changes, previous_file, previous)
+        changes = _read_changes(con, lang, config.decision_key)
+        todo = _export_todo(con, lang, changes, todo_file)
+        if not changes.whole and not (todo <= PRUNE_MAX_NEW and _all_signed(todo_file)):
+            changes = _Changes(changes.through, whole=True)  # so many new documents: the whole language
+            todo = _export_todo(con, lang, changes, todo_file)
+        members = 0 if changes.whole else _export_members(con, lang, config, todo_file, scratch, members_file)
+    if todo + members == 0:
+        context.log.info(f"{lang.code}: near-dedup: no new documents")
+        return _NearDedupInput(todo_file, 0, changes)
+    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents with the {members:,} earlier documents "
+                     "of the clusters they reach" if not changes.whole else
+                     f"{lang.code}: near-dedup of the whole language ({todo:,} documents)")
+    return _NearDedupInput(todo_file, todo, changes, members_file if members else None, members)
 
 
-def _export_todo(con, lang, config, changes: _Changes, todo_file: Path) -> int:
-    """Stage the survivors to decide (doc id, stored signature, and the text of those without one), in visiting
-    order; return how many.
-
-    Representatives from earlier runs that are still here keep their place; duplicates whose representative is
-    gone are decided again, so no document is lost with a vanished original. A refresh looks only at the
-    documents the change log lists and at the duplicates of those (whose representative may be gone); the
-    others' decisions stand. The ids first; then the signatures of those documents by row id (a join on the doc
-    id would read the signature column of the whole language, about 1 KB per document, for a night's few new
-    ones), and texts only for documents screened before signatures were stored."""
-    scope, scope_params = "", []
-    if not changes.whole:
-        scope = """AND (s.doc_id IN (SELECT doc_id FROM _changed) OR s.doc_id IN (
-            SELECT n.doc_id FROM near_dedup_state n WHERE n.lang = ? AND NOT n.keep
-              AND n.duplicate_of IN (SELECT doc_id FROM _changed)))"""
-        scope_params = [lang.code]
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _todo AS
-        SELECT s.doc_id, s.first_seen_at, s.timestamp {ALIVE} {scope}
-          AND NOT EXISTS (
-            SELECT 1 FROM near_dedup_state n WHERE n.lang = ? AND n.doc_id = s.doc_id AND n.config = ?
-              AND (n.keep OR n.duplicate_of IN (SELECT doc_id {ALIVE})))""",
-        [lang.code, *scope_params, lang.code, config.fingerprint, lang.code])
+def _export_todo(con, lang, changes: _Changes, todo_file: Path) -> int:
+    """Stage the survivors to cluster (doc id, stored signature, the text of those without one, exact copies);
+    return how many: every survivor in a whole run, those the change log lists in a refresh. The ids first;
+    then the signatures of those documents by row id (a join on the doc id would read the signature column of
+    the whole language, about 1 KB per document, for a night's few new ones), and texts only for documents
+    screened before signatures were stored."""
+    scope = "" if changes.whole else "AND s.doc_id IN (SELECT doc_id FROM _changed)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _todo AS SELECT s.doc_id, s.exact_copies {ALIVE} {scope}",
+                [lang.code])
     con.execute("CREATE OR REPLACE TEMP TABLE _todo_rows AS SELECT g.doc_id, g.rowid AS row_id "
                 "FROM document_signals g WHERE g.lang = ? AND g.doc_id IN (SELECT doc_id FROM _todo)", [lang.code])
     signatures = rows_by_id(con, "document_signals", "minhash", "_todo_rows", "row_id")
     todo = copy_to_parquet(con, f"""
         WITH signed AS (
-            SELECT t.*, g.minhash FROM _todo t
+            SELECT t.doc_id, t.exact_copies, g.minhash FROM _todo t
             LEFT JOIN _todo_rows r ON r.doc_id = t.doc_id LEFT JOIN ({signatures}) g ON g._row_id = r.row_id)
-        SELECT s.doc_id, s.minhash, x.text FROM signed s LEFT JOIN (
+        SELECT s.doc_id, s.minhash, x.text, s.exact_copies FROM signed s LEFT JOIN (
             SELECT doc_id, text FROM screened_documents
             WHERE lang = ? AND reject_reason IS NULL AND doc_id IN (SELECT doc_id FROM signed WHERE minhash IS NULL)
         ) x ON x.doc_id = s.doc_id
-        ORDER BY {VISIT_ORDER}""", [lang.code], todo_file)
+        ORDER BY s.doc_id""", [lang.code], todo_file)
     con.execute("DROP TABLE _todo")
     con.execute("DROP TABLE _todo_rows")
     return todo
 
 
-def _export_representatives(con, lang, config, todo_file: Path, prune: bool, scratch: Path,
-                            previous_file: Path) -> int:
-    """Stage the representatives kept earlier (doc id, content key, signature) in visiting order; with
-    ``prune``, only those that could be a candidate of a document to decide. Return how many.
+def _export_members(con, lang, config, todo_file: Path, scratch: Path, members_file: Path) -> int:
+    """Stage (doc id, stored signature, exact copies) the earlier documents of every stored component that a
+    document to cluster reaches, or that a document of the change log was in (changed or removed); return how
+    many.
 
-    A refresh adds few documents to many representatives: only those that share an LSH band (or the content id)
-    with a new document can be a candidate, so the others are not even read. Each representative is stored with
-    its band keys (band_key_lists): the new documents' keys are joined with them, and a key collision only lets
-    an extra one through, so the decisions are exactly those made with every representative indexed.
-    Representatives stored before the keys were (null) are always read."""
-    stored = "FROM near_dedup_state n WHERE n.lang = ? AND n.config = ? AND n.keep"
-    chosen = ""
-    if prune:  # the ids first (from the keys alone), then the signatures and places of those only
-        keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _reachable AS
-            SELECT n.doc_id {stored} AND (n.band_keys IS NULL OR n.content_key IN (
-                SELECT doc_id FROM read_parquet('{sql_path(todo_file)}')))
+    Every document is stored with the keys of its LSH bands (band_key_lists): a stored document can be near a
+    new one only if they share a key, so the new documents' keys are joined with the stored ones, and the other
+    documents are not even read. A key collision only lets an extra component through, and a component clustered
+    again without a change comes out the same."""
+    keys_file = _stage_band_keys(todo_file, config, scratch / "todo_keys.parquet")
+    stored = "FROM near_dedup_state WHERE lang = ? AND config = ?"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _reached AS
+        WITH seeds AS (
+            SELECT doc_id FROM _changed
             UNION
-            SELECT doc_id FROM (SELECT n.doc_id, unnest(n.band_keys) AS k {stored}) u
-            SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k""", [lang.code, config.fingerprint] * 2)
-        chosen = "AND n.doc_id IN (SELECT doc_id FROM _reachable)"
-    previous = copy_to_parquet(con, f"""
-        SELECT n.doc_id, n.content_key, n.signature
-        {ALIVE.replace("WHERE", "JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id WHERE")}
-          AND n.config = ? AND n.keep {chosen}
-        ORDER BY {VISIT_ORDER}""", [lang.code, lang.code, config.fingerprint], previous_file)
-    if prune:
-        con.execute("DROP TABLE _reachable")
-    return previous
+            SELECT u.doc_id FROM (SELECT doc_id, unnest(band_keys) AS k {stored}) u
+            SEMI JOIN read_parquet('{sql_path(keys_file)}') t ON t.k = u.k)
+        SELECT DISTINCT component {stored} AND doc_id IN (SELECT doc_id FROM seeds)""",
+        [lang.code, config.decision_key] * 2)
+    members = copy_to_parquet(con, f"""
+        SELECT n.doc_id, n.signature, s.exact_copies FROM near_dedup_state n
+        JOIN (SELECT s.doc_id, s.exact_copies {ALIVE}) s ON s.doc_id = n.doc_id
+        WHERE n.lang = ? AND n.config = ? AND n.component IN (SELECT component FROM _reached)
+          AND n.doc_id NOT IN (SELECT doc_id FROM _changed)
+        ORDER BY n.doc_id""", [lang.code, lang.code, config.decision_key], members_file)
+    con.execute("DROP TABLE _reached")
+    return members
 
 
 def _stage_band_keys(todo_file: Path, config, keys_file: Path) -> Path:
-    """Stage the distinct band keys of the documents to decide (column ``k``), from their stored signatures."""
-    keys = [band_key_lists(batch.column("minhash"), config).flatten().to_numpy() for batch in
-            pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH, columns=["minhash"])]
+    """Stage the distinct band keys of the documents to cluster (column ``k``), from their signatures (those
+    without shingles have no bands: they are near nothing)."""
+    empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    keys = []
+    for batch in pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH,
+                                                                         columns=["minhash"]):
+        matrix, valid = signature_matrix(batch.column("minhash"), config)
+        keys.append(band_hashes(matrix[valid & ~(matrix == empty).all(axis=1)], config).ravel())
     unique = np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.uint64)
     pq.write_table(pa.table({"k": pa.array(unique, pa.uint64())}), keys_file)
     return keys_file
 
 
-def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, scratch: Path) -> Path | None:
-    """Near-dedup of the staged survivors against the staged representatives, with bounded memory: both are
-    streamed in batches into a :class:`NearDuplicateIndex` in ``scratch``, and its decisions are staged as the
-    new ``near_dedup_state`` rows. Returns the staged state file; none when there is nothing to decide."""
-    if staged.todo == 0:
+def _text_reader(warehouse, lang):
+    """Texts of survivors by doc id, for the index's exact similarity check (on the calling thread's warehouse
+    session when it joined one)."""
+    def read(doc_ids):
+        with warehouse.read() as con:
+            found = dict(con.execute(f"SELECT s.doc_id, s.text {ALIVE} AND s.doc_id IN (SELECT unnest(?::VARCHAR[]))",
+                                     [lang.code, list(doc_ids)]).fetchall())
+        return [found.get(doc_id) for doc_id in doc_ids]
+    return read
+
+
+@dataclass
+class _Clustered:
+    """One language's near-dedup result: the staged ``near_dedup_state`` rows and what the index compared."""
+
+    state: Path
+    stats: IndexStats
+
+
+STATE_SCHEMA = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
+                          ("content_key", pa.string()), ("signature", pa.binary()),
+                          ("band_keys", pa.list_(pa.uint64())), ("component", pa.string())])
+
+
+def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, scratch: Path, warehouse,
+                joined: contextlib.AbstractContextManager | None = None) -> _Clustered | None:
+    """Cluster the staged documents (core.dedup's rule) with bounded memory: both files are streamed in batches
+    into a :class:`NearDuplicateIndex` in ``scratch``, and its decisions are staged as the new
+    ``near_dedup_state`` rows. Texts for the exact similarity check are read from the warehouse (``joined``: the
+    step's session, joined by this thread). Returns none when there is nothing to cluster."""
+    if staged.documents == 0:
         return None
     config = settings.minhash
-    previous_file, todo_file = staged.previous_file, staged.todo_file
     state = scratch / "state.parquet"
-    state_schema = pa.schema([("doc_id", pa.string()), ("keep", pa.bool_()), ("duplicate_of", pa.string()),
-                              ("content_key", pa.string()), ("signature", pa.binary()),
-                              ("band_keys", pa.list_(pa.uint64()))])
-    with NearDuplicateIndex(config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT, threads=threads,
-                            in_memory=staged.todo + staged.previous <= IN_MEMORY_MAX_DOCS) as index:
-        for batch in pq.ParquetFile(previous_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
-            matrix = signature_matrix(batch.column("signature"), config)[0]
-            ids = batch.column("doc_id").to_pylist()
-            index.add_previous(ids, batch.column("content_key").to_pylist(), matrix, [1] * len(ids))
-        for ids, signatures, shingled in _todo_signatures(todo_file, config, lang):
-            # The doc id is the content id of the normalised text (raw_web_text), the exact-dedup key.
-            index.add(ids, ids, signatures, shingled)
-        with pq.ParquetWriter(state, state_schema) as writer:
+    empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    with contextlib.ExitStack() as stack:
+        if joined is not None:
+            stack.enter_context(joined)
+        index = stack.enter_context(NearDuplicateIndex(
+            config, scratch / "index", memory_limit=DEDUP_MEMORY_LIMIT, threads=threads,
+            in_memory=staged.documents <= IN_MEMORY_MAX_DOCS, texts=_text_reader(warehouse, lang),
+            script=lang.script))
+        if staged.members_file is not None:
+            for batch in pq.ParquetFile(staged.members_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
+                matrix = signature_matrix(batch.column("signature"), config)[0]
+                ids = batch.column("doc_id").to_pylist()
+                index.add(ids, ids, matrix, ~(matrix == empty).all(axis=1), batch.column("exact_copies").to_numpy())
+        for ids, signatures, shingled, copies in _todo_signatures(staged.todo_file, config, lang):
+            # The doc id is the content id of the normalised text (raw_web_text), the exact-dedup key; exact
+            # copies were removed by dbt, and count in the rank and the cluster size.
+            index.add(ids, ids, signatures, shingled, copies)
+        with pq.ParquetWriter(state, STATE_SCHEMA) as writer:
             for batch in index.results():
-                kind = batch.column("kind").to_pylist()
-                new = [k != REGIVEN for k in kind]  # a stored representative seen again: unchanged
-                keep = [k == "kept" for k in kind]
-                # (the index gives the signatures of new representatives only: the others are null)
+                keep = pc.equal(batch.column("kind"), KEPT)
                 signatures = batch.column("signature")
                 writer.write_table(pa.Table.from_arrays([
-                    batch.column("doc_id"), pa.array(keep), batch.column("duplicate_of"),
-                    pa.array([c if k else None for c, k in zip(batch.column("content_key").to_pylist(), keep)],
-                             pa.string()),
-                    signatures, band_key_lists(signatures, config),
-                ], schema=state_schema).filter(pa.array(new)))
-    return state
+                    batch.column("doc_id"), keep, batch.column("duplicate_of"),
+                    pc.if_else(keep, batch.column("content_key"), pa.scalar(None, pa.string())),
+                    signatures, band_key_lists(signatures, config), batch.column("component"),
+                ], schema=STATE_SCHEMA))
+        return _Clustered(state, index.stats)
 
 
 def _todo_signatures(todo_file: Path, config, lang):
-    """Batches of (doc ids, signature matrix, has shingles) of the documents to decide, in visiting order."""
+    """Batches of (doc ids, signature matrix, has shingles, exact copies) of the documents to cluster."""
     signer = None
     empty = np.full(config.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
     for batch in pq.ParquetFile(todo_file, pre_buffer=False).iter_batches(batch_size=SIGNATURE_BATCH):
@@ -432,7 +457,7 @@ def _todo_signatures(todo_file: Path, config, lang):
             signatures[missing] = matrix
             shingled[missing] = has
         shingled &= ~(signatures == empty).all(axis=1)  # the signature of a text without shingles
-        yield ids, signatures, shingled
+        yield ids, signatures, shingled, batch.column("exact_copies").to_numpy()
 
 
 def _all_signed(todo_file: Path) -> bool:
@@ -446,62 +471,30 @@ def _all_signed(todo_file: Path) -> bool:
     return pq.read_table(todo_file, columns=["minhash"]).column("minhash").null_count == 0
 
 
-def _fill_band_keys(con, lang, config, scratch: Path) -> None:
-    """Give the language's representatives stored without band keys (by a version from before they were
-    stored) theirs, once: until then every refresh reads them all. Staged on scratch disk, then one update."""
-    missing = con.execute("SELECT doc_id, signature FROM near_dedup_state WHERE lang = ? AND config = ? AND keep "
-                          "AND band_keys IS NULL", [lang.code, config.fingerprint]).fetch_record_batch(SIGNATURE_BATCH)
-    staged = scratch / "band_keys.parquet"
-    schema = pa.schema([("doc_id", pa.string()), ("band_keys", pa.list_(pa.uint64()))])
-    rows = 0
-    with pq.ParquetWriter(staged, schema) as writer:
-        for batch in missing:
-            writer.write_table(pa.Table.from_arrays(
-                [batch.column("doc_id"), band_key_lists(batch.column("signature"), config)], schema=schema))
-            rows += batch.num_rows
-    if rows:
-        con.execute(f"UPDATE near_dedup_state n SET band_keys = f.band_keys FROM read_parquet('{sql_path(staged)}') f "
-                    "WHERE n.lang = ? AND n.config = ? AND n.keep AND n.doc_id = f.doc_id",
-                    [lang.code, config.fingerprint])
-    staged.unlink(missing_ok=True)
-
-
 def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, warehouse, scratch: Path) -> dict:
     """Store the new near-dedup decisions of ``lang`` and sync its kept set and rejections to them, in one
     transaction, then delete the change-log entries applied; return the figures its metadata and checks
-    report. In scoped mode (``changes``), only the documents the log lists, those decided now and the
-    representatives of either are compared and written."""
-    config = settings.minhash.fingerprint
+    report. In scoped mode (``changes``), only the documents the log lists and those clustered now (whole
+    components: every representative that gains or loses members is among them) are compared and written."""
+    key = settings.minhash.decision_key
     with warehouse.write() as con:  # (the step created and migrated the tables before its exports)
         scope = ""
-        if not changes.whole:
+        decided = f"SELECT doc_id FROM read_parquet('{sql_path(staged)}')" if staged else "SELECT NULL"
+        if changes.whole:  # every survivor was clustered: the language's decisions are replaced
+            con.execute("DELETE FROM near_dedup_state WHERE lang = ?", [lang.code])
+        else:
             _list_changed(con, lang, changes)
-            decided = f"SELECT doc_id FROM read_parquet('{sql_path(staged)}')" if staged else "SELECT NULL"
-            # Before the state changes: the representatives that lose members go in too.
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE _affected AS
-                SELECT doc_id FROM _changed UNION {decided}
-                UNION SELECT duplicate_of FROM near_dedup_state WHERE lang = ? AND NOT keep
-                  AND (doc_id IN (SELECT doc_id FROM _changed) OR doc_id IN ({decided}))""", [lang.code])
-            if staged:  # ... and those that gain them
-                con.execute(f"INSERT INTO _affected SELECT duplicate_of FROM read_parquet('{sql_path(staged)}') "
-                            "WHERE duplicate_of IS NOT NULL")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _affected AS SELECT doc_id FROM _changed UNION {decided}")
             scope = "AND {column} IN (SELECT doc_id FROM _affected)"
-        # Decisions of documents no longer alive go (in scoped mode only listed documents can have gone).
-        candidates = "SELECT doc_id FROM _changed" if scope else "SELECT doc_id FROM near_dedup_state WHERE lang = ?"
-        con.execute(f"""
-            DELETE FROM near_dedup_state WHERE lang = ? AND (config <> ? OR doc_id IN (
-                SELECT g.doc_id FROM ({candidates}) g WHERE NOT EXISTS (
-                    SELECT 1 FROM screened_documents s WHERE s.lang = ? AND s.doc_id = g.doc_id
-                      AND s.reject_reason IS NULL)))""", [lang.code, config, *([] if scope else [lang.code]), lang.code])
-        if staged is not None:  # the new decisions replace the stored ones of the same documents
-            con.execute(f"DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN "
-                        f"(SELECT doc_id FROM read_parquet('{sql_path(staged)}'))", [lang.code])
+            # Listed documents that are gone, and those clustered again, lose their stored decisions.
+            con.execute("DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN (SELECT doc_id FROM _affected)",
+                        [lang.code])
+        if staged is not None:
             con.execute(f"""
                 INSERT INTO near_dedup_state BY NAME
-                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature, band_keys
-                FROM read_parquet('{sql_path(staged)}')""", [lang.code, config])
-        _fill_band_keys(con, lang, settings.minhash, scratch)
+                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature, band_keys,
+                       component
+                FROM read_parquet('{sql_path(staged)}')""", [lang.code, key])
         # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
         # Synced, not replaced: a refresh writes only the rows that change.
         # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
@@ -576,13 +569,30 @@ def _write_in_order(joined: contextlib.AbstractContextManager, exported: queue.S
     with joined:
         while (item := exported.get()) is not None:
             lang, staged, index = item
-            summary = _write_filtered(lang, settings[lang.code], index.result(), staged.changes, warehouse,
-                                      scratch[lang.code])
+            clustered = index.result()
+            summary = _write_filtered(lang, settings[lang.code], clustered and clustered.state, staged.changes,
+                                      warehouse, scratch[lang.code])
+            summary["index"] = clustered.stats if clustered else IndexStats()
             written.append((lang, staged, summary))
     return written
 
 
-def _report_filtered(context, lang, settings, summary: dict, new_docs: int, indexed: int,
+def near_dedup_language(lang, settings: FilterSettings, warehouse, scratch: Path, log=None) -> dict:
+    """Near-dedup of one language, the asset's own steps one after another (export, cluster, write) outside
+    Dagster: for the accuracy bench and the tests. ``log``: a logger (``.info``); the tables must exist (dbt's
+    ``screened_documents``, ``document_signals``). Returns the summary the asset reports, with ``staged``."""
+    import logging
+
+    context = type("Context", (), {"log": log or logging.getLogger(__name__)})()
+    with warehouse.write() as con:
+        con.execute(FILTERED_DDL)
+    staged = _export_near_dedup(context, lang, settings, warehouse, scratch)
+    clustered = _near_dedup(lang, settings, staged, warehouse.threads, scratch, warehouse)
+    summary = _write_filtered(lang, settings, clustered and clustered.state, staged.changes, warehouse, scratch)
+    return {**summary, "index": clustered.stats if clustered else IndexStats(), "staged": staged}
+
+
+def _report_filtered(context, lang, settings, summary: dict, staged: _NearDedupInput,
                      checks: list[LanguageCheck]) -> None:
     """Record the language's metadata on both assets and its outcome of each check."""
     kept, clustered, by_reason = summary["kept"], summary["clustered"], summary["by_reason"]
@@ -601,11 +611,14 @@ def _report_filtered(context, lang, settings, summary: dict, new_docs: int, inde
         "rejected": int(rejected),
         "kept_fraction": round(fraction, 4) if fraction is not None else 0.0,
         "kept_with_duplicates": int(clustered),
-        "near_dedup_candidates_this_run": new_docs,
-        "earlier_representatives_indexed_this_run": indexed,
+        "near_dedup_candidates_this_run": staged.todo,
+        "earlier_documents_clustered_again_this_run": staged.members,
+        "near_pairs_this_run": summary["index"].near_pairs,
+        "exact_similarity_checks_this_run": summary["index"].exact_checks,
         "rejected_by_reason": counts_table(by_reason),
         "rejection_examples": markdown_table(examples, ["reason", "url", "text"]),
-        "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3)}),
+        "minhash": MetadataValue.json({**asdict(settings.minhash), "threshold": round(settings.minhash.threshold, 3),
+                                       "decision_key": settings.minhash.decision_key}),
     }, asset_key="language_filtered_text")
     purity_check, duplicates_check, fraction_check = checks
     purity_check.add(lang.code, kept == 0 or (purity or 0) >= PURITY_MIN,
@@ -740,13 +753,15 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                         if writer.done():  # it failed: the error is raised below
                             break
                         staged = _export_near_dedup(context, lang, settings[lang.code], warehouse, scratch[lang.code])
+                        # (the index thread joins the session to read texts for its exact similarity check)
                         exported.put((lang, staged, pool.submit(_near_dedup, lang, settings[lang.code], staged,
-                                                                 warehouse.threads, scratch[lang.code])))
+                                                                 warehouse.threads, scratch[lang.code], warehouse,
+                                                                 held.for_thread())))
                 finally:
                     exported.put(None)
                 written = writer.result()
             for lang, staged, summary in written:
-                _report_filtered(context, lang, settings[lang.code], summary, staged.todo, staged.previous, checks)
+                _report_filtered(context, lang, settings[lang.code], summary, staged, checks)
         yield MaterializeResult(asset_key="filter_rejections")
         yield MaterializeResult(asset_key="language_filtered_text")
         for check in checks:

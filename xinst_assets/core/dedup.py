@@ -1,18 +1,36 @@
-"""Exact and near-duplicate removal within one language, global and incremental.
+"""Exact and near-duplicate clusters within one language, the same whatever order documents arrive in.
 
-* Exact duplicates: documents whose normalised text is identical (same :func:`content_id`).
-* Near duplicates: MinHash over word 5-gram shingles (words from :func:`split_words`, so Thai works), with
-  LSH banding and a similarity check on each candidate pair. The shingles and signature size are
-  datatrove's; the banding is tuned for short documents (see MinhashConfig). Signatures are those of
-  datasketch's ``MinHash(scheme="affine64")``; the LSH index is not held in memory but kept in a DuckDB
-  scratch database (:class:`NearDuplicateIndex`): band hashes are joined to find candidate pairs, which are
-  then checked against the stored signatures, so memory stays bounded however many documents a language has.
+* Exact duplicates: documents whose normalised text is identical (same :func:`content_id`); the copy with the
+  smallest doc id stands for them (in the pipeline, dbt's ``screened_documents`` has collapsed them already).
+* Near duplicates: MinHash over word 5-gram shingles (words from :func:`split_words`, so Thai works), LSH
+  banding for candidate pairs, then a similarity check on each candidate pair (:class:`MinhashConfig`).
 
-Documents are visited in a stable order: representatives kept by earlier runs first, then new documents by
-first-seen time, then publication time, then doc id. The first document of a cluster is its representative and
-stays so in later runs (its signature is stored and given back through ``previous``); every later member is
-dropped with ``duplicate_of`` = the representative's doc id. Clustering is transitive within a run (a document
-near a dropped duplicate joins that duplicate's cluster), as with datatrove's union-find.
+The clustering rule (a function of the set of documents, never of their order or of the run that saw them):
+
+1. **Edges.** Two distinct texts are *near* when they share a whole LSH band and their word 5-gram Jaccard
+   similarity is at least ``min_jaccard`` (0.6). The similarity is estimated by the share of equal signature
+   values; an estimate within ``exact_margin`` of the threshold is replaced by the exact Jaccard of the two
+   shingle sets, computed from the texts (MinHash's error there is as large as the gap between a near copy
+   and a page that merely shares a template).
+2. **Components** of that graph are the unit of work of an incremental run: a refresh clusters again every
+   component that a new, changed or removed document touches, and gets exactly the clusters of a run over
+   everything (a component's clusters depend on the component alone).
+3. **Clusters are stars inside a component**, so no chain of small edits can carry a cluster away from its
+   representative: every member is near its representative itself. Texts are ranked by centrality: first
+   the number of documents it is near (itself with its exact copies, and its near neighbours with all of
+   theirs), then its own number of exact copies (the version reposted verbatim most), then the largest sum of
+   estimated similarities with its neighbours, then the smallest doc id (content id); in that order, a text
+   not yet claimed becomes a representative and claims every unclaimed neighbour (a greedy maximal
+   independent set: each member joins its best-ranked neighbouring representative). A group whose original
+   is near every copy is never split: a copy not near all the others is near fewer documents.
+
+Why the most central text represents its cluster: the texts become responses of instruction pairs, and
+copies differ from the text they copy by their own edits (a footer, a share line, a changed date, a dropped
+sentence) that no other copy shares, so the version nearest to most others is the one without them - the
+original when it is among them. A document's rank depends on its neighbours only (no timestamps, no arrival
+order): shuffled inputs, or the same documents split over several refreshes, give the same clusters and the
+same representatives. A representative can change when its cluster changes (a more central copy arrives, or
+it is removed): the refresh then records the new one, as a full run would.
 """
 
 from __future__ import annotations
@@ -25,7 +43,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -36,6 +54,7 @@ from xinst_assets.core.words import TextBatch, Vocabulary, split_words
 
 EXACT_DUPLICATE = "dedup_exact_duplicate"
 NEAR_DUPLICATE = "dedup_near_duplicate"
+KEPT = "kept"  # a representative (or a text without words: kept, never merged)
 
 # datasketch's 64-bit permutation scheme: hash values are uint64, which is how signatures are stored.
 _SCHEME = "affine64"
@@ -43,11 +62,15 @@ _SIGNATURE_DTYPE = np.dtype("<u8")
 # Signature rows at most this far apart are read from the index's file in one read (NearDuplicateIndex._read):
 # only neighbours, as candidate pairs point all over the file and the gaps would be read too.
 _READ_GAP = 1
+# The version of the clustering rule in the module docstring: part of MinhashConfig.decision_key, so that
+# decisions stored under another rule are made again.
+_RULE = "star1"
 
 
 @dataclass(frozen=True)
 class MinhashConfig:
-    """MinHash LSH settings: datatrove's word 5-grams and 112 permutations, banded for short documents.
+    """MinHash LSH settings: datatrove's word 5-grams and 112 permutations, banded for short documents, and
+    the similarity that makes two documents near duplicates.
 
     A pair with Jaccard similarity ``s`` of shingle sets agrees on one band of ``r`` rows with probability
     ``s**r`` and becomes a candidate with probability ``1 - (1 - s**r)**b``; the S-curve's midpoint is near
@@ -57,19 +80,24 @@ class MinhashConfig:
     0.36, p(0.75) ~ 0.77, p(0.8) ~ 0.92. That suits long web pages, where a few edits barely move ``s``. Our
     documents are responses of about 1,000 characters (100-150 words): there a dated header, a changed figure
     and a dropped sentence bring 5-gram similarity down to 0.65-0.76 (the near-duplicates of the sample: 0.65
-    to 0.96), and 14 x 8 missed 3 of the sample's 30 (two Turkish, one Tamil: Turkish precision fell to 0.94).
-    So the same 112 permutations are banded b=28 x r=4: midpoint ``(1/28)**(1/4) ~ 0.43``, p(0.5) ~ 0.84,
-    p(0.6) ~ 0.98, p(0.65) ~ 1.0; and every candidate pair is then verified: it is merged only if the share of
-    equal signature values (an unbiased estimate of ``s``, standard error <= 0.05 with 112 values) is at least
-    ``min_jaccard`` = 0.5. Unrelated texts on one topic share almost no 5-gram (at most 0.03 in the sample),
-    so they become candidates with p ~ 0 and never pass the check. ``min_jaccard=None`` merges every LSH
-    candidate, as datatrove does.
+    to 0.96), and 14 x 8 missed 3 of the sample's 30. So the same 112 permutations are banded b=28 x r=4:
+    midpoint ``(1/28)**(1/4) ~ 0.43``, p(0.6) ~ 0.98, p(0.65) ~ 0.996, p(0.8) > 0.999999.
+
+    Every candidate pair is then checked against ``min_jaccard`` = 0.6: near copies of one text are at 0.65
+    and above (a crawl's repeated article with another header, date or share line), while pages that share a
+    site template, a topic or a boilerplate intro but not their content stay at 0.5 and below. The share of
+    equal signature values estimates ``s`` with a standard error of ``sqrt(s(1-s)/112)``, about 0.046 near
+    0.6: too coarse to separate 0.5 from 0.65 reliably, so an estimate within ``exact_margin`` (0.15, over 3
+    standard errors) of the threshold is settled by the exact Jaccard of the two texts' shingle sets (when
+    the caller gives the texts: :class:`NearDuplicateIndex`'s ``texts``). ``min_jaccard=None`` makes every
+    LSH candidate an edge, as datatrove does.
     """
 
     ngram_size: int = 5  # word 5-grams (datatrove, FineWeb)
     num_bands: int = 28
     rows_per_band: int = 4
-    min_jaccard: float | None = 0.5
+    min_jaccard: float | None = 0.6
+    exact_margin: float = 0.15
     seed: int = 1
     # Documents are hashed in chunks of this many (bounds the (shingles x permutations) matrix in memory:
     # 256 docs x ~300 shingles x 112 x 8 bytes ~ 70 MB at most).
@@ -83,6 +111,8 @@ class MinhashConfig:
             raise ValueError(
                 f"MinhashConfig.min_jaccard must be within [0, 1] or None, got {self.min_jaccard}"
             )
+        if not 0.0 <= self.exact_margin <= 1.0:
+            raise ValueError(f"MinhashConfig.exact_margin must be within [0, 1], got {self.exact_margin}")
 
     @property
     def num_perm(self) -> int:
@@ -102,25 +132,19 @@ class MinhashConfig:
         """Identifies the signature function: stored signatures are valid only under the same fingerprint."""
         return f"minhash-{_SCHEME}-w{self.ngram_size}-b{self.num_bands}x{self.rows_per_band}-s{self.seed}"
 
+    @property
+    def decision_key(self) -> str:
+        """Identifies how near duplicates are decided (signatures, similarity check, clustering rule): stored
+        clusters are valid only under the same key."""
+        return f"{self.fingerprint}-j{self.min_jaccard}-m{self.exact_margin}-{_RULE}"
+
 
 @dataclass(frozen=True)
 class DedupCandidate:
-    """A document to deduplicate. Timestamps are ISO 8601 strings (they sort as text); ``None`` sorts last."""
+    """A document to deduplicate."""
 
     doc_id: str
     text: str
-    seen_at: str | None = None  # when the pipeline first ingested it
-    published_at: str | None = None  # the document's own timestamp
-
-
-@dataclass(frozen=True)
-class StoredRepresentative:
-    """A representative kept by an earlier run, as stored by the caller."""
-
-    doc_id: str
-    content_key: str  # content_id of its text
-    signature: bytes  # signature_to_bytes(...)
-    cluster_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -135,17 +159,21 @@ class DedupDecision:
 
 @dataclass
 class DedupOutcome:
-    """Decisions aligned with the input, plus what the caller stores for the next run."""
+    """Decisions aligned with the input, and the cluster size of every representative (itself included)."""
 
     decisions: list[DedupDecision]
-    # Cluster size of every representative that is new or gained members in this run.
     cluster_sizes: dict[str, int] = field(default_factory=dict)
-    # Representatives kept in this run, to store and pass back as ``previous`` next time.
-    new_representatives: list[StoredRepresentative] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
         return sum(d.keep for d in self.decisions)
+
+    def clusters(self) -> dict[str, frozenset[str]]:
+        """Each representative's cluster: the doc ids of its members, itself included."""
+        out: dict[str, set[str]] = {}
+        for d in self.decisions:
+            out.setdefault(d.doc_id if d.keep else d.duplicate_of, set()).add(d.doc_id)
+        return {rep: frozenset(members) for rep, members in out.items()}
 
 
 def signature_to_bytes(signature: np.ndarray) -> bytes:
@@ -355,15 +383,10 @@ def _ngram_hashes(hashes: np.ndarray, offsets: np.ndarray, ngram_size: int) -> t
     return out, gram_offsets
 
 
-def _order_key(doc: DedupCandidate, index: int) -> tuple:
-    last = "\uffff"  # missing timestamps sort after every ISO 8601 string
-    return (doc.seen_at or last, doc.published_at or last, doc.doc_id, index)
-
-
 # --- The index in DuckDB ----------------------------------------------------------------------------------
 
-KEPT = "kept"  # a document kept as a new representative (or without words: kept, never merged)
-REGIVEN = "regiven"  # a stored representative given again: kept, unchanged
+# Gives the texts of doc ids (same order; None for one it cannot find), for the exact similarity check.
+TextSource = Callable[[Sequence[str]], Sequence["str | None"]]
 
 
 def band_hashes(signatures: np.ndarray, config: MinhashConfig) -> np.ndarray:
@@ -381,50 +404,57 @@ def band_hashes(signatures: np.ndarray, config: MinhashConfig) -> np.ndarray:
     return _fmix64(h)
 
 
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """The Jaccard similarity of two sets of shingle hashes, each a sorted array of unique values."""
+    common = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - common
+    return common / union if union else 1.0
+
+
 _DOCS_SCHEMA = pa.schema(
-    [
-        ("pos", pa.int64()),
-        ("doc_id", pa.string()),
-        ("content_key", pa.string()),
-        ("shingled", pa.bool_()),
-        ("previous", pa.bool_()),
-        ("base_size", pa.int64()),
-    ]
+    [("pos", pa.int64()), ("doc_id", pa.string()), ("content_key", pa.string()), ("shingled", pa.bool_()),
+     ("copies", pa.int64())]
 )
 RESULT_SCHEMA = pa.schema(
     [
         ("pos", pa.int64()),
         ("doc_id", pa.string()),
-        ("kind", pa.string()),  # kept, regiven, dedup_exact_duplicate, dedup_near_duplicate
-        ("duplicate_of", pa.string()),
+        ("kind", pa.string()),  # kept, dedup_exact_duplicate, dedup_near_duplicate
+        ("duplicate_of", pa.string()),  # the representative of a duplicate's cluster
         ("content_key", pa.string()),
         ("signature", pa.binary()),
-        ("cluster_size", pa.int64()),  # for kept and regiven documents: the cluster size after this run
+        ("cluster_size", pa.int64()),  # for kept documents: the documents of its cluster, itself included
+        ("component", pa.string()),  # the best-ranked document of its component (see the module docstring)
     ]
 )
 
 
+@dataclass
+class IndexStats:
+    """What one :meth:`NearDuplicateIndex.run` compared."""
+
+    candidate_pairs: int = 0  # distinct pairs of texts sharing a band hash
+    near_pairs: int = 0  # edges: pairs that passed the similarity check
+    exact_checks: int = 0  # pairs settled by the exact Jaccard of their texts
+    clustered: int = 0  # texts with at least one near neighbour
+
+
 class NearDuplicateIndex:
-    """Exact and near-duplicate decisions for a stream of documents, in a DuckDB scratch database.
+    """Exact and near-duplicate clusters of a set of documents (the rule of the module docstring), in a DuckDB
+    scratch database, with bounded memory.
 
-    Feed the representatives kept by earlier runs (:meth:`add_previous`, in their rank order: earlier ones
-    win ties) and then this run's documents in visiting order (:meth:`add`, signatures already computed);
-    :meth:`run` decides, and :meth:`results` streams one row per new document. The decisions are those of
-    the in-memory algorithm described in the module docstring:
-
-    * a new document whose doc id and content key are a stored representative's is that representative;
-    * a document whose content key appeared before is an exact duplicate of the earlier document's cluster;
-    * otherwise, with shingles, it is a near duplicate of the earliest-ranked cluster among the earlier
-      indexed documents (representatives and near duplicates alike: clusters are transitive) that share a
-      whole LSH band with it and pass the ``min_jaccard`` check; and it is indexed in turn.
-
-    Band hashes of every indexed document go to one DuckDB table (band, position, hash); a join on band and
-    hash, over a group of bands at a time, yields the candidate pairs, which are checked in batches against
-    both signatures (streamed, ordered by the later document). Python then holds one int64 per new document
-    (its cluster); DuckDB keeps its database file in ``directory`` and spills there beyond ``memory_limit``.
-    Previous representatives cost memory only inside DuckDB. ``in_memory``: no database file, for small
-    inputs (a refresh's few thousand documents), where creating, filling and syncing the file is most of
-    the work.
+    Feed documents with their signatures in batches (:meth:`add`, any order: the result does not depend on
+    it); :meth:`run` decides, :meth:`results` streams one row per document. Band hashes go to one DuckDB
+    table (band, position, hash); a join on band and hash, over a group of bands at a time, yields the
+    candidate pairs, checked in batches against both signatures (and the texts, for estimates near the
+    threshold: ``texts`` gives them by doc id, shingled with ``script``; without it the estimate decides). The
+    near pairs go to a table; their ends are ranked in DuckDB, and one pass over the pairs ordered by rank
+    builds the stars and the components (Python holds a few integers per clustered text). DuckDB keeps its
+    database file in ``directory`` and spills there beyond ``memory_limit``. ``in_memory``: no database file,
+    for small inputs (a refresh's few thousand documents), where creating, filling and syncing the file is
+    most of the work.
     """
 
     # Band rows per candidate join: a join's hash table holds about this many (pos, hash) rows, so a large
@@ -438,8 +468,13 @@ class NearDuplicateIndex:
         memory_limit: str = "512MB",
         threads: int | None = None,
         in_memory: bool = False,
+        texts: TextSource | None = None,
+        script: str | None = None,
     ) -> None:
         self.config = config
+        self.texts = texts
+        self.script = script
+        self.stats = IndexStats()
         self._own_dir = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="near-dedup-")) if directory is None else Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -451,17 +486,14 @@ class NearDuplicateIndex:
         # evict table blocks to make room for a join (an in-memory database ran out of memory at 157k
         # documents under a 256 MB limit). Filling it costs about 15 us a document more.
         self.con = duckdb.connect(":memory:" if in_memory else str(self.directory / "index.duckdb"), config=settings)
-        self.con.execute(
-            "CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, "
-            "shingled BOOLEAN, previous BOOLEAN, base_size BIGINT)"
-        )
+        self.con.execute("CREATE TABLE docs (pos BIGINT, doc_id VARCHAR, content_key VARCHAR, shingled BOOLEAN, "
+                         "copies BIGINT)")
         # Signatures go to a flat file beside it, row ``pos`` at byte pos * 8 * num_perm, and are read back
         # for the rows a batch needs: as BLOBs in DuckDB they took far more memory than its memory_limit.
         self._signature_path = self.directory / "signatures.u64"
         self._signatures = open(self._signature_path, "w+b")
         self.con.execute("CREATE TABLE bands (band USMALLINT, pos BIGINT, h UBIGINT)")
-        self.previous = 0  # representatives added
-        self.added = 0  # new documents added
+        self.added = 0  # documents added
         self._decided = False
 
     def __enter__(self) -> "NearDuplicateIndex":
@@ -482,52 +514,36 @@ class NearDuplicateIndex:
                 (self.directory / name).unlink(missing_ok=True)
             shutil.rmtree(self.directory / "spill", ignore_errors=True)
 
-    def add_previous(
-        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: Sequence[bytes] | np.ndarray,
-        cluster_sizes: Sequence[int],
-    ) -> None:
-        """Representatives of earlier runs (a batch), in rank order; all must come before :meth:`add`.
-
-        ``signatures``: a matrix, or the stored bytes of each (:func:`signature_to_bytes`)."""
-        if self.added:
-            raise RuntimeError("add every previous representative before the new documents")
-        if isinstance(signatures, np.ndarray):
-            matrix = signatures
-        elif len(signatures):
-            matrix = np.stack([signature_from_bytes(s, self.config) for s in signatures])
-        else:
-            matrix = np.empty((0, self.config.num_perm), dtype=np.uint64)
-        self._insert(doc_ids, content_keys, matrix, np.ones(len(doc_ids), dtype=bool), True, cluster_sizes)
-        self.previous += len(doc_ids)
-
     def add(
-        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: np.ndarray, shingled: Sequence[bool]
+        self, doc_ids: Sequence[str], content_keys: Sequence[str], signatures: np.ndarray, shingled: Sequence[bool],
+        copies: Sequence[int] | None = None,
     ) -> None:
-        """New documents (a batch), in visiting order; ``shingled``: whether the text had any shingle."""
-        self._insert(doc_ids, content_keys, signatures, np.asarray(shingled, dtype=bool), False,
-                     np.ones(len(doc_ids), dtype=np.int64))
-        self.added += len(doc_ids)
-
-    def _insert(self, doc_ids, content_keys, matrix: np.ndarray, shingled: np.ndarray, previous: bool,
-                sizes) -> None:
+        """Documents (a batch) with their signatures; ``shingled``: whether the text had any shingle; ``copies``:
+        how many documents each one stands for (exact copies removed before, as dbt's ``exact_copies``; 1 by
+        default), which counts in its rank and its cluster's size."""
+        if self._decided:
+            raise RuntimeError("add() after run(): the clusters are decided already")
         count = len(doc_ids)
         if count == 0:
             return
-        start = self.previous + self.added
-        pos = np.arange(start, start + count, dtype=np.int64)
-        matrix = np.ascontiguousarray(matrix, dtype=_SIGNATURE_DTYPE)
+        pos = np.arange(self.added, self.added + count, dtype=np.int64)
+        matrix = np.ascontiguousarray(signatures, dtype=_SIGNATURE_DTYPE)
         if matrix.shape != (count, self.config.num_perm):
             raise ValueError(f"expected {count} signatures of {self.config.num_perm} values, got {matrix.shape}")
+        shingled = np.asarray(shingled, dtype=bool)
         matrix.tofile(self._signatures)
+        copies = np.ones(count, dtype=np.int64) if copies is None else np.asarray(copies, dtype=np.int64)
+        if len(copies) != count or (copies < 1).any():
+            raise ValueError("copies: one count of at least 1 per document")
         docs = pa.Table.from_arrays(
-            [pa.array(pos), pa.array(doc_ids, pa.string()), pa.array(content_keys, pa.string()),
-             pa.array(shingled), pa.array(np.full(count, previous)), pa.array(np.asarray(sizes, dtype=np.int64))],
+            [pa.array(pos), pa.array(doc_ids, pa.string()), pa.array(content_keys, pa.string()), pa.array(shingled),
+             pa.array(copies)],
             schema=_DOCS_SCHEMA,
         )
         # from_arrow, not register(): register() imports pandas (a quarter of a second) to check the type.
         self.con.from_arrow(docs).insert_into("docs")
-        # Indexed now: previous representatives, and new documents with shingles (whether they end up as
-        # exact duplicates is decided later: their bands are dropped then).
+        # Indexed now: documents with shingles (the bands of exact copies other than the first are dropped
+        # in run(), once every copy is known).
         index = np.flatnonzero(shingled)
         if index.size:
             bands = band_hashes(matrix[index], self.config)  # (documents x bands), stored band by band
@@ -537,45 +553,38 @@ class NearDuplicateIndex:
                 pa.array(bands.T.ravel()),
             ], names=["band", "pos", "h"])
             self.con.from_arrow(table).insert_into("bands")
+        self.added += count
 
     def run(self, pair_batch: int = 8_192) -> None:
-        """Decide every new document (once). Candidate pairs are checked ``pair_batch`` at a time (each
-        batch reads the signatures of at most two documents per pair)."""
+        """Decide every document (once). Candidate pairs are checked ``pair_batch`` at a time (each batch reads
+        the signatures of at most two documents per pair)."""
         if self._decided:
             raise RuntimeError("run() was called already")
         self._decided = True
-        con, previous = self.con, self.previous
-        # Exact duplicates and stored representatives given again.
-        con.execute(f"""
-            CREATE TABLE state AS
-            WITH firsts AS (SELECT content_key, min(pos) AS first_pos FROM docs GROUP BY content_key),
-            stored AS (SELECT doc_id, content_key, min(pos) AS stored_pos FROM docs WHERE previous GROUP BY ALL),
-            regiven AS (
-                SELECT min(d.pos) AS pos, any_value(s.stored_pos) AS stored_pos
-                FROM docs d JOIN stored s USING (doc_id, content_key)
-                WHERE NOT d.previous GROUP BY d.doc_id, d.content_key)
-            SELECT d.pos, f.first_pos, r.pos IS NOT NULL AS regiven,
-                   r.pos IS NULL AND f.first_pos = d.pos AND d.shingled AS indexed,
-                   CASE WHEN r.pos IS NOT NULL THEN r.stored_pos END AS stored_pos
-            FROM docs d JOIN firsts f USING (content_key) LEFT JOIN regiven r USING (pos)
-            WHERE d.pos >= {previous}
+        con, config = self.con, self.config
+        # The document that stands for each text: the smallest doc id among its exact copies.
+        con.execute("""
+            CREATE TABLE nodes AS
+            SELECT d.pos, f.node FROM docs d
+            JOIN (SELECT content_key, first(pos ORDER BY doc_id, pos) AS node FROM docs GROUP BY content_key) f
+              USING (content_key)
         """)
-        # Candidate pairs: a new indexed document and an earlier indexed one that share a band hash (rows of
-        # two integers: DuckDB sorts and spills them cheaply; signatures are fetched per batch of pairs).
+        con.execute("DELETE FROM bands WHERE pos IN (SELECT pos FROM nodes WHERE node <> pos)")
+        # Candidate pairs: two texts that share a band hash (rows of two integers: DuckDB sorts and spills
+        # them cheaply; signatures are fetched per batch of pairs).
         con.execute("CREATE TABLE pairs (i BIGINT, j BIGINT)")
-        con.execute(f"DELETE FROM bands WHERE pos >= {previous} AND pos IN (SELECT pos FROM state WHERE NOT indexed)")
         (rows,) = con.execute("SELECT count(*) FROM bands").fetchone()
-        per_join = max(1, min(self.config.num_bands, self.join_rows * self.config.num_bands // max(rows, 1)))
-        for first in range(0, self.config.num_bands, per_join):
-            last = min(first + per_join, self.config.num_bands) - 1
+        per_join = max(1, min(config.num_bands, self.join_rows * config.num_bands // max(rows, 1)))
+        for first in range(0, config.num_bands, per_join):
+            last = min(first + per_join, config.num_bands) - 1
             con.execute(f"""
                 INSERT INTO pairs
                 SELECT q.pos, c.pos FROM bands q JOIN bands c ON q.band = c.band AND q.h = c.h AND c.pos < q.pos
-                WHERE q.pos >= {previous} AND q.band BETWEEN {first} AND {last} AND c.band BETWEEN {first} AND {last}
+                WHERE q.band BETWEEN {first} AND {last} AND c.band BETWEEN {first} AND {last}
             """)
         con.execute("DROP TABLE bands")
-        rep = np.arange(previous, previous + self.added, dtype=np.int64)  # cluster of each new document
-        config = self.config
+        # Edges: the pairs that pass the similarity check, with their number of equal signature values.
+        con.execute("CREATE TABLE edges (i BIGINT, j BIGINT, w USMALLINT)")
         self._signatures.flush()
         for batch in con.execute("SELECT i, j FROM pairs GROUP BY i, j ORDER BY i, j").fetch_record_batch(
             pair_batch
@@ -584,40 +593,106 @@ class NearDuplicateIndex:
                 continue
             i = batch.column(0).to_numpy()
             j = batch.column(1).to_numpy()
+            self.stats.candidate_pairs += len(i)
             both = self._read(np.concatenate((i, j)))  # one read for both sides (the i rows are adjacent)
             equal = both[: len(i)] == both[len(i) :]
             del both
             # A whole band equal (the LSH condition itself: band hashes may collide) ...
             ok = equal.reshape(len(i), config.num_bands, config.rows_per_band).all(axis=2).any(axis=1)
-            if config.min_jaccard is not None:
-                # ... and the share of equal values, an estimate of the Jaccard similarity, high enough.
-                ok &= equal.mean(axis=1) >= config.min_jaccard
-            # Later documents after earlier ones (pairs come ordered by i, and j < i): each i takes the
-            # earliest cluster among the documents it matches, which are all decided already.
-            for a, b in zip(i[ok].tolist(), j[ok].tolist()):
-                cluster = rep[b - previous] if b >= previous else b
-                if cluster < rep[a - previous]:
-                    rep[a - previous] = cluster
+            weight = equal.sum(axis=1).astype(np.uint16)
+            del equal
+            if config.min_jaccard is not None:  # ... and similar enough.
+                ok &= self._near(i, j, weight, ok)
+            if ok.any():
+                con.from_arrow(pa.table({"i": i[ok], "j": j[ok], "w": weight[ok]})).insert_into("edges")
+                self.stats.near_pairs += int(ok.sum())
         con.execute("DROP TABLE pairs")
-        con.execute("CREATE TABLE clusters (pos BIGINT, rep BIGINT)")
-        con.from_arrow(pa.table({"pos": np.arange(previous, previous + self.added), "rep": rep})).insert_into(
-            "clusters"
-        )
-        del rep
+        self._cluster()
+
+    def _near(self, i: np.ndarray, j: np.ndarray, weight: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+        """Which candidate pairs are near: the estimate, and the exact Jaccard where the estimate is close to
+        the threshold and the texts are available."""
+        config = self.config
+        estimate = weight / config.num_perm
+        if self.texts is None or config.exact_margin == 0:
+            return estimate >= config.min_jaccard
+        near = estimate >= config.min_jaccard + config.exact_margin
+        unsure = np.flatnonzero(candidate & ~near & (estimate >= config.min_jaccard - config.exact_margin))
+        if unsure.size == 0:
+            return near
+        ends = np.unique(np.concatenate((i[unsure], j[unsure])))
+        ids = dict(self.con.execute("SELECT pos, doc_id FROM docs WHERE pos IN (SELECT unnest($1::BIGINT[]))",
+                                    [ends.tolist()]).fetchall())
+        order = [int(p) for p in ends]
+        texts = self.texts([ids[p] for p in order])
+        grams = {p: np.unique(shingle_hashes(t, self.script, config.ngram_size)) if t is not None else None
+                 for p, t in zip(order, texts)}
+        for k in unsure.tolist():
+            a, b = grams[int(i[k])], grams[int(j[k])]
+            if a is None or b is None:  # a text not found: the estimate decides
+                near[k] = estimate[k] >= config.min_jaccard
+            else:
+                near[k] = jaccard(a, b) >= config.min_jaccard
+                self.stats.exact_checks += 1
+        return near
+
+    def _cluster(self) -> None:
+        """Rank the texts with near neighbours, then one pass over the near pairs ordered by rank: stars
+        (each text joins its best-ranked neighbouring representative, or becomes one) and components."""
+        con = self.con
+        # The rank: the documents it is near (itself with its exact copies, and its near neighbours with all of
+        # theirs), its own copies, the sum of its estimated similarities with its neighbours, its doc id.
+        con.execute("""
+            CREATE TABLE ranked AS
+            WITH copies AS (SELECT n.node AS pos, sum(d.copies) AS n FROM nodes n JOIN docs d USING (pos) GROUP BY 1),
+            ends AS (SELECT i AS pos, j AS other, w FROM edges UNION ALL SELECT j AS pos, i AS other, w FROM edges),
+            degrees AS (SELECT e.pos, sum(c.n) AS near, sum(e.w) AS weight
+                        FROM ends e JOIN copies c ON c.pos = e.other GROUP BY e.pos)
+            SELECT g.pos, row_number() OVER (ORDER BY g.near + c.n DESC, c.n DESC, g.weight DESC, d.doc_id, g.pos) - 1 AS rank
+            FROM degrees g JOIN copies c USING (pos) JOIN docs d USING (pos)
+        """)
+        pos_of = con.execute("SELECT pos FROM ranked ORDER BY rank").fetchnumpy()["pos"]
+        m = len(pos_of)
+        self.stats.clustered = m
+        center = bytearray(b"\x01") * m
+        rep = list(range(m))
+        parent = list(range(m))  # union-find; a component's root is its best-ranked text
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        reader = con.execute("""
+            SELECT greatest(a.rank, b.rank) AS lo, least(a.rank, b.rank) AS hi
+            FROM edges e JOIN ranked a ON a.pos = e.i JOIN ranked b ON b.pos = e.j ORDER BY lo, hi
+        """).fetch_record_batch(65_536)
+        last, claimed = -1, False
+        for batch in reader:
+            # Every pair of a text comes before the pairs where it is the better-ranked end, so whether a
+            # neighbour is a representative is settled when it is read; its neighbours come best first.
+            for lo, hi in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                if lo != last:
+                    last, claimed = lo, False
+                if not claimed and center[hi]:
+                    center[lo], rep[lo], claimed = 0, hi, True
+                a, b = find(lo), find(hi)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        lead = [find(k) for k in range(m)]
+        con.from_arrow(pa.table({
+            "pos": pos_of,
+            "rep_pos": pos_of[np.asarray(rep, dtype=np.int64)] if m else pos_of,
+            "lead_pos": pos_of[np.asarray(lead, dtype=np.int64)] if m else pos_of,
+        })).create("clusters")
         con.execute("""
             CREATE TABLE decided AS
-            SELECT s.pos,
-                   CASE WHEN s.regiven THEN 'regiven'
-                        WHEN s.first_pos < s.pos THEN 'dedup_exact_duplicate'
-                        WHEN c.rep < s.pos THEN 'dedup_near_duplicate'
-                        ELSE 'kept' END AS kind,
-                   CASE WHEN s.regiven THEN NULL
-                        WHEN s.first_pos < s.pos THEN coalesce(f.rep, s.first_pos)
-                        WHEN c.rep < s.pos THEN c.rep END AS rep_pos,
-                   coalesce(s.stored_pos, s.pos) AS cluster_pos  -- whose cluster a kept document stands for
-            FROM state s JOIN clusters c ON c.pos = s.pos LEFT JOIN clusters f ON f.pos = s.first_pos
+            SELECT n.pos, n.node, coalesce(c.rep_pos, n.node) AS rep_pos, coalesce(c.lead_pos, n.node) AS lead_pos
+            FROM nodes n LEFT JOIN clusters c ON c.pos = n.node
         """)
-        con.execute("DROP TABLE clusters")
+        for table in ("clusters", "ranked", "edges", "nodes"):
+            con.execute(f"DROP TABLE {table}")
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
         """The signatures of document positions ``rows`` (any order, repeats allowed), from the file.
@@ -644,45 +719,32 @@ class NearDuplicateIndex:
         return spans[start_row[span_of] + unique - firsts[span_of]][inverse].astype(np.uint64)
 
     def results(self, batch_rows: int = 4_096) -> Iterator[pa.RecordBatch]:
-        """One row per new document (:data:`RESULT_SCHEMA`; ``pos`` is its visiting rank), in no order."""
+        """One row per document (:data:`RESULT_SCHEMA`; ``pos`` is its rank in :meth:`add`), in no order,
+        with its signature."""
         if not self._decided:
             self.run()
-        reader = self.con.execute("""
-            WITH members AS (SELECT rep_pos, count(*) AS n FROM decided WHERE rep_pos IS NOT NULL GROUP BY 1)
-            SELECT t.pos, d.doc_id, t.kind, r.doc_id AS duplicate_of, d.content_key, NULL::BLOB AS signature,
-                   CASE WHEN t.kind IN ('kept', 'regiven') THEN c.base_size + coalesce(m.n, 0) END AS cluster_size
-            FROM decided t JOIN docs d ON d.pos = t.pos
-            JOIN docs c ON c.pos = t.cluster_pos
-            LEFT JOIN docs r ON r.pos = t.rep_pos
-            LEFT JOIN members m ON m.rep_pos = t.cluster_pos
+        reader = self.con.execute(f"""
+            WITH sizes AS (SELECT t.rep_pos, sum(d.copies) AS n FROM decided t JOIN docs d USING (pos) GROUP BY 1)
+            SELECT t.pos, d.doc_id,
+                   CASE WHEN t.node <> t.pos THEN '{EXACT_DUPLICATE}' WHEN t.rep_pos <> t.pos THEN '{NEAR_DUPLICATE}'
+                        ELSE '{KEPT}' END AS kind,
+                   CASE WHEN t.rep_pos <> t.pos THEN r.doc_id END AS duplicate_of, d.content_key,
+                   NULL::BLOB AS signature, CASE WHEN t.rep_pos = t.pos THEN s.n END AS cluster_size,
+                   l.doc_id AS component
+            FROM decided t JOIN docs d ON d.pos = t.pos JOIN docs r ON r.pos = t.rep_pos
+            JOIN docs l ON l.pos = t.lead_pos LEFT JOIN sizes s ON s.rep_pos = t.pos
         """).fetch_record_batch(batch_rows)
-        self._signatures.flush()
-        width = self.config.num_perm * 8
+        width = self.config.num_perm * _SIGNATURE_DTYPE.itemsize
         for batch in reader:
-            # The signatures of the documents kept as new representatives (to store for the next run).
-            kinds = batch.column("kind").to_numpy(zero_copy_only=False)
-            rows = batch.column("pos").to_numpy()[kinds == KEPT]
-            data = self._read(rows).astype(_SIGNATURE_DTYPE).tobytes()
-            offsets = np.zeros(len(kinds) + 1, dtype=np.int32)
-            offsets[1:] = np.cumsum(np.where(kinds == KEPT, width, 0))
-            validity = pa.array(kinds == KEPT).buffers()[1]
-            signatures = pa.Array.from_buffers(
-                pa.binary(), len(kinds), [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
-            )
+            data = self._read(batch.column("pos").to_numpy()).astype(_SIGNATURE_DTYPE).tobytes()
+            offsets = np.arange(0, (batch.num_rows + 1) * width, width, dtype=np.int32)
+            signatures = pa.Array.from_buffers(pa.binary(), batch.num_rows, [None, pa.py_buffer(offsets),
+                                                                            pa.py_buffer(data)])
             batch = pa.RecordBatch.from_arrays(
                 [batch.column(k) if name != "signature" else signatures for k, name in enumerate(batch.schema.names)],
                 names=batch.schema.names,
             )
             yield batch.cast(RESULT_SCHEMA) if batch.schema != RESULT_SCHEMA else batch
-
-    def grown_previous(self) -> list[tuple[str, int]]:
-        """Previous representatives that gained members in this run: (doc id, new cluster size), by rank."""
-        if not self._decided:
-            self.run()
-        return self.con.execute("""
-            SELECT d.doc_id, d.base_size + count(*) FROM decided t JOIN docs d ON d.pos = t.rep_pos
-            WHERE t.rep_pos < ? GROUP BY d.pos, d.doc_id, d.base_size ORDER BY d.pos
-        """, [self.previous]).fetchall()
 
 
 def signature_matrix(column: pa.Array | pa.ChunkedArray, config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -700,10 +762,12 @@ def signature_matrix(column: pa.Array | pa.ChunkedArray, config: MinhashConfig) 
 
 def band_key_lists(signatures: pa.Array | pa.ChunkedArray, config: MinhashConfig) -> pa.Array:
     """The :func:`band_hashes` of a binary column of stored signatures, one list of ``num_bands`` keys per row
-    (null where the signature is null): what a representative is stored with, so that a refresh finds the
-    representatives sharing a band with its new documents by joining integers instead of hashing every
-    signature again. Our own hash function, so the stored keys do not change with a library version."""
+    (null where the signature is null, or that of a text without shingles, which is near nothing): what a
+    document is stored with, so that a refresh finds the documents sharing a band with its new ones by joining
+    integers instead of hashing every signature again. Our own hash function, so the stored keys do not change
+    with a library version."""
     matrix, valid = signature_matrix(signatures, config)
+    valid &= ~(matrix == np.iinfo(np.uint64).max).all(axis=1)
     keys = pa.array(band_hashes(matrix, config).ravel(), pa.uint64())
     offsets = pa.array(np.arange(0, len(valid) * config.num_bands + 1, config.num_bands, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, keys, mask=pa.array(~valid))
@@ -720,50 +784,38 @@ def _blobs(column: pa.Array, width: int) -> np.ndarray:
     return data.view(_SIGNATURE_DTYPE).astype(np.uint64)
 
 
+
+
 def deduplicate(
     docs: Sequence[DedupCandidate],
     script: str | None,
     config: MinhashConfig = MinhashConfig(),
-    previous: Iterable[StoredRepresentative] = (),
 ) -> DedupOutcome:
-    """Deduplicate ``docs`` against each other and against the representatives of earlier runs.
+    """Exact and near-duplicate clusters of ``docs`` (one language); one decision per document, same order.
 
-    Returns one decision per input document (same order). A candidate whose doc id and content equal a stored
-    representative's is that representative (kept, no new member): running a batch twice changes nothing.
-    In memory for the documents given (tests, the demo, the bench's accuracy table); the assets stream
-    signatures into :class:`NearDuplicateIndex` directly.
+    In memory for the documents given (tests, the demo, the bench's accuracy tables); the assets stream stored
+    signatures into :class:`NearDuplicateIndex` directly, with the same rule. A doc id given twice must name
+    the same text (its copies may differ in spacing).
     """
-    previous = list(previous)
-    order = sorted(range(len(docs)), key=lambda i: _order_key(docs[i], i))
-    ordered = [docs[i] for i in order]
-    signatures, has_shingles = MinhashSigner(config).signatures([d.text for d in ordered], script)
-    with NearDuplicateIndex(config) as index:
-        if previous:
-            index.add_previous(
-                [r.doc_id for r in previous], [r.content_key for r in previous],
-                [r.signature for r in previous], [r.cluster_size for r in previous],
-            )
-        index.add([d.doc_id for d in ordered], [content_id(d.text) for d in ordered], signatures, has_shingles)
-        decisions: dict[int, DedupDecision] = {}
-        sizes: dict[str, int] = {}
-        new_reps: list[StoredRepresentative] = []
+    texts: dict[str, str] = {}
+    keys = [content_id(d.text) for d in docs]
+    first_key: dict[str, str] = {}
+    for d, key in zip(docs, keys):
+        if first_key.setdefault(d.doc_id, key) != key:
+            raise ValueError(f"doc id {d.doc_id!r} is given twice with different texts")
+        texts.setdefault(d.doc_id, d.text)
+    signatures, has_shingles = MinhashSigner(config).signatures([d.text for d in docs], script)
+    decisions: list[DedupDecision | None] = [None] * len(docs)
+    sizes: dict[str, int] = {}
+    # (an in-memory database below 50,000 documents: creating and syncing a file would be most of the work)
+    with NearDuplicateIndex(config, in_memory=len(docs) <= 50_000, texts=lambda ids: [texts.get(i) for i in ids],
+                            script=script) as index:
+        index.add([d.doc_id for d in docs], keys, signatures, has_shingles)
         for batch in index.results():
-            for row in batch.to_pylist():
-                i = order[row["pos"] - index.previous]
-                kind = row["kind"]
-                if kind in (KEPT, REGIVEN):
-                    decisions[i] = DedupDecision(row["doc_id"], True)
-                    if kind == KEPT:
-                        sizes[row["doc_id"]] = row["cluster_size"]
-                        new_reps.append(StoredRepresentative(
-                            row["doc_id"], row["content_key"], row["signature"], row["cluster_size"]))
+            for row in batch.select(["pos", "doc_id", "kind", "duplicate_of", "cluster_size"]).to_pylist():
+                if row["kind"] == KEPT:
+                    decisions[row["pos"]] = DedupDecision(row["doc_id"], True)
+                    sizes[row["doc_id"]] = row["cluster_size"]
                 else:
-                    decisions[i] = DedupDecision(row["doc_id"], False, kind, row["duplicate_of"])
-        grown = dict(index.grown_previous())
-    # Cluster sizes of the representatives that are new or gained members, in rank order (stored ones first).
-    rank = {r.doc_id: k for k, r in enumerate(previous)}
-    cluster_sizes = {doc_id: size for doc_id, size in grown.items()}
-    for rep in new_reps:
-        cluster_sizes[rep.doc_id] = sizes[rep.doc_id]
-    ordered_sizes = dict(sorted(cluster_sizes.items(), key=lambda item: rank.get(item[0], len(rank))))
-    return DedupOutcome([decisions[i] for i in range(len(docs))], ordered_sizes, new_reps)
+                    decisions[row["pos"]] = DedupDecision(row["doc_id"], False, row["kind"], row["duplicate_of"])
+    return DedupOutcome(decisions, dict(sorted(sizes.items())))

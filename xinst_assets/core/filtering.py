@@ -22,7 +22,6 @@ from xinst_assets.core.dedup import (
     DedupOutcome,
     MinhashConfig,
     MinhashSigner,
-    StoredRepresentative,
     deduplicate,
 )
 from xinst_assets.core.lid import LanguageIdentifier, LidPolicy, decide_language
@@ -236,7 +235,6 @@ def apply_dedup(
     docs: Sequence[Document],
     lang: Language,
     settings: FilterSettings | None = None,
-    previous: Iterable[StoredRepresentative] = (),
 ) -> tuple[list[FilterDecision], DedupOutcome]:
     """Dedup the kept documents among ``decisions`` (aligned with ``docs``); others pass through unchanged."""
     if len(decisions) != len(docs):
@@ -244,13 +242,7 @@ def apply_dedup(
     settings = settings or FilterSettings.for_language(lang)
     survivors = [i for i, d in enumerate(decisions) if d.keep]
     outcome = deduplicate(
-        [
-            DedupCandidate(docs[i].doc_id, docs[i].text, docs[i].seen_at, docs[i].published_at)
-            for i in survivors
-        ],
-        lang.script,
-        settings.minhash,
-        previous,
+        [DedupCandidate(docs[i].doc_id, docs[i].text) for i in survivors], lang.script, settings.minhash
     )
     merged = list(decisions)
     for i, dd in zip(survivors, outcome.decisions):
@@ -266,12 +258,11 @@ def run_language_filter(
     lang: Language,
     identifier: LanguageIdentifier,
     settings: FilterSettings | None = None,
-    previous: Iterable[StoredRepresentative] = (),
 ) -> list[FilterDecision]:
     """All of stage 2 for one language in memory (LID, quality, dedup): for tests, the bench and the demo."""
     settings = settings or FilterSettings.for_language(lang)
     decisions = filter_documents(docs, lang, identifier, settings)
-    merged, _ = apply_dedup(decisions, docs, lang, settings, previous)
+    merged, _ = apply_dedup(decisions, docs, lang, settings)
     return merged
 
 

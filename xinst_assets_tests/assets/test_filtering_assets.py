@@ -105,10 +105,10 @@ def test_a_partition_builds_while_another_language_is_half_way_through_its_refre
     assert stats == raw_counts and raw_counts["id"] == len(lines) + 5
 
 
-def _refresh_with_near_copies(tmp_path, name: str, forget_band_keys: bool = False):
-    """sw's sample, then a new shard of near and exact copies of kept documents: the final tables.
-    ``forget_band_keys``: the representatives lose their band keys before the refresh (as stored before
-    they were kept)."""
+def _refresh_with_near_copies(tmp_path, name: str, older_rule: bool = False):
+    """sw's sample, then a new shard of near and exact copies of kept documents: the final tables and the
+    refresh's near-dedup metadata. ``older_rule``: the stored decisions were made under another clustering
+    rule (a warehouse from an earlier version) before the refresh."""
     import shutil
 
     raw = tmp_path / name / "raw"
@@ -124,15 +124,16 @@ def _refresh_with_near_copies(tmp_path, name: str, forget_band_keys: bool = Fals
         new.append({"url": f"https://near.example/{i}", "text": " ".join(words)})
     new.append({"url": "https://copy.example/0", "text": kept[6][1]})  # an exact copy
     (raw / "sw" / "part-00001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new), encoding="utf-8")
-    if forget_band_keys:
+    if older_rule:
         with duckdb.connect(str(config.warehouse)) as con:
-            con.execute("UPDATE near_dedup_state SET band_keys = NULL")
+            con.execute("UPDATE near_dedup_state SET config = 'minhash-older-rule', component = NULL")
     result = materialize(config, FILTER_CHAIN.split(), "sw")
     assert result.success
     metadata = next(e for e in result.get_asset_materialization_events()
                     if e.asset_key.path == ["language_filtered_text"]).materialization.metadata
     with duckdb.connect(str(config.warehouse), read_only=True) as con:
-        return metadata["earlier_representatives_indexed_this_run"].value, {
+        return {key: metadata[key].value for key in ("near_dedup_candidates_this_run",
+                                                     "earlier_documents_clustered_again_this_run")}, {
             table: con.execute(f"SELECT * EXCLUDE ({drop}) FROM {table} WHERE lang = 'sw' ORDER BY ALL").fetchall()
             for table, drop in (("filtered_documents", "text, shard, shard_ingested_at"),
                                 ("filter_rejections", "text, shard, shard_ingested_at"),
@@ -140,23 +141,29 @@ def _refresh_with_near_copies(tmp_path, name: str, forget_band_keys: bool = Fals
         }, {url for url, _ in kept}
 
 
-def test_a_refresh_indexes_only_reachable_representatives_and_decides_the_same(tmp_path, monkeypatch):
+def test_a_refresh_clusters_only_the_components_its_documents_reach_and_decides_the_same(tmp_path, monkeypatch):
     import xinst_assets.assets.filtering as filtering
 
-    indexed_pruned, pruned, old_urls = _refresh_with_near_copies(tmp_path, "pruned")
-    monkeypatch.setattr(filtering, "PRUNE_MAX_NEW", 0)  # every earlier representative indexed
-    indexed_full, full, _ = _refresh_with_near_copies(tmp_path, "full")
+    pruned_counts, pruned, old_urls = _refresh_with_near_copies(tmp_path, "pruned")
+    monkeypatch.setattr(filtering, "PRUNE_MAX_NEW", 0)  # the whole language clustered again
+    full_counts, full, _ = _refresh_with_near_copies(tmp_path, "full")
     assert pruned == full
-    # the 6 near copies reach their 6 originals (and perhaps a few sharing a band by chance), not all of them
-    # (the exact copy is removed by dbt's exact dedup before near-dedup)
-    assert 6 <= indexed_pruned < indexed_full // 2, (indexed_pruned, indexed_full)
-    indexed_legacy, legacy, _ = _refresh_with_near_copies(tmp_path, "legacy", forget_band_keys=True)
-    assert legacy == full and indexed_legacy == indexed_full  # without keys, every representative is read
-    assert all(row[-1] is not None for row in legacy["near_dedup_state"] if row[3])  # ... and gets its keys
+    # the 6 near copies reach the components of their 6 originals (and perhaps a few sharing a band by chance),
+    # not the whole language (the exact copy is removed by dbt's exact dedup before near-dedup, but its
+    # original's component is clustered again: its cluster grew)
+    kept = len([row for row in full["filtered_documents"]])
+    assert pruned_counts["near_dedup_candidates_this_run"] == 7
+    assert 6 <= pruned_counts["earlier_documents_clustered_again_this_run"] < kept // 2, pruned_counts
+    assert full_counts["earlier_documents_clustered_again_this_run"] == 0
+    assert full_counts["near_dedup_candidates_this_run"] > kept
+    older_counts, older, _ = _refresh_with_near_copies(tmp_path, "older", older_rule=True)
+    assert older == full and older_counts == full_counts  # decisions of another rule: the whole language again
     rejections = pruned["filter_rejections"]
     near = [r for r in rejections if r[4] == "dedup_near_duplicate" and r[3].startswith("https://near.example/")]
     exact = [r for r in rejections if r[4] == "dedup_exact_duplicate" and r[3] == "https://copy.example/0"]
-    assert len(near) == 6 and len(exact) == 1, rejections
+    # each near copy joins its original's cluster (a pair: a tie, the smaller doc id represents it)
+    assert len(near) + sum(1 for r in full["filtered_documents"] if r[2].startswith("https://near.example/")) == 6
+    assert len(exact) == 1, rejections
 
 
 def _refresh_with_a_removed_representative(tmp_path, name: str):

@@ -71,7 +71,7 @@ def test_every_dropped_document_has_exactly_one_reason_named_after_its_filter(id
         Document("keep", INDONESIAN, published_at="2024-01-01"),
         Document("english", ENGLISH),
         Document("short", short),
-        Document("copy", INDONESIAN, published_at="2024-02-01"),
+        Document("repost", INDONESIAN, published_at="2024-02-01"),
         Document("near", INDONESIAN.replace("Hari itu", "Minggu lalu"), published_at="2024-03-01"),
     ]
     decisions = run_language_filter(docs, indonesian, identifier)
@@ -79,7 +79,7 @@ def test_every_dropped_document_has_exactly_one_reason_named_after_its_filter(id
         ("keep", True, None),
         ("english", False, "lid_wrong_language:en"),
         ("short", False, "quality_too_short"),
-        ("copy", False, "dedup_exact_duplicate"),
+        ("repost", False, "dedup_exact_duplicate"),
         ("near", False, "dedup_near_duplicate"),
     ]
     assert [d.filter_name for d in decisions] == [None, "lid", "quality", "dedup", "dedup"]
@@ -109,7 +109,7 @@ def test_settings_are_per_language_and_recordable_as_json(registry):
     settings = FilterSettings.for_language(registry.get("fi"))
     assert settings.quality.min_line_punct_ratio == 0.12
     record = json.loads(json.dumps(settings.as_metadata()))
-    assert record["minhash"]["num_perm"] == 112 and record["minhash"]["min_jaccard"] == 0.5
+    assert record["minhash"]["num_perm"] == 112 and record["minhash"]["min_jaccard"] == 0.6
     assert record["minhash"]["jaccard_threshold"] == 0.435
     assert record["quality"]["max_top_ngram_char_fraction"][0] == [2, 0.2]
     assert record["lid_policy"] == {"confusable_margin": 0.1, "accept_runner_up": True}
