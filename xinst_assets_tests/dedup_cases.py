@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 
 from xinst_assets.core.dedup import shingles
+from xinst_assets.core.dedup_eval import LabelledDocument
 
 _SYLLABLES = [c + v for c in "bdfghklmnprstvz" for v in "aeiou"]
 
@@ -71,3 +72,19 @@ def edited_group(words: Words, name: str, copies: int = 3, sentences: int = 14, 
         out.append(" ".join([header, *changed, footer]))
     negative = " ".join([header, *body[:shared], *words.sentences(sentences - shared), footer])
     return Group(name, original, out, [negative])
+
+
+def synthetic_labelled_set(seed: int, groups: int, lang: str = "sw") -> list[LabelledDocument]:
+    """Groups in the labelled set's format, harder than it: short articles whose copies each replace one to
+    three sentences of their own (0.6-0.9 similar to the original, 0.4-0.8 to each other) and hard negatives
+    that keep the site's header, footer and six to nine sentences of intro (0.3-0.5 similar)."""
+    words, rng = Words(seed), random.Random(seed)
+    out = []
+    for g in range(groups):
+        group = edited_group(words, f"{lang}-syn-{g:03d}", copies=rng.randint(2, 4), edited=rng.randint(1, 3),
+                             shared=rng.randint(6, 9))
+        roles = [("original", group.original), *(("near_copy", c) for c in group.copies),
+                 *(("hard_negative", n) for n in group.negatives)]
+        out += [LabelledDocument(f"{group.name}-{chr(ord('a') + k)}", lang, group.name, role, text)
+                for k, (role, text) in enumerate(roles)]
+    return out

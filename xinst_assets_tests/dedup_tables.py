@@ -137,11 +137,14 @@ def labelled_accuracy(docs: list[LabelledDocument], lang: Language, folder: Path
                       batches: int = 3, seed: int = 0) -> AccuracyRun:
     """Near-dedup over one language's labelled documents in ``folder``: a full run, then ``orders`` random
     arrival orders, each split at random into ``batches`` refreshes."""
-    full = ScreenedLanguage(Warehouse(path=str(folder / "full.duckdb")), lang)
-    ids = full.put([d.text for d in docs])
-    summary = full.near_dedup(folder)
-    expected = full.tables()
-    rep_of = {member: rep for rep, members in full.clusters().items() for member in members}
+    warehouse = Warehouse(path=str(folder / "full.duckdb"))
+    with warehouse.session():  # (one connection for the whole run)
+        full = ScreenedLanguage(warehouse, lang)
+        ids = full.put([d.text for d in docs])
+        summary = full.near_dedup(folder)
+        expected = full.tables()
+        clusters = full.clusters()
+    rep_of = {member: rep for rep, members in clusters.items() for member in members}
     score = score_near_duplicates(docs, {d.id: rep_of[doc_id] for d, doc_id in zip(docs, ids)})
     rng = random.Random(seed)
     identical = 0
@@ -149,9 +152,11 @@ def labelled_accuracy(docs: list[LabelledDocument], lang: Language, folder: Path
         order = list(docs)
         rng.shuffle(order)
         cuts = sorted(rng.sample(range(1, len(order)), min(batches, len(order)) - 1))
-        night = ScreenedLanguage(Warehouse(path=str(folder / f"order-{k}.duckdb")), lang)
-        for start, end in zip([0, *cuts], [*cuts, len(order)]):
-            night.put([d.text for d in order[start:end]])
-            night.near_dedup(folder)
-        identical += night.tables() == expected
+        warehouse = Warehouse(path=str(folder / f"order-{k}.duckdb"))
+        with warehouse.session():
+            night = ScreenedLanguage(warehouse, lang)
+            for start, end in zip([0, *cuts], [*cuts, len(order)]):
+                night.put([d.text for d in order[start:end]])
+                night.near_dedup(folder)
+            identical += night.tables() == expected
     return AccuracyRun(score, orders, identical, summary["index"].exact_checks)

@@ -4,7 +4,9 @@
 and settings) and stores the MinHash signature of each survivor, computed from the same words; dbt's
 ``screened_documents`` joins them with the raw rows and removes exact duplicates, and
 ``language_filtered_text`` removes near duplicates with MinHash LSH, globally within the language and across
-nightly refreshes, writing the kept set and the audit trail of every rejected document. Its LSH index is a
+nightly refreshes, in clusters that do not depend on the order documents arrive in (core.dedup's rule: a refresh
+clusters again the components its documents touch), writing the kept set and the audit trail of every rejected
+document. Its LSH index is a
 DuckDB scratch database fed from staged Parquet files (``NearDuplicateIndex``), so neither stage holds a
 language's documents in memory.
 """
@@ -286,10 +288,10 @@ class _NearDedupInput:
         return self.todo + self.members
 
 
-def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _NearDedupInput:
+def _export_near_dedup(log, lang, settings, warehouse, scratch: Path) -> _NearDedupInput:
     """Stage this run's survivors to cluster and, in a refresh, the earlier documents of the components they
     reach (see :class:`_NearDedupInput`). One read window: the change log's temp table ``_changed`` serves
-    every export."""
+    every export. ``log``: where to say what it does (``.info``)."""
     config = settings.minhash
     members_file, todo_file = scratch / "members.parquet", scratch / "todo.parquet"
     with warehouse.read() as con:
@@ -300,11 +302,11 @@ def _export_near_dedup(context, lang, settings, warehouse, scratch: Path) -> _Ne
             todo = _export_todo(con, lang, changes, todo_file)
         members = 0 if changes.whole else _export_members(con, lang, config, todo_file, scratch, members_file)
     if todo + members == 0:
-        context.log.info(f"{lang.code}: near-dedup: no new documents")
+        log.info(f"{lang.code}: near-dedup: no new documents")
         return _NearDedupInput(todo_file, 0, changes)
-    context.log.info(f"{lang.code}: near-dedup of {todo:,} new documents with the {members:,} earlier documents "
-                     "of the clusters they reach" if not changes.whole else
-                     f"{lang.code}: near-dedup of the whole language ({todo:,} documents)")
+    log.info(f"{lang.code}: near-dedup of {todo:,} new documents with the {members:,} earlier documents of the "
+             "components they reach" if not changes.whole else
+             f"{lang.code}: near-dedup of the whole language ({todo:,} documents)")
     return _NearDedupInput(todo_file, todo, changes, members_file if members else None, members)
 
 
@@ -409,6 +411,9 @@ def _near_dedup(lang, settings, staged: _NearDedupInput, threads: int | None, sc
     ``near_dedup_state`` rows. Texts for the exact similarity check are read from the warehouse (``joined``: the
     step's session, joined by this thread). Returns none when there is nothing to cluster."""
     if staged.documents == 0:
+        if joined is not None:
+            with joined:  # (closes its connection)
+                pass
         return None
     config = settings.minhash
     state = scratch / "state.parquet"
@@ -583,10 +588,9 @@ def near_dedup_language(lang, settings: FilterSettings, warehouse, scratch: Path
     ``screened_documents``, ``document_signals``). Returns the summary the asset reports, with ``staged``."""
     import logging
 
-    context = type("Context", (), {"log": log or logging.getLogger(__name__)})()
     with warehouse.write() as con:
         con.execute(FILTERED_DDL)
-    staged = _export_near_dedup(context, lang, settings, warehouse, scratch)
+    staged = _export_near_dedup(log or logging.getLogger(__name__), lang, settings, warehouse, scratch)
     clustered = _near_dedup(lang, settings, staged, warehouse.threads, scratch, warehouse)
     summary = _write_filtered(lang, settings, clustered and clustered.state, staged.changes, warehouse, scratch)
     return {**summary, "index": clustered.stats if clustered else IndexStats(), "staged": staged}
@@ -752,7 +756,8 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                     for lang in langs:
                         if writer.done():  # it failed: the error is raised below
                             break
-                        staged = _export_near_dedup(context, lang, settings[lang.code], warehouse, scratch[lang.code])
+                        staged = _export_near_dedup(context.log, lang, settings[lang.code], warehouse,
+                                                    scratch[lang.code])
                         # (the index thread joins the session to read texts for its exact similarity check)
                         exported.put((lang, staged, pool.submit(_near_dedup, lang, settings[lang.code], staged,
                                                                  warehouse.threads, scratch[lang.code], warehouse,
