@@ -77,7 +77,10 @@ def _baseline(module, docs, script, orders: int, batches: int, seed: int):
     full = _baseline_clusters(module, docs, script, [list(range(len(docs)))])
     scores = [score_near_duplicates(docs, full)]
     identical = 0
-    clusters = lambda rep_of: sorted(sorted(d for d in rep_of if rep_of[d] == r) for r in set(rep_of.values()))  # noqa: E731
+
+    def clusters(rep_of: dict) -> list:
+        return sorted(sorted(d for d in rep_of if rep_of[d] == r) for r in set(rep_of.values()))
+
     for order, cuts in _orders(len(docs), orders, batches, seed):
         split = [order[a:b] for a, b in zip([0, *cuts], [*cuts, len(order)])]
         rep_of = _baseline_clusters(module, docs, script, split)

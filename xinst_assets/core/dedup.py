@@ -648,7 +648,8 @@ class NearDuplicateIndex:
             ends AS (SELECT i AS pos, j AS other, w FROM edges UNION ALL SELECT j AS pos, i AS other, w FROM edges),
             degrees AS (SELECT e.pos, sum(c.n) AS near, sum(e.w) AS weight
                         FROM ends e JOIN copies c ON c.pos = e.other GROUP BY e.pos)
-            SELECT g.pos, row_number() OVER (ORDER BY g.near + c.n DESC, c.n DESC, g.weight DESC, d.doc_id, g.pos) - 1 AS rank
+            SELECT g.pos,
+                   row_number() OVER (ORDER BY g.near + c.n DESC, c.n DESC, g.weight DESC, d.doc_id, g.pos) - 1 AS rank
             FROM degrees g JOIN copies c USING (pos) JOIN docs d USING (pos)
         """)
         pos_of = con.execute("SELECT pos FROM ranked ORDER BY rank").fetchnumpy()["pos"]
