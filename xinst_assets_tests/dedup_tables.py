@@ -7,6 +7,7 @@ are exercised by the asset tests."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS screened_documents (
     lang VARCHAR, doc_id VARCHAR, text VARCHAR, url VARCHAR, timestamp VARCHAR, source VARCHAR, shard VARCHAR,
     position BIGINT, lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
     first_seen_at TIMESTAMP, exact_copies BIGINT, reject_reason VARCHAR, shard_ingested_at TIMESTAMP,
-    settings_key VARCHAR, signals_version BIGINT);
+    settings_key VARCHAR, signals_version BIGINT, source_id VARCHAR, source_lang VARCHAR);
 CREATE TABLE IF NOT EXISTS screening_changes (lang VARCHAR NOT NULL, doc_id VARCHAR, build_seq BIGINT NOT NULL);
 """
 
@@ -51,25 +52,28 @@ class ScreenedLanguage:
                         [[self.lang.code, d, self._builds] for d in sorted(set(doc_ids))])
 
     def put(self, texts: list[str]) -> list[str]:
-        """New documents (a text already there is an exact copy of it); returns their doc ids. A document's
-        url and position depend on its text and its copy number only, not on when it arrived."""
+        """New documents (a text already there is an exact copy of it); returns their doc ids. A row's place
+        (url, position) depends on its raw text and how many times that text came before, not on when it
+        arrived, and of exact copies (one content id) the row at the first place survives, as dbt keeps the
+        first copy in shard order."""
         ids = [content_id(t) for t in texts]
         now = datetime(2024, 1, 1)
         with self.warehouse.write() as con:
-            copies = dict(con.execute(
-                "SELECT doc_id, count(*) FROM screened_documents WHERE lang = ? AND doc_id IN "
-                "(SELECT unnest(?::VARCHAR[])) GROUP BY doc_id", [self.lang.code, ids]).fetchall())
+            known = {r[0] for r in con.execute(
+                "SELECT DISTINCT doc_id FROM screened_documents WHERE lang = ? AND doc_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [self.lang.code, ids]).fetchall()}
             fresh = {}
             for doc_id, text in zip(ids, texts):
-                copy = copies.get(doc_id, 0)
-                copies[doc_id] = copy + 1
-                if not copy:
-                    fresh[doc_id] = text
+                if doc_id not in known:
+                    fresh.setdefault(doc_id, text)
+                digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+                (repeat,) = con.execute("SELECT count(*) FROM screened_documents WHERE lang = ? AND url LIKE ?",
+                                        [self.lang.code, f"https://example.test/{digest}/%"]).fetchone()
                 con.execute(
                     "INSERT INTO screened_documents VALUES (?, ?, ?, ?, NULL, 'test', 'shard', ?, ?, 1.0, NULL, NULL, "
-                    "?, 1, ?, ?, 'test', 1)",
-                    [self.lang.code, doc_id, text, f"https://example.test/{doc_id[:16]}/{copy}", copy, self.lang.code,
-                     now, "dedup_exact_duplicate" if copy else None, now])
+                    "?, 1, NULL, ?, 'test', 1, NULL, NULL)",
+                    [self.lang.code, doc_id, text, f"https://example.test/{digest}/{repeat}",
+                     int(digest, 16) * 1000 + repeat, self.lang.code, now, now])
             signatures, _ = self.signer.signatures(list(fresh.values()), self.lang.script)
             rows = [[self.lang.code, d, self.lang.code, len(t), len(t.split()), now, signature_to_bytes(s)]
                     for (d, t), s in zip(fresh.items(), signatures)]
@@ -91,8 +95,10 @@ class ScreenedLanguage:
 
     def _recount(self, con, doc_ids) -> None:
         con.execute("""
-            UPDATE screened_documents s SET exact_copies = c.n
-            FROM (SELECT doc_id, count(*) AS n FROM screened_documents WHERE lang = ? GROUP BY doc_id) c
+            UPDATE screened_documents s SET exact_copies = c.n,
+                   reject_reason = CASE WHEN s.position = c.first THEN NULL ELSE 'dedup_exact_duplicate' END
+            FROM (SELECT doc_id, count(*) AS n, min(position) AS first FROM screened_documents WHERE lang = ?
+                  GROUP BY doc_id) c
             WHERE s.lang = ? AND s.doc_id = c.doc_id AND s.doc_id IN (SELECT unnest(?::VARCHAR[]))""",
                     [self.lang.code, self.lang.code, doc_ids])
 
