@@ -20,11 +20,18 @@ from xinst_assets.store.base import (
     run_transaction,
 )
 from xinst_assets.store.embedded import EmbeddedBackend
-from xinst_assets.store.lakehouse import LakehouseBackend, LakehouseSettings, S3Settings
+from xinst_assets.store.copy import copy_warehouse
+from xinst_assets.store.lakehouse import (
+    LakehouseBackend,
+    LakehouseSettings,
+    S3Settings,
+    claim_partition,
+    marker_table,
+)
 from xinst_assets.store.resource import Store
 
 __all__ = [
     "EmbeddedBackend", "LakehouseBackend", "LakehouseSettings", "RetryPolicy", "S3Settings", "Store",
     "StoreBackend", "TransactionStats", "WriteConflict", "is_write_conflict", "replace_partition_rows",
-    "run_transaction",
+    "run_transaction", "claim_partition", "marker_table", "copy_warehouse",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from xinst_assets.store import Store, TransactionStats, WriteConflict
+from xinst_assets.store import Store, TransactionStats, WriteConflict, copy_warehouse
 from xinst_assets.store.base import RetryPolicy, replace_partition_rows, run_transaction
 from xinst_assets.store.extensions import (
     ExtensionNotInstalled,
@@ -294,3 +294,24 @@ def test_the_embedded_store_is_the_warehouse_file_with_its_lock(tmp_path: Path):
     assert stats.attempts == 1 and store.table_exists("docs")
     assert (tmp_path / "warehouse.duckdb.lock").exists()
     assert store.dbt_env() == {"XINST_DBT_TARGET": "local", "XINST_DBT_WAREHOUSE": str(tmp_path / "warehouse.duckdb")}
+
+
+def test_an_embedded_warehouse_is_copied_into_the_lakehouse_with_its_columns_and_rows_in_order(
+        lake_store: Store, tmp_path: Path):
+    source = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(source)) as con:
+        con.execute("CREATE TABLE raw_shards (lang VARCHAR NOT NULL, shard VARCHAR NOT NULL, rows BIGINT, "
+                    "PRIMARY KEY (lang, shard))")
+        con.execute("INSERT INTO raw_shards SELECT 'sw', 'part-' || (9 - range), range FROM range(10)")
+        con.execute("CREATE TABLE notes (id INTEGER, body VARCHAR)")
+    assert copy_warehouse(source, lake_store.open()) == {"notes": 0, "raw_shards": 10}
+    with lake_store.read() as con:
+        assert [r[0] for r in con.execute("SELECT shard FROM raw_shards").fetchall()] \
+            == [f"part-{9 - i}" for i in range(10)]
+        nullable = dict(con.execute("SELECT column_name, is_nullable FROM information_schema.columns "
+                                    "WHERE table_catalog = 'lake' AND table_name = 'raw_shards'").fetchall())
+    assert nullable == {"lang": "NO", "shard": "NO", "rows": "YES"}
+    # the source file stays as it was, and another copy replaces the tables instead of appending
+    assert copy_warehouse(source, lake_store.open(), ["raw_shards"]) == {"raw_shards": 10}
+    with lake_store.read() as con:
+        assert con.execute("SELECT count(*) FROM raw_shards").fetchone()[0] == 10
