@@ -303,6 +303,62 @@ def _command(args: argparse.Namespace) -> int:
     return code
 
 
+RELIABLE_WINDOWS = 200  # windows of reference text under which `xinst calibrate` warns
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """``xinst calibrate``: see its --help."""
+    from xinst_assets.calibration_files import calibration_table, packaged_anchor, write_registry_file
+    from xinst_assets.core.calibration import (
+        DEFAULT_SHARE,
+        anchor_from_texts,
+        calibrate_language,
+        read_reference,
+        sample_reference,
+    )
+    from xinst_assets.core.quality import thresholds_for
+    from xinst_assets.errors import ConfigError
+    from xinst_assets.languages import UnknownLanguageError, load_registry
+    from xinst_assets.settings import SAMPLE_DIR
+
+    try:
+        lang = load_registry().get(args.language)
+    except (UnknownLanguageError, ConfigError) as error:
+        print(f"xinst calibrate: {error}", file=sys.stderr)
+        return 2
+    if bool(args.reference) == args.packaged_reference:
+        print("xinst calibrate: give --reference FILE (one or more) or --packaged-reference", file=sys.stderr)
+        return 2
+    try:
+        if args.packaged_reference:
+            texts = sample_reference(SAMPLE_DIR, lang.code)
+            name = args.name or f"xinst packaged reference of {lang.code}"
+        else:
+            texts = list(read_reference(args.reference, args.text_field))
+            name = args.name or ", ".join(p.name for p in args.reference)
+        if args.english_reference:
+            anchor, _ = anchor_from_texts(read_reference(args.english_reference, args.text_field),
+                                          ", ".join(p.name for p in args.english_reference))
+        else:
+            anchor = packaged_anchor()
+        calibration = calibrate_language(lang, texts, anchor, name, args.share or DEFAULT_SHARE)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"xinst calibrate: {error}", file=sys.stderr)
+        return 2
+    if calibration.reference["windows"] < RELIABLE_WINDOWS:
+        print(f"xinst calibrate: warning: {calibration.reference['windows']} windows of reference text; a 1% quantile "
+              f"needs a few hundred (about {RELIABLE_WINDOWS * 300:,} characters or more) to be stable",
+              file=sys.stderr)
+    write_registry_file(args.out, lang, calibration)
+    before = thresholds_for(lang).as_metadata()
+    reference = calibration.reference
+    print(f"{lang.code} ({lang.name}): {reference['documents']:,} reference documents, {reference['windows']:,} "
+          f"windows, {reference['characters']:,} characters")
+    print(calibration_table(calibration, before))
+    print(f"\nwrote {args.out}; use it with: export XINST_LANGUAGES_FILE={args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xinst`` command."""
     parser = argparse.ArgumentParser(prog="xinst", description=__doc__)
@@ -319,7 +375,28 @@ def main(argv: list[str] | None = None) -> int:
                      "run (one per stretch of consecutive partitions)")
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    cal = sub.add_parser(
+        "calibrate", help="calibrate a language's quality rules on reference text (writes a registry file)",
+        description="Measure reference text of a language (a shard of its Wikipedia, your own curated text) and "
+        "write the language's calibrated quality settings, with their provenance, into a registry file to point "
+        "XINST_LANGUAGES_FILE at (created, or updated in place). Methods: xinst_assets/core/calibration.py.")
+    cal.add_argument("--language", required=True, help="the registry code of the language")
+    cal.add_argument("--reference", action="append", default=[], type=Path,
+                     help="reference file(s): .jsonl/.jsonl.gz (a text field), .parquet (a text column), .txt "
+                     "(documents separated by blank lines); repeat for several")
+    cal.add_argument("--packaged-reference", action="store_true",
+                     help="use the packaged reference of the language (what the shipped calibration used)")
+    cal.add_argument("--text-field", default="text", help="the field or column holding the text (default: text)")
+    cal.add_argument("--name", help="the reference's name in the provenance (default: the file names)")
+    cal.add_argument("--share", type=float, default=None,
+                     help="the share of clean reference text each rule may remove (default 0.01)")
+    cal.add_argument("--english-reference", action="append", default=[], type=Path,
+                     help="English reference file(s) to measure the anchor on (default: the packaged anchor)")
+    cal.add_argument("--out", type=Path, default=Path("languages.calibrated.yaml"),
+                     help="the registry file to write (default: languages.calibrated.yaml)")
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        return _calibrate(args)
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("xinst").setLevel(logging.INFO)

@@ -3,6 +3,11 @@
 The registry is configuration, not code. The packaged defaults live in ``config/languages.yaml``; a user adds
 or overrides languages with a YAML file of the same shape named by ``XINST_LANGUAGES_FILE`` (or passed to
 :func:`load_registry`). Each language code is one Dagster partition.
+
+A language's ``calibration`` (its quality rules calibrated on reference text, with the provenance of every
+value: :mod:`xinst_assets.core.calibration`) is either inline or the path of a YAML file, relative to the
+registry file that names it; the packaged ones are under ``config/calibration/``. ``xinst calibrate`` writes
+them.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class Language:
     lid_labels: tuple[str, ...] = ()
     lid_confusable: tuple[str, ...] = ()
     quality: Mapping[str, Any] = field(default_factory=dict)
+    # core.calibration.Calibration (typed loosely: the core imports this module); None: not calibrated.
+    calibration: Any = None
 
     @property
     def label_codes(self) -> frozenset[str]:
@@ -105,6 +112,7 @@ def _parse_language(code: str, spec: Mapping[str, Any], source: Path) -> Languag
             raise RegistryError(f"{source}: entry for {code!r} needs {required!r}")
     if not _SCRIPT.match(str(spec["script"])):
         raise RegistryError(f"{source}: script {spec['script']!r} of {code!r} must be an ISO 15924 code like 'Latn'")
+    calibration = _parse_calibration(code, spec.get("calibration"), source)
     try:
         threshold = float(spec.get("lid_threshold", 0.65))
     except (TypeError, ValueError):
@@ -121,7 +129,34 @@ def _parse_language(code: str, spec: Mapping[str, Any], source: Path) -> Languag
         lid_labels=tuple(spec.get("lid_labels") or ()),
         lid_confusable=tuple(spec.get("lid_confusable") or ()),
         quality=dict(spec.get("quality") or {}),
+        calibration=calibration,
     )
+
+
+def _parse_calibration(code: str, spec: Any, source: Path) -> Any:
+    """The calibration of ``code``: inline (a mapping) or a YAML file named relative to ``source``."""
+    if spec is None:
+        return None
+    from xinst_assets.core.calibration import Calibration  # the core imports this module: import late
+
+    where = str(source)
+    if isinstance(spec, str):
+        path = Path(spec) if Path(spec).is_absolute() else source.parent / spec
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise RegistryFileNotFound(f"{source}: calibration file of {code!r} not found: {path}") from exc
+        where = str(path)
+        if isinstance(spec, Mapping) and "calibration" in spec:  # a file written by `xinst calibrate --out`
+            spec = spec["calibration"]
+    from xinst_assets.core.quality import QualityThresholds, apply_overrides
+
+    try:
+        calibration = Calibration.from_mapping(code, spec, where)
+        apply_overrides(QualityThresholds(), calibration.overrides(), f"{where}: calibration of {code!r}")
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(str(exc)) from None
+    return calibration
 
 
 def _read_file(path: Path) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from xinst_assets.core.words import ALPHA, SPACE, TextBatch, Vocabulary, char_tables, split_words
+from xinst_assets.core.words import ALPHA, SCRIPTIO_CONTINUA, SPACE, TextBatch, Vocabulary, char_tables, split_words
 from xinst_assets.languages import Language
 
 
@@ -47,7 +47,11 @@ class QualityThresholds:
     # Gopher: at most 90% of lines start with a bullet, at most 30% end with an ellipsis.
     max_bullet_lines_ratio: float | None = 0.9
     max_ellipsis_lines_ratio: float | None = 0.3
-    # Gopher: at least 80% of (whitespace-separated) words contain a letter.
+    # Gopher: at least 80% of (whitespace-separated) words contain a letter. Weighted by characters here: a
+    # score "4–2", a quantity "5 dl" or a price is a short token, and a sports or market report has many of
+    # them, while a table dump is nearly all digits; counted by characters the first stays well under the
+    # bound and the second far over it (Thai's whitespace separates phrases, not words: counting tokens there
+    # made one number weigh as much as a phrase).
     max_non_alpha_words_ratio: float | None = 0.2
     # Gopher repetition: at most 30% of lines are repeats, holding at most 20% of the characters.
     max_dup_line_fraction: float | None = 0.3
@@ -64,9 +68,12 @@ class QualityThresholds:
         (10, 0.10),
     )
     # FineWeb: at least 12% of lines end with terminal punctuation (C4 required it of every line, which
-    # FineWeb found removes too much, and more so outside English).
+    # FineWeb found removes too much, and more so outside English). Weighted by characters here (the share of
+    # the lines' characters in lines that end a sentence): a recipe's ingredient list or a results table is
+    # many short unpunctuated lines beside a few long paragraphs of prose; a menu or a keyword list has none.
     min_line_punct_ratio: float | None = 0.12
-    # FineWeb: at most 67% of lines are short (30 characters or fewer).
+    # FineWeb: at most 67% of lines are short (30 characters or fewer); weighted by characters too, so that a
+    # list of ingredients or questions beside its prose passes and a page of menu entries does not.
     max_short_lines_ratio: float | None = 0.67
     short_line_chars: int = 30
     # FineWeb: at most 0.3 line breaks per word (lists and menus have a word or two per line).
@@ -75,14 +82,23 @@ class QualityThresholds:
     # footers, share buttons), in any of the registry's languages. One footer line in a short article is
     # 1 line in 6 (17%); a menu or form page is mostly such lines.
     max_boilerplate_lines_ratio: float | None = 0.2
+    # ... and those lines hold more than 10% of the characters: a how-to about passwords has a heading or two
+    # with "password" in it (many lines, few characters), a consent or tag page is mostly such lines.
+    max_boilerplate_chars_ratio: float | None = 0.1
     # Only lines of at most this many characters count: a notice is short, while a paragraph that mentions
     # cookies is content. 160 characters holds a two-sentence cookie banner.
     boilerplate_line_chars: int = 160
     # Interface strings ("Log in", "Forgot your password?", "Read more") count on lines of at most 8 words:
     # enough for a form row ("Belum punya akun? Daftar sekarang"), while a sentence about passwords is longer.
+    # Menu lines (three or more short items between separators: "Home | News | Sport") count too, in any
+    # language.
     interface_line_words: int = 8
     # C4: any "lorem ipsum" marks a template page.
     reject_lorem_ipsum: bool = True
+    # xinst: at most 10% of the non-space characters are code punctuation ({}[]<>=;$\|`): a page of source
+    # code or markup has 12-20%, prose that quotes a command or an error line or holds a small table under 5%.
+    # (C4 dropped every page with a curly bracket; this keeps the prose that mentions code.)
+    max_code_chars_ratio: float | None = 0.1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -157,9 +173,19 @@ def apply_overrides(
     return replace(base, **values)
 
 
-def thresholds_for(lang: Language, base: QualityThresholds | None = None) -> QualityThresholds:
-    """The thresholds of one language: defaults, then the script's adjustments, then ``lang.quality``."""
-    thresholds = apply_overrides(base or QualityThresholds(), SCRIPT_DEFAULTS.get(lang.script, {}), "script")
+def script_thresholds(script: str, base: QualityThresholds | None = None) -> QualityThresholds:
+    """The defaults with the script's adjustments (what a calibration starts from)."""
+    return apply_overrides(base or QualityThresholds(), SCRIPT_DEFAULTS.get(script, {}), "script")
+
+
+def thresholds_for(
+    lang: Language, base: QualityThresholds | None = None, calibrated: bool = True
+) -> QualityThresholds:
+    """The thresholds of one language: defaults, then the script's adjustments, then the language's
+    calibration (``lang.calibration``, unless ``calibrated`` is False), then its manual ``lang.quality``."""
+    thresholds = script_thresholds(lang.script, base)
+    if calibrated and lang.calibration is not None:
+        thresholds = apply_overrides(thresholds, lang.calibration.overrides(), f"calibration of language {lang.code!r}")
     return apply_overrides(thresholds, lang.quality, f"quality settings of language {lang.code!r}")
 
 
@@ -180,6 +206,7 @@ SYMBOL_RATIO = "quality_symbol_ratio"
 NON_ALPHA_WORDS = "quality_non_alpha_words"
 LINES_PER_WORD = "quality_lines_per_word"
 DUP_NGRAMS = "quality_dup_ngram_fraction"
+CODE = "quality_code"
 
 REASONS = (
     TOO_SHORT,
@@ -197,6 +224,7 @@ REASONS = (
     NON_ALPHA_WORDS,
     LINES_PER_WORD,
     DUP_NGRAMS,
+    CODE,
 )
 
 # --- Character classes --------------------------------------------------------------------------------
@@ -255,20 +283,103 @@ BOILERPLATE_MARKERS: dict[str, str] = {
     "ur": "کوکیز|رازداری کی پالیسی|جملہ حقوق محفوظ|کاپی رائٹ",
 }
 INTERFACE_MARKERS: dict[str, str] = {
+    # log-in and sign-up forms; consent buttons; related/tag/share blocks; footers
     "en": "login|log in|sign in|sign up|password|newsletter|subscribe|read more|share on|skip to content"
-    "|facebook | twitter|whatsapp |",
-    "fi": "kirjaudu|salasana|tilaa uutiskirje|lue lisää|jaa facebookissa|rekisteröidy",
-    "id": "masuk / daftar|masuk | daftar|daftar sekarang|kata sandi|berlangganan|baca juga|bagikan:"
-    "|tinggalkan komentar|halaman sebelumnya|halaman berikutnya",
-    "th": "เข้าสู่ระบบ|สมัครสมาชิก|อ่านเพิ่มเติม|รหัสผ่าน|แชร์",
-    "tr": "giriş yap|üye ol|kayıt ol|abone ol|devamını oku|şifremi unuttum|paylaş",
-    "vi": "đăng nhập|quên mật khẩu|đọc thêm|xem thêm|chia sẻ|đăng ký nhận tin",
-    "bn": "লগইন|লগ ইন|সাইন ইন|আরও পড়ুন|শেয়ার করুন|পাসওয়ার্ড",
-    "hi": "लॉग इन|लॉगिन|साइन इन|रजिस्टर करें|और पढ़ें|शेयर करें|पासवर्ड",
-    "sw": "jisajili|soma zaidi|nenosiri|ingia kwenye akaunti",
-    "ta": "உள்நுழை|மேலும் படிக்க|கடவுச்சொல்",
-    "ur": "لاگ ان|سائن ان|رجسٹر کریں|مزید پڑھیں|شیئر کریں|پاس ورڈ",
+    "|accept all|reject all|manage preferences|cookie settings|related articles|related posts|most read"
+    "|most popular|tags:|share:|load more|remember me|create an account|contact us|about us|follow us|sitemap"
+    "|only necessary|necessary only|manage cookies|cookie preferences",
+    "fi": "kirjaudu|salasana|tilaa uutiskirje|lue lisää|jaa facebookissa|rekisteröidy|hyväksy kaikki"
+    "|hylkää kaikki|evästeasetukset|muokkaa asetuksia|aiheeseen liittyvät|luetuimmat|tunnisteet:|avainsanat:"
+    "|jaa:|lataa lisää|muista minut|luo tili|ota yhteyttä|seuraa meitä"
+    "|vain välttämättömät|lue myös|jaetuimmat",
+    "id": "masuk / daftar|daftar sekarang|kata sandi|berlangganan|baca juga|bagikan:"
+    "|tinggalkan komentar|halaman sebelumnya|halaman berikutnya|terima semua|tolak semua|pengaturan cookie"
+    "|atur preferensi|berita terkait|artikel terkait|terpopuler|paling banyak dibaca|tag:|tags:"
+    "|muat lebih banyak|ingat saya|buat akun|hubungi kami|tentang kami|ikuti kami"
+    "|hanya yang diperlukan|baca selengkapnya|paling banyak dibagikan",
+    "th": "เข้าสู่ระบบ|สมัครสมาชิก|อ่านเพิ่มเติม|รหัสผ่าน|แชร์|ยอมรับทั้งหมด|ปฏิเสธทั้งหมด|ตั้งค่าคุกกี้"
+    "|ข่าวที่เกี่ยวข้อง|บทความที่เกี่ยวข้อง|ยอดนิยม|แท็ก:|โหลดเพิ่มเติม|จดจำฉัน|ติดต่อเรา|เกี่ยวกับเรา|ติดตามเรา"
+    "|เฉพาะที่จำเป็น|อ่านต่อ|แชร์มากที่สุด",
+    "tr": "giriş yap|üye ol|kayıt ol|abone ol|devamını oku|şifremi unuttum|paylaş|tümünü kabul et"
+    "|tümünü reddet|çerez ayarları|tercihleri yönet|ilgili haberler|bunları da okuyun|en çok okunanlar"
+    "|etiketler:|daha fazla yükle|beni hatırla|hesap oluştur|bize ulaşın|hakkımızda|bizi takip edin"
+    "|yalnızca gerekli|yorum yap|en çok paylaşılanlar",
+    "vi": "đăng nhập|quên mật khẩu|đọc thêm|xem thêm|chia sẻ|đăng ký nhận tin|chấp nhận tất cả"
+    "|từ chối tất cả|cài đặt cookie|tin liên quan|bài viết liên quan|đọc nhiều nhất|từ khóa:|tags:"
+    "|ghi nhớ đăng nhập|tạo tài khoản|liên hệ với chúng tôi|theo dõi chúng tôi"
+    "|đồng ý tất cả|chỉ cần thiết|đọc tiếp|chia sẻ nhiều nhất",
+    "bn": "লগইন|লগ ইন|সাইন ইন|আরও পড়ুন|শেয়ার করুন|পাসওয়ার্ড|সব গ্রহণ করুন|সব প্রত্যাখ্যান"
+    "|প্রত্যাখ্যান করুন|কুকি সেটিংস|সম্পর্কিত খবর|আরও খবর|সর্বাধিক পঠিত|ট্যাগ:|শেয়ার:|আরও দেখুন"
+    "|অ্যাকাউন্ট তৈরি করুন|যোগাযোগ করুন|আমাদের সম্পর্কে|আমাদের অনুসরণ করুন"
+    "|শুধু প্রয়োজনীয়|পছন্দ ঠিক করুন|সর্বাধিক শেয়ার",
+    "hi": "लॉग इन|लॉगिन|साइन इन|रजिस्टर करें|और पढ़ें|शेयर करें|पासवर्ड|सभी स्वीकार करें|सभी अस्वीकार करें"
+    "|अस्वीकार करें|कुकी सेटिंग|संबंधित खबरें|संबंधित ख़बरें|ये भी पढ़ें|सबसे ज्यादा पढ़ी|टैग:|शेयर:"
+    "|और देखें|खाता बनाएं|संपर्क करें|हमारे बारे में|हमें फॉलो करें"
+    "|सब स्वीकार करें|केवल आवश्यक|अपनी पसंद चुनें|टिप्पणी करें|यह भी पढ़ें|सबसे ज्यादा शेयर",
+    "sw": "jisajili|soma zaidi|nenosiri|ingia kwenye akaunti|kubali vyote|kataa vyote|mipangilio ya vidakuzi"
+    "|habari zinazohusiana|habari nyingine|zilizosomwa zaidi|tagi:|lebo:|shiriki:|pakia zaidi|nikumbuke"
+    "|fungua akaunti|wasiliana nasi|kuhusu sisi|tufuate"
+    "|muhimu tu|badilisha mipangilio|soma pia|zilizoshirikiwa zaidi",
+    "ta": "உள்நுழை|மேலும் படிக்க|கடவுச்சொல்|அனைத்தையும் ஏற்|நிராகரி|குக்கீ அமைப்புகள்|தொடர்புடைய செய்திகள்"
+    "|அதிகம் படித்தவை|குறிச்சொற்கள்:|பகிர்:|மேலும் ஏற்று|கணக்கை உருவாக்கு|தொடர்புக்கு|எங்களைப் பற்றி"
+    "|எங்களைப் பின்தொடர"
+    "|அவசியமானவை மட்டும்|அமைப்புகளை மாற்று|இதையும் படிக்க|இதையும் படிங்க|அதிகம் பகிரப்பட்டவை|அதிகம் படிக்கப்பட்டவை",
+    "ur": "لاگ ان|سائن ان|رجسٹر کریں|مزید پڑھیں|شیئر کریں|پاس ورڈ|سب قبول کریں|مسترد کریں|کوکی کی ترتیبات"
+    "|متعلقہ خبریں|یہ بھی پڑھیں|سب سے زیادہ پڑھی|ٹیگز:|شیئر:|مزید لوڈ کریں|اکاؤنٹ بنائیں|رابطہ کریں"
+    "|ہمارے بارے میں|ہمیں فالو کریں"
+    "|صرف ضروری|ترتیبات تبدیل کریں|سب سے زیادہ شیئر",
 }
+# Separators of menu and footer lines ("Home | News | Sport", "Etusivu · Uutiset · Urheilu").
+MENU_SEPARATORS = re.compile(r"\s+[|·•»›/]\s+|\s*\|\s*")
+_MENU_ITEM_WORDS = 4
+_MENU_ITEM_CHARS = 40
+
+
+# A short line that is a count in brackets after a word or two: "Comments (0)", "Yorumlar (12)".
+_COUNT_LINE = re.compile(r"^\S+(?: \S+){0,2} \(\d+\)")
+# Vertical menus and button rows: this many consecutive menu items or more.
+MENU_BLOCK_LINES = 3
+_MENU_ITEM_MAX_CHARS = 25
+_MENU_ITEM_MAX_WORDS = 3
+
+
+def _is_menu_item(line: str) -> bool:
+    """A line that could be a menu entry or a button: at most 3 words and 25 characters, no digit, not a
+    sentence end, not a list item (a bullet)."""
+    return (len(line) <= _MENU_ITEM_MAX_CHARS and len(line.split()) <= _MENU_ITEM_MAX_WORDS
+            and not line.startswith(_BULLETS) and not _ends_with_terminal(line)
+            and not any(c.isdigit() for c in line))
+
+
+def menu_block_lines(lines: Sequence[str]) -> list[bool]:
+    """Per line: whether it belongs to a run of ``MENU_BLOCK_LINES`` or more consecutive menu items (a
+    navigation menu or a row of buttons written one per line)."""
+    flags = [False] * len(lines)
+    start = 0
+    for k in range(len(lines) + 1):
+        if k < len(lines) and _is_menu_item(lines[k]):
+            continue
+        if k - start >= MENU_BLOCK_LINES:
+            flags[start:k] = [True] * (k - start)
+        start = k + 1
+    return flags
+
+
+def _may_hold_menu(text: str) -> bool:
+    return "|" in text or any(sep in text for sep in ("·", "•", "»", "›", " / "))
+
+
+def is_menu_line(line: str) -> bool:
+    """Three or more short items (at most 4 words and 40 characters each) between menu separators, with no
+    digit (a table row has numbers) and no sentence end: a navigation, category or footer link line."""
+    if not _may_hold_menu(line):
+        return False
+    items = [item.strip() for item in MENU_SEPARATORS.split(line.strip().strip("|").strip())]
+    items = [item for item in items if item]
+    if len(items) < 3 or _ends_with_terminal(line):
+        return False
+    return all(len(item) <= _MENU_ITEM_CHARS and len(item.split()) <= _MENU_ITEM_WORDS
+               and not any(c.isdigit() for c in item) for item in items)
 
 
 def _marker_table(markers: Mapping[str, str]) -> tuple[tuple[str, bool], ...]:
@@ -289,23 +400,38 @@ _INTERFACE_MARKERS = _marker_table(INTERFACE_MARKERS)
 
 
 def _contains_marker(line: str, table: tuple[tuple[str, bool], ...]) -> bool:
+    return _count_markers(line, table, 1) >= 1
+
+
+def _count_markers(line: str, table: tuple[tuple[str, bool], ...], enough: int) -> int:
+    """Occurrences of the markers in ``line`` (counting stops at ``enough``)."""
     # Plain substring searches (a hundred or so, in C) are much faster here than one regex alternation.
     low = line.lower()
+    found = 0
     for marker, word_start in table:
         at = low.find(marker)
         while at >= 0:
             if not word_start or at == 0 or not (low[at - 1].isalnum() or low[at - 1] == "_"):
-                return True
+                found += 1
+                if found >= enough:
+                    return found
             at = low.find(marker, at + 1)
-    return False
+    return found
 
 
-def is_boilerplate_line(line: str, max_chars: int = 160, max_interface_words: int = 8) -> bool:
+# A line longer than a notice still is one when it holds this many notice phrases (terms of use that name the
+# terms, the privacy policy and the copyright in one paragraph).
+DENSE_NOTICE_MARKERS = 3
+
+
+def is_boilerplate_line(
+    line: str, max_chars: int = 160, max_interface_words: int = 8, script: str | None = None
+) -> bool:
     """Whether ``line`` is a notice (cookie, copyright ...) or an interface string (log in, password ...).
 
     See :data:`BOILERPLATE_MARKERS` and :data:`INTERFACE_MARKERS` for the two kinds and their length limits.
     """
-    return _is_boilerplate_line(line, max_chars, max_interface_words, _NOTICE_MARKERS, _INTERFACE_MARKERS)
+    return _is_boilerplate_line(line, max_chars, max_interface_words, _NOTICE_MARKERS, _INTERFACE_MARKERS, script)
 
 
 def _is_boilerplate_line(
@@ -314,17 +440,54 @@ def _is_boilerplate_line(
     max_interface_words: int,
     notice: tuple[tuple[str, bool], ...],
     interface: tuple[tuple[str, bool], ...],
+    script: str | None = None,
 ) -> bool:
     if len(line) > max_chars:
-        return False
+        return bool(notice) and _count_markers(line, notice, DENSE_NOTICE_MARKERS) >= DENSE_NOTICE_MARKERS
     if notice and _contains_marker(line, notice):
         return True
-    return bool(interface) and len(line.split()) <= max_interface_words and _contains_marker(line, interface)
+    if is_menu_line(line):
+        return True
+    if not interface:
+        return False
+    if _line_words(line, script) <= max_interface_words:
+        return _contains_marker(line, interface) or bool(_COUNT_LINE.match(line))
+    # A label with a colon at the start of a line ("Tags: ...", "Share: ...") marks it whatever its words.
+    low = line.lower()
+    return any(marker.endswith(":") and low.startswith(marker) for marker, _ in interface)
+
+
+def _line_words(line: str, script: str | None) -> int:
+    """The words of a line in the rules' units: whitespace tokens, or syllables in the scripts written without
+    spaces between words (whose whitespace separates phrases)."""
+    if script in SCRIPTIO_CONTINUA:
+        return len(split_words(line, script))
+    return len(line.split())
 
 
 # A whitespace-separated token with no letter in it: digits, underscores, punctuation, symbols only.
 _NON_ALPHA_TOKEN = re.compile(r"(?<!\S)(?:[\d_]|[^\w\s])+(?!\S)")
 _LOREM = re.compile(r"lorem ipsum", re.IGNORECASE)
+
+
+# Code punctuation: rare in prose of any script, a tenth or more of the characters of source code and markup.
+_CODE_CHARS = re.compile(r"[{}\[\]<>=;$\\|`]")
+
+
+_CODE_POINTS = np.array(sorted(map(ord, "{}[]<>=;$\\|`")), dtype=np.uint32)
+_SPACES = re.compile(r"\s")
+
+
+def _code_chars_ratio(text: str) -> float:
+    """The share of the non-space characters of ``text`` that are code punctuation."""
+    solid = len(text) - len(_SPACES.findall(text))
+    return len(_CODE_CHARS.findall(text)) / solid if solid > 0 else 0.0
+
+
+def _char_share(lines: list[str], predicate) -> float:
+    """The share of the lines' characters in the lines ``predicate`` holds for."""
+    total = sum(map(len, lines))
+    return sum(len(line) for line in lines if predicate(line)) / total if total else 0.0
 
 
 def _ends_with_terminal(line: str) -> bool:
@@ -423,6 +586,7 @@ class _Measured:
     ) -> None:
         self.text, self.script = text, script
         self.markers = markers if markers is not None else (_NOTICE_MARKERS, _INTERFACE_MARKERS)
+        self.menus = markers is None or _may_hold_menu(text)  # whether a menu line is possible
 
     @cached_property
     def lines(self) -> list[str]:
@@ -440,26 +604,45 @@ class _Measured:
         return sum(1 for line in self.lines if predicate(line)) / len(self.lines) if self.lines else 0.0
 
     def line_counts(self, t: QualityThresholds) -> tuple[int, int, int, int]:
-        """Lines starting with a bullet, ending with an ellipsis, ending a sentence, and short ones."""
+        """Lines starting with a bullet and lines ending with an ellipsis (counts), and the characters of the
+        lines ending a sentence and of the short lines."""
         bullets = ellipses = terminal = short = 0
         limit = t.short_line_chars
         for line in self.lines:  # stripped already: _ends_with_terminal's rstrip() is inlined away
             bullets += line.startswith(_BULLETS)
             ellipses += line.endswith(_ELLIPSES)
             end = line.rstrip(_CLOSERS)
-            terminal += bool(end) and end[-1] in TERMINAL_PUNCTUATION
-            short += len(line) <= limit
+            if end and end[-1] in TERMINAL_PUNCTUATION:
+                terminal += len(line)
+            if len(line) <= limit:
+                short += len(line)
         return bullets, ellipses, terminal, short
 
+    @cached_property
+    def line_chars(self) -> int:
+        return sum(map(len, self.lines))
+
+    @cached_property
+    def code_chars_ratio(self) -> float:
+        return _code_chars_ratio(self.text)
+
     def boilerplate_lines_ratio(self, t: QualityThresholds) -> float:
+        return self.boilerplate_ratios(t)[0]
+
+    def boilerplate_ratios(self, t: QualityThresholds) -> tuple[float, float]:
+        """The share of lines that are boilerplate, and the share of the lines' characters they hold."""
         notice, interface = self.markers
-        if not notice and not interface:
-            return 0.0
-        return self.line_ratio(
-            lambda line: _is_boilerplate_line(
-                line, t.boilerplate_line_chars, t.interface_line_words, notice, interface
-            )
-        )
+        blocks = menu_block_lines(self.lines)
+        if not notice and not interface and not self.menus and not any(blocks):
+            return 0.0, 0.0
+        lines = chars = 0
+        for line, in_block in zip(self.lines, blocks):
+            if in_block or _is_boilerplate_line(line, t.boilerplate_line_chars, t.interface_line_words, notice,
+                                                interface, self.script):
+                lines += 1
+                chars += len(line)
+        total = sum(map(len, self.lines))
+        return (lines / len(self.lines) if self.lines else 0.0, chars / total if total else 0.0)
 
     @cached_property
     def dup_lines(self) -> tuple[float, float]:
@@ -490,8 +673,9 @@ class _Measured:
 
     @cached_property
     def non_alpha_words_ratio(self) -> float:
-        tokens = len(self.text.split())
-        return len(_NON_ALPHA_TOKEN.findall(self.text)) / tokens if tokens else 0.0
+        """The characters of the whitespace tokens without a letter, over the characters of all tokens."""
+        chars = sum(map(len, self.text.split()))
+        return sum(map(len, _NON_ALPHA_TOKEN.findall(self.text))) / chars if chars else 0.0
 
     @cached_property
     def lines_per_word(self) -> float:
@@ -570,21 +754,26 @@ def _line_failure(m: _Measured, t: QualityThresholds, maybe_lorem: bool = True) 
         return TOO_LONG
     if t.reject_lorem_ipsum and maybe_lorem and _LOREM.search(m.text):
         return BOILERPLATE
-    if (
-        t.max_boilerplate_lines_ratio is not None
-        and m.boilerplate_lines_ratio(t) > t.max_boilerplate_lines_ratio
-    ):
-        return BOILERPLATE
+    if t.max_boilerplate_lines_ratio is not None:
+        lines_ratio, chars_ratio = m.boilerplate_ratios(t)
+        if lines_ratio > t.max_boilerplate_lines_ratio and (
+            t.max_boilerplate_chars_ratio is None or chars_ratio > t.max_boilerplate_chars_ratio
+        ):
+            return BOILERPLATE
     lines = len(m.lines)
     bullets, ellipses, terminal, short = m.line_counts(t) if lines else (0, 0, 0, 0)
     ratio = (lambda count: count / lines) if lines else (lambda count: 0.0)
+    chars = m.line_chars if lines else 0
+    weight = (lambda count: count / chars) if chars else (lambda count: 0.0)
+    if t.max_code_chars_ratio is not None and m.code_chars_ratio > t.max_code_chars_ratio:
+        return CODE
     if t.max_bullet_lines_ratio is not None and ratio(bullets) > t.max_bullet_lines_ratio:
         return BULLET_LINES
     if t.max_ellipsis_lines_ratio is not None and ratio(ellipses) > t.max_ellipsis_lines_ratio:
         return ELLIPSIS_LINES
-    if t.min_line_punct_ratio is not None and ratio(terminal) < t.min_line_punct_ratio:
+    if t.min_line_punct_ratio is not None and weight(terminal) < t.min_line_punct_ratio:
         return LINE_PUNCTUATION
-    if t.max_short_lines_ratio is not None and ratio(short) > t.max_short_lines_ratio:
+    if t.max_short_lines_ratio is not None and weight(short) > t.max_short_lines_ratio:
         return SHORT_LINES
     dup_line_fraction, dup_line_char_fraction = m.dup_lines
     if (t.max_dup_line_fraction is not None and dup_line_fraction > t.max_dup_line_fraction) or (
@@ -744,6 +933,7 @@ def assess_quality_batch(
     notice_count = len(_NOTICE_MARKERS)
     lorem_index = len(marker_index.phrases) - 1
     non_alpha = _non_alpha_ratios(batch)
+    code_ratios = _code_ratios(batch).tolist()
     verdicts: list[QualityVerdict | None] = [None] * len(texts)
     pending: list[int] = []
     phrases = marker_index.phrases
@@ -756,10 +946,11 @@ def assess_quality_batch(
             found = {k for k in found if phrases[k] in low}
             occurrences = sum(low.count(phrases[k]) for k in found if k != lorem_index)
         m = _Measured(text, script, no_markers)
+        m.__dict__["code_chars_ratio"] = code_ratios[i]  # the cached property, measured for the batch
         limit = t.max_boilerplate_lines_ratio
-        # Each boilerplate line holds an occurrence of a marker, so when the occurrences are too few to
-        # reach the limit, no line needs looking at (the rule passes either way).
-        if occurrences and limit is not None and occurrences > limit * len(m.lines):
+        # Each boilerplate line holds an occurrence of a marker or is a menu line (or in a menu block, which
+        # needs no marker), so the markers are looked for line by line only where they occur.
+        if occurrences and limit is not None:
             m.markers = (
                 tuple(_NOTICE_MARKERS[k] for k in sorted(found) if k < notice_count),
                 tuple(_INTERFACE_MARKERS[k - notice_count] for k in sorted(found) if notice_count <= k < lorem_index),
@@ -804,7 +995,8 @@ def assess_quality_batch(
 
 
 def _non_alpha_ratios(batch: TextBatch) -> np.ndarray:
-    """Per text: whitespace-separated tokens without a letter, over all such tokens (``_NON_ALPHA_TOKEN``).
+    """Per text: the characters of the whitespace-separated tokens without a letter, over the characters of
+    all tokens (``_NON_ALPHA_TOKEN``).
 
     The regex matches a whole token made only of digits, underscores and non-word characters: a token is
     counted unless it holds a character of ``\\w`` that is neither a digit nor ``_`` (the ALPHA bit).
@@ -814,12 +1006,21 @@ def _non_alpha_ratios(batch: TextBatch) -> np.ndarray:
     starts = np.flatnonzero(np.diff(solid.view(np.int8), prepend=np.int8(0)) == 1)
     if starts.size == 0:
         return np.zeros(len(batch.texts))
-    # From a token's start to the next token's start: the token, then whitespace (never ALPHA).
+    # From a token's start to the next token's start: the token, then whitespace (never ALPHA, never solid).
     has_alpha = np.maximum.reduceat(flags & ALPHA, starts)
+    lengths = np.add.reduceat(solid.astype(np.int64), starts)
     doc = np.searchsorted(batch.char_starts, starts, side="right") - 1
-    tokens = np.bincount(doc, minlength=len(batch.texts))
-    bare_tokens = np.bincount(doc, weights=has_alpha == 0, minlength=len(batch.texts))
-    return np.divide(bare_tokens, tokens, out=np.zeros(len(tokens)), where=tokens > 0)
+    chars = np.bincount(doc, weights=lengths, minlength=len(batch.texts))
+    bare = np.bincount(doc, weights=lengths * (has_alpha == 0), minlength=len(batch.texts))
+    return np.divide(bare, chars, out=np.zeros(len(chars)), where=chars > 0)
+
+
+def _code_ratios(batch: TextBatch) -> np.ndarray:
+    """Per text: :func:`_code_chars_ratio`, for the whole batch at once."""
+    points = batch.code_points
+    code = batch.per_text(np.isin(points, _CODE_POINTS))
+    solid = batch.per_text((batch.flags & SPACE) == 0)
+    return np.divide(code, solid, out=np.zeros(len(solid)), where=solid > 0)
 
 
 def quality_signals(
@@ -838,8 +1039,9 @@ def quality_signals(
         "non_alpha_words_ratio": round(m.non_alpha_words_ratio, 4),
         "bullet_lines_ratio": round(m.line_ratio(lambda s: s.startswith(_BULLETS)), 4),
         "ellipsis_lines_ratio": round(m.line_ratio(lambda s: s.endswith(_ELLIPSES)), 4),
-        "line_punct_ratio": round(m.line_ratio(_ends_with_terminal), 4),
-        "short_lines_ratio": round(m.line_ratio(lambda s: len(s) <= t.short_line_chars), 4),
+        "line_punct_ratio": round(_char_share(m.lines, _ends_with_terminal), 4),
+        "short_lines_ratio": round(_char_share(m.lines, lambda s: len(s) <= t.short_line_chars), 4),
+        "code_chars_ratio": round(m.code_chars_ratio, 4),
         "lines_per_word": round(m.lines_per_word, 4),
         "boilerplate_lines_ratio": round(m.boilerplate_lines_ratio(t), 4),
         "has_lorem_ipsum": int(bool(_LOREM.search(text))),

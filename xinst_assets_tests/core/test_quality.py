@@ -136,8 +136,14 @@ def test_the_danda_and_the_urdu_full_stop_count_as_terminal_punctuation():
 
 
 def test_urdu_one_word_lines_are_short_lines(th):
-    menu = "\n".join(w + "۔" for w in URDU.replace("۔", "").split(" ")[:40])
-    assert check_quality(menu + "\n" + URDU, "Arab", th("ur")) == "quality_short_lines"
+    menu = "\n".join(w + "۔" for w in URDU.replace("۔", "").split(" ")[:50])
+    assert len(menu) >= 200 and check_quality(menu, "Arab", th("ur")) == "quality_short_lines"
+
+
+def test_short_lines_count_by_characters_so_a_list_beside_its_prose_passes(th):
+    # Ten short lines of a shopping list hold fewer characters than the paragraph under them.
+    items = "\n".join(w + "۔" for w in "سیب کیلا آم دودھ چینی آٹا نمک مرچ ادرک لہسن".split())
+    assert check_quality(items + "\n" + URDU, "Arab", replace(th("ur"), max_lines_per_word=None)) is None
 
 
 def test_hindi_repeated_lines(th):
@@ -145,8 +151,23 @@ def test_hindi_repeated_lines(th):
     assert check_quality("\n".join(lines), "Deva", th("hi")) == "quality_dup_line_fraction"
 
 
+def test_a_clean_tamil_paragraph_of_22_words_fails_gophers_english_50_but_passes_tamils_calibrated_minimum(
+    th, registry
+):
+    # 226 characters, 22 words: Gopher's English minimum (50) rejects clean Tamil that long; the calibrated
+    # minimum is the word count of a 200-character text at the 1% quantile of Tamil's word density.
+    assert check_quality(TAMIL_SHORT, "Taml", thresholds_for(registry.get("ta"), calibrated=False)) == (
+        "quality_too_few_words")
+    assert th("ta").min_words < 22
+    assert check_quality(TAMIL_SHORT, "Taml", th("ta")) is None
+
+
 def test_tamil_long_words_but_too_few_of_them(th):
-    assert check_quality(TAMIL_SHORT, "Taml", th("ta")) == "quality_too_few_words"
+    # Over 200 characters in fewer words than Tamil's calibrated minimum: words run together.
+    first = TAMIL_SHORT.split(". ")[0] + ". "
+    padded = first * 2 + "ஒவ்வொருமாணவரும்தன்கன்றுக்குஒருபெயர்வைத்துதினமும்தண்ணீர்ஊற்றுவதாகஉறுதியளித்தார்."
+    assert len(padded) >= 200 and len(padded.split()) < th("ta").min_words
+    assert check_quality(padded, "Taml", th("ta")) == "quality_too_few_words"
 
 
 def test_too_many_words_with_a_lowered_bound(th):
