@@ -182,6 +182,12 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
     registry = load_registry()
     identifier = LanguageIdentifier(registry=registry)
     char_tables()  # built once per process (under a second): setup, like loading the model
+    screeners = {}
+    for code in _language_folders(args.corpus):  # the second-opinion model's detectors too (as a worker does)
+        lang = registry.get(code)
+        screeners[code] = DocumentScreener(lang, identifier, FilterSettings.for_language(lang))
+        if hasattr(screeners[code], "judge"):
+            screeners[code].judge.warm()
     signals_schema = pa.schema(
         [
             ("doc_id", pa.string()),
@@ -200,8 +206,7 @@ def child_xinst_filter(args: argparse.Namespace) -> dict:
     started, cpu = time.perf_counter(), _cpu_s()
     docs, reasons = 0, Counter()
     for code in _language_folders(args.corpus):
-        lang = registry.get(code)
-        screener = DocumentScreener(lang, identifier, FilterSettings.for_language(lang))
+        screener = screeners[code]
         folder = args.work / code
         folder.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(folder / "signals.parquet", signals_schema) as signals:
@@ -579,7 +584,13 @@ LABELS = {
     "datatrove_filter": "datatrove filters (LID+Gopher+FineWeb)",
     "datatrove_minhash": "datatrove MinHash (4 stages)",
     "datatrove_stage": "datatrove stage (filters+MinHash)",
+    "baseline_filter": "baseline filter (--baseline-tree)",
+    "baseline_dedup": "baseline dedup (--baseline-tree)",
+    "baseline_stage": "baseline stage (--baseline-tree)",
 }
+# --baseline-tree: another checkout whose bench/bench_filter.py runs the baseline's xinst children (a list, set
+# by main), so that the code before a change and after it are timed in one run on the same corpus.
+BASELINE_TREE: list[Path] = []
 
 
 def spawn(
@@ -590,8 +601,11 @@ def spawn(
     input_dir: Path | None = None,
     input_docs: int = 0,
     profile_to: Path | None = None,
+    script: Path | None = None,
+    label: str | None = None,
 ) -> dict:
-    """Run one contender in a fresh interpreter pinned to one core; return its RESULT record."""
+    """Run one contender in a fresh interpreter pinned to one core; return its RESULT record. ``script``:
+    another checkout's copy of this file (its own ``xinst_assets`` comes first on its path)."""
     import shutil
 
     if work.exists():
@@ -599,7 +613,7 @@ def spawn(
     work.mkdir(parents=True)
     cmd = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(script or Path(__file__).resolve()),
         "--child",
         name,
         "--corpus",
@@ -627,7 +641,7 @@ def spawn(
     result = json.loads(lines[-1][len("RESULT ") :])
     (work.parent / f"{work.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     print(
-        f"  {LABELS[name]:<42} {result['docs']:>9,} docs {result['seconds']:>8.1f} s wall "
+        f"  {label or LABELS[name]:<42} {result['docs']:>9,} docs {result['seconds']:>8.1f} s wall "
         f"{result['cpu_s']:>8.1f} s CPU {rate(result):>8,.0f} docs/CPU-s  "
         f"peak RSS {result['peak_rss_mb']:,.0f} MB",
         flush=True,
@@ -667,6 +681,13 @@ def run_size(
             results[name]["cpu_s_runs"] = result["cpu_s_runs"]
 
     for turn in range(repeat):
+        if "xinst" in contenders and BASELINE_TREE:
+            script = BASELINE_TREE[0] / "bench" / "bench_filter.py"
+            keep_fastest("baseline_filter", spawn("xinst_filter", corpus, per_lang, base / "baseline_filter",
+                                                  script=script, label=LABELS["baseline_filter"]))
+            keep_fastest("baseline_dedup", spawn("xinst_dedup", corpus, per_lang, base / "baseline_dedup",
+                                                 base / "baseline_filter", docs, script=script,
+                                                 label=LABELS["baseline_dedup"]))
         if "xinst" in contenders:
             keep_fastest("xinst_filter", spawn("xinst_filter", corpus, per_lang, base / "xinst_filter"))
             keep_fastest(
@@ -682,6 +703,9 @@ def run_size(
             corpus, per_lang, base / "xinst_dedup"
         )
         results["xinst_stage"] = combine("xinst_stage", results["xinst_filter"], results["xinst_dedup"])
+        if "baseline_filter" in results:
+            results["baseline_stage"] = combine("baseline_stage", results["baseline_filter"],
+                                                results["baseline_dedup"])
     if "datatrove" in contenders:
         results["datatrove_filter"] = spawn("datatrove_filter", corpus, per_lang, base / "datatrove_filter")
         results["datatrove_minhash"] = spawn(
@@ -737,7 +761,7 @@ def print_speed_table(by_size: dict[int, dict[str, dict]], datatrove: dict[str, 
             if name not in results:
                 continue
             r = results[name]
-            counterpart = datatrove.get(DATATROVE_COUNTERPART[name])
+            counterpart = datatrove.get(DATATROVE_COUNTERPART.get(name, ""))
             vs_dt = f"{rate(r) / rate(counterpart):.2f}x" if counterpart else "-"
             vs_floor = f"{rate(r) / rate(floor):.2f}x" if floor else "-"
             rows.append(
@@ -1002,6 +1026,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only time each step of xinst's per-document path on DOCS documents per language",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout (e.g. a git worktree of the commit before a change): its xinst "
+                        "filter and dedup are timed too, taking turns with this checkout's")
     # child mode (internal)
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -1012,6 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     DEDUP_MEMORY[0] = args.dedup_memory
+    if args.baseline_tree:
+        BASELINE_TREE.append(args.baseline_tree.resolve())
     if args.child:
         run_child(args)
         return 0
@@ -1109,6 +1138,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stage, floor = results["xinst_stage"], results.get("fasttext_floor")
         parts = [f"{docs:>9,} docs: xinst stage {rate(stage):,.0f} docs/s/core"]
+        if "baseline_stage" in results:
+            before = results["baseline_stage"]
+            parts.append(f"baseline stage {rate(before):,.0f} docs/s/core"
+                         + (f" ({rate(floor) / rate(before):.2f}x slower than the floor)" if floor else ""))
         if datatrove:
             ratio = rate(stage) / rate(datatrove["datatrove_stage"])
             parts.append(f"{ratio:.2f}x datatrove (goal >= 3x: {'met' if ratio >= 3 else 'MISSED'})")

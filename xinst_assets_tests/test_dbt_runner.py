@@ -33,12 +33,14 @@ def make_warehouse(path: Path, languages=("sw", "fi")) -> Warehouse:
         con.execute("CREATE TABLE raw_shards (lang VARCHAR, shard VARCHAR, ingested_at TIMESTAMP)")
         con.execute("CREATE TABLE document_signals (lang VARCHAR, doc_id VARCHAR, lid_label VARCHAR, "
                     "lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE, reject_reason VARCHAR, "
-                    "first_seen_at TIMESTAMP, settings_key VARCHAR, signals_version BIGINT)")
+                    "first_seen_at TIMESTAMP, settings_key VARCHAR, signals_version BIGINT, lid_second_label VARCHAR, "
+                    "lid_second_score DOUBLE, lid_decided_by VARCHAR, lid_english_share DOUBLE)")
         for lang in languages:
             con.execute("INSERT INTO raw_documents VALUES (?, 'd1', 't', NULL, NULL, NULL, 's', 0, NULL, NULL), "
                         "(?, 'd1', 't', NULL, NULL, NULL, 's', 1, NULL, NULL)", [lang, lang])
             con.execute("INSERT INTO raw_shards VALUES (?, 's', now())", [lang])
-            con.execute("INSERT INTO document_signals VALUES (?, 'd1', ?, 0.9, NULL, NULL, NULL, now(), 'k', 1)",
+            con.execute("INSERT INTO document_signals VALUES (?, 'd1', ?, 0.9, NULL, NULL, NULL, now(), 'k', 1, "
+                        "NULL, NULL, 'fasttext', NULL)",
                         [lang, lang])
     return wh
 

@@ -10,7 +10,8 @@
     {{ return(false) }}
   {%- endif -%}
   {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-  {{ return('shard_ingested_at' in columns and 'settings_key' in columns and 'signals_version' in columns) }}
+  {{ return('shard_ingested_at' in columns and 'settings_key' in columns and 'signals_version' in columns
+            and 'lid_decided_by' in columns) }}
 {%- endmacro %}
 
 {#- The raw_shards table (the ingest of each shard). It is written with raw_documents by the same asset; it is
@@ -76,6 +77,12 @@
     alter table {{ this }} add column if not exists shard_ingested_at timestamp;
     alter table {{ this }} add column if not exists settings_key varchar;
     alter table {{ this }} add column if not exists signals_version bigint;
+    alter table {{ this }} add column if not exists source_id varchar;
+    alter table {{ this }} add column if not exists source_lang varchar;
+    alter table {{ this }} add column if not exists lid_second_label varchar;
+    alter table {{ this }} add column if not exists lid_second_score double;
+    alter table {{ this }} add column if not exists lid_decided_by varchar;
+    alter table {{ this }} add column if not exists lid_english_share double;
     delete from {{ this }} where lang in ({{ langs }});
     {{ record_full_screening() }}
   {%- else -%}

@@ -51,7 +51,7 @@ from xinst_assets.core.dedup import (
     band_key_lists,
     signature_matrix,
 )
-from xinst_assets.core.filtering import FilterSettings
+from xinst_assets.core.filtering import FilterSettings, process_second_opinion
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.screening_files import ScreeningJob, available_cores, screen_files
 from xinst_assets.core.text import stable_hash
@@ -86,6 +86,12 @@ ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS minhash BLOB;
 -- from a counter of writes per language (never from the verdicts' own maximum, which falls when the newest
 -- verdicts are deleted with their documents: a later write would then reuse a number already screened).
 ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS signals_version BIGINT;
+-- The second-opinion language ID and the mixed-document analysis (core/lid_decision.py): the second model's
+-- choice and confidence, who decided, and the English share of a segmented document.
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS lid_second_label VARCHAR;
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS lid_second_score DOUBLE;
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS lid_decided_by VARCHAR;
+ALTER TABLE document_signals ADD COLUMN IF NOT EXISTS lid_english_share DOUBLE;
 CREATE TABLE IF NOT EXISTS document_signal_writes (
     lang VARCHAR NOT NULL, signals_version BIGINT NOT NULL, written_at TIMESTAMP NOT NULL, documents BIGINT NOT NULL
 );
@@ -114,6 +120,19 @@ ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS shard_ingested_at TIMESTA
 ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS band_keys UBIGINT[];
 -- The component of each document (core.dedup: its best-ranked document), the unit a refresh clusters again.
 ALTER TABLE near_dedup_state ADD COLUMN IF NOT EXISTS component VARCHAR;
+-- Both language-ID models in the audit trail: fastText's top label and runner-up score, the second opinion's
+-- choice and confidence, who decided, and the English share of a mixed document.
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS lid_label VARCHAR;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS lid_second_label VARCHAR;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS lid_second_score DOUBLE;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS lid_decided_by VARCHAR;
+ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS lid_english_share DOUBLE;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_runner_up VARCHAR;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_runner_up_score DOUBLE;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_second_label VARCHAR;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_second_score DOUBLE;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_decided_by VARCHAR;
+ALTER TABLE filter_rejections ADD COLUMN IF NOT EXISTS lid_english_share DOUBLE;
 -- Each kept text's length, for the statistics (which would otherwise read every kept text again).
 ALTER TABLE filtered_documents ADD COLUMN IF NOT EXISTS chars BIGINT;
 UPDATE filtered_documents SET chars = length(text) WHERE chars IS NULL;
@@ -144,13 +163,17 @@ class DocumentSignalsConfig(Config):
                          "over several languages, or one large language, screens on all of them.")
 
 
-def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: float) -> str:
-    """Identifies everything that decides a document's LID/quality verdict; a change re-screens documents."""
+def settings_key(settings: FilterSettings, lid_fingerprint: str, lid_threshold: float,
+                 second_lid: str | None = None, confusable: tuple[str, ...] = ()) -> str:
+    """Identifies everything that decides a document's LID/quality verdict; a change re-screens documents.
+    ``second_lid``: the second-opinion model's fingerprint (None: none, fastText decides alone)."""
     described = {
         "quality": settings.quality.as_metadata(),
         "lid_policy": asdict(settings.lid_policy),
         "lid_model": lid_fingerprint,
         "lid_threshold": lid_threshold,
+        "second_lid": second_lid,
+        "lid_confusable": list(confusable),
         "minhash": settings.minhash.fingerprint,  # the stored signatures are valid for these settings only
     }
     return stable_hash(json.dumps(described, sort_keys=True, default=str))
@@ -207,6 +230,7 @@ def _write_signals(lang, key, staged: Path, gone: Path | None, screened: int, wa
             SELECT ? AS lang, n.doc_id, ? AS settings_key, n.lid_label, n.lid_score, n.lid_runner_up,
                    n.lid_runner_up_score, n.chars, n.words, n.reject_reason,
                    coalesce(old.first_seen_at, ?::TIMESTAMP) AS first_seen_at, n.minhash,
+                   n.lid_second_label, n.lid_second_score, n.lid_decided_by, n.lid_english_share,
                    ?::BIGINT AS signals_version
             FROM read_parquet('{sql_path(staged)}') n
             LEFT JOIN document_signals old ON old.lang = ? AND old.doc_id = n.doc_id
@@ -513,7 +537,8 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
                 GROUP BY n.duplicate_of)
             SELECT s.lang, s.doc_id, s.url, s.timestamp, s.source, s.lid_score, s.lid_runner_up,
                    s.exact_copies + coalesce(a.copies, 0) AS cluster_size, s.shard, s.position,
-                   s.shard_ingested_at, s.source_id, s.source_lang, s.rowid AS _row_id
+                   s.shard_ingested_at, s.source_id, s.source_lang, s.lid_label, s.lid_second_label,
+                   s.lid_second_score, s.lid_decided_by, s.lid_english_share, s.rowid AS _row_id
             FROM screened_documents s
             JOIN near_dedup_state k ON k.lang = ? AND k.doc_id = s.doc_id AND k.keep
             LEFT JOIN absorbed a ON a.doc_id = s.doc_id
@@ -525,7 +550,9 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
                    coalesce(s.reject_reason, 'dedup_near_duplicate') AS reason,
                    CASE WHEN s.reject_reason = 'dedup_exact_duplicate' THEN s.doc_id
                         ELSE n.duplicate_of END AS duplicate_of,
-                   s.lid_label, s.lid_score, s.shard_ingested_at, s.source_id, s.source_lang, s.rowid AS _row_id
+                   s.lid_label, s.lid_score, s.shard_ingested_at, s.source_id, s.source_lang, s.lid_runner_up,
+                   s.lid_runner_up_score, s.lid_second_label, s.lid_second_score, s.lid_decided_by,
+                   s.lid_english_share, s.rowid AS _row_id
             FROM screened_documents s
             LEFT JOIN near_dedup_state n ON n.lang = ? AND n.doc_id = s.doc_id
             WHERE s.lang = ? AND (s.reject_reason IS NOT NULL OR NOT n.keep) {scope.format(column="s.doc_id")}""",
@@ -542,7 +569,7 @@ def _write_filtered(lang, settings, staged: Path | None, changes: _Changes, ware
             "SELECT reason, count(*) FROM filter_rejections WHERE lang = ? GROUP BY reason",
             [lang.code]).fetchall())
         purity, duplicated_ids, kept_marked_dup = con.execute("""
-            SELECT avg(CASE WHEN s.lid_label = f.lang THEN 1.0 ELSE 0.0 END),
+            SELECT avg(CASE WHEN s.lid_label = f.lang OR s.lid_second_label = f.lang THEN 1.0 ELSE 0.0 END),
                    count(*) - count(DISTINCT f.doc_id),
                    count(*) FILTER (WHERE r.doc_id IS NOT NULL)
             FROM filtered_documents f
@@ -657,7 +684,11 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         langs = run_languages(context, registry)
         identifier = lid_model.identifier(registry)
         settings = {lang.code: FilterSettings.for_language(lang) for lang in langs}
-        keys = {lang.code: settings_key(settings[lang.code], lid_model.fingerprint(), lang.lid_threshold)
+        second = process_second_opinion()
+        second_lid = second.fingerprint if second is not None else None
+        keys = {lang.code: settings_key(settings[lang.code], lid_model.fingerprint(), lang.lid_threshold,
+                                        second_lid if settings[lang.code].lid_policy.second_opinion else None,
+                                        lang.lid_confusable)
                 for lang in langs}
         with retry_transient(context), contextlib.ExitStack() as scratches:
             scratch = {lang.code: scratches.enter_context(storage.scratch_dir(f"signals-{lang.code}"))
@@ -684,6 +715,9 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                         **metadata,
                         "lid_model": lid_model.fingerprint(),
                         "lid_threshold": lang.lid_threshold,
+                        "second_lid": second_lid or "none (fastText alone)",
+                        "lid_confusable": ", ".join(lang.lid_confusable) or "none",
+                        "calibrated": lang.calibration is not None,
                         "quality_thresholds": MetadataValue.json(settings[lang.code].quality.as_metadata()),
                         "settings_key": keys[lang.code],
                     })
@@ -718,7 +752,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
         check_specs=[
             AssetCheckSpec("language_purity", asset="language_filtered_text",
                            description=f"At least {PURITY_MIN:.0%} of kept documents have the partition's "
-                           "language as fastText's top label."),
+                           "language as fastText's top label or as the second-opinion model's choice."),
             AssetCheckSpec("no_duplicates_kept", asset="language_filtered_text", blocking=True,
                            description="No content id is kept twice and no kept document is marked a duplicate."),
             AssetCheckSpec("kept_fraction_in_bounds", asset="language_filtered_text",

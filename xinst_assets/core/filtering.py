@@ -24,7 +24,9 @@ from xinst_assets.core.dedup import (
     MinhashSigner,
     deduplicate,
 )
-from xinst_assets.core.lid import LanguageIdentifier, LidPolicy, decide_language
+from xinst_assets.core.lid import LanguageIdentifier, LidPolicy
+from xinst_assets.core.lid_decision import LanguageJudge, LidVerdict
+from xinst_assets.core.second_lid import SecondOpinion, default_second_opinion
 from xinst_assets.core.quality import (
     TOO_LONG,
     TOO_SHORT,
@@ -68,6 +70,10 @@ class FilterDecision:
     words: int | None = None
     duplicate_of: str | None = None
     cluster_size: int | None = None  # for survivors of dedup: documents in its cluster, itself included
+    lid_decided_by: str | None = None  # fasttext | segments | fasttext_gap | second_opinion
+    lid_second_lang: str | None = None  # the second-opinion model's choice, when it was asked
+    lid_second_score: float | None = None
+    lid_english_share: float | None = None  # share of English characters, for segmented documents
 
     @property
     def filter_name(self) -> str | None:
@@ -84,9 +90,10 @@ class FilterSettings:
     minhash: MinhashConfig = MinhashConfig()
 
     @classmethod
-    def for_language(cls, lang: Language, **overrides) -> "FilterSettings":
-        """The registry's settings for ``lang`` (quality thresholds with script and language overrides)."""
-        return cls(quality=thresholds_for(lang), **overrides)
+    def for_language(cls, lang: Language, calibrated: bool = True, **overrides) -> "FilterSettings":
+        """The registry's settings for ``lang`` (quality thresholds with the script's defaults, the
+        language's calibration unless ``calibrated`` is False, and its manual overrides)."""
+        return cls(quality=thresholds_for(lang, calibrated=calibrated), **overrides)
 
     def as_metadata(self) -> dict[str, object]:
         """A JSON-friendly record of every setting, for materialization metadata."""
@@ -122,13 +129,27 @@ class DocumentScreener:
     """
 
     def __init__(
-        self, lang: Language, identifier: LanguageIdentifier, settings: FilterSettings | None = None
+        self,
+        lang: Language,
+        identifier: LanguageIdentifier,
+        settings: FilterSettings | None = None,
+        second: SecondOpinion | None | bool = True,
     ) -> None:
+        """``second``: the second-opinion model (True: this process's lingua, when the policy asks for one and
+        lingua is installed; None or False: fastText alone)."""
         self.lang = lang
         self.identifier = identifier
         self.settings = settings or FilterSettings.for_language(lang)
         self.vocabulary = Vocabulary()
         self.signer = MinhashSigner(self.settings.minhash, self.vocabulary)
+        if second is True:
+            second = process_second_opinion() if self.settings.lid_policy.second_opinion else None
+        self.judge = LanguageJudge(lang, identifier, self.settings.lid_policy, second or None,
+                                   identifier.neighbours(lang))
+
+    def decide_languages(self, texts: Sequence[str], predictions: Sequence) -> list[LidVerdict]:
+        """The language decision of each text given fastText's predictions (:class:`LanguageJudge`)."""
+        return self.judge.judge(texts, predictions)
 
     def screen(
         self, docs: Sequence[Document], signatures: bool = True, content_keys: bool = False
@@ -146,9 +167,10 @@ class DocumentScreener:
                 decisions[i] = FilterDecision(doc.doc_id, lang.code, False, TOO_LONG, chars=n)
             else:
                 to_identify.append(i)
-        predictions = self.identifier.predict([docs[i].text for i in to_identify])
-        languages = [decide_language(pred, lang, self.settings.lid_policy) for pred in predictions]
-        passed = [i for i, (keep, _) in zip(to_identify, languages) if keep]
+        texts = [docs[i].text for i in to_identify]
+        predictions = self.identifier.predict(texts)
+        languages = self.decide_languages(texts, predictions)
+        passed = [i for i, v in zip(to_identify, languages) if v.keep]
         verdicts: dict[int, QualityVerdict] = {}
         signed: dict[int, tuple[np.ndarray, bool]] = {}
         keys: dict[int, str] = {}
@@ -166,9 +188,10 @@ class DocumentScreener:
             if content_keys and len(rows):
                 nfc = batch.nfc[rows].tolist()
                 keys.update((chunk[k], content_id(docs[chunk[k]].text, n)) for k, n in zip(rows.tolist(), nfc))
-        for i, pred, (keep, reason) in zip(to_identify, predictions, languages):
+        for i, pred, lid in zip(to_identify, predictions, languages):
             doc = docs[i]
             words = None
+            keep, reason = lid.keep, lid.reason
             if keep:
                 verdict = verdicts[i]
                 reason, words, keep = verdict.reason, verdict.words, verdict.reason is None
@@ -183,6 +206,10 @@ class DocumentScreener:
                 round(pred.runner_up_score, 4),
                 chars=len(doc.text),
                 words=words,
+                lid_decided_by=lid.decided_by,
+                lid_second_lang=lid.second_lang,
+                lid_second_score=lid.second_score,
+                lid_english_share=lid.english_share,
             )
         kept = np.array([i for i, d in enumerate(decisions) if d is not None and d.keep], dtype=np.int64)
         matrix = shingled = None
@@ -198,6 +225,15 @@ class DocumentScreener:
             shingled,
             [keys[i] for i in kept.tolist()] if content_keys else None,
         )
+
+
+def process_second_opinion() -> SecondOpinion | None:
+    """This process's second-opinion model, or None when lingua is not installed (fastText then decides
+    alone; the settings key records which, so verdicts are recomputed once it is installed)."""
+    try:
+        return default_second_opinion()
+    except ImportError:
+        return None
 
 
 # Characters per TextBatch inside a screened batch (see DocumentScreener.screen).

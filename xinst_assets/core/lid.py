@@ -83,6 +83,25 @@ class LidPrediction:
 class LidPolicy:
     """How a prediction becomes a keep/drop decision, beyond each language's ``lid_threshold``.
 
+    With ``second_opinion`` on (the default), fastText decides alone only where it is sure, and a second model
+    (lingua, :mod:`xinst_assets.core.second_lid`) decides the uncertain band; the whole rule is
+    :mod:`xinst_assets.core.lid_decision`'s docstring. Its settings:
+
+    * ``sure_score``: fastText alone keeps a document whose top language is the partition's with at least this
+      score, unless a confusable language is its runner-up with at least ``confusable_floor``;
+    * ``reject_score``: fastText alone drops a document whose top language, with at least this score, is
+      neither the partition's, nor one of its confusables, nor English, and whose runner-up is not the
+      partition's language;
+    * ``second_min_score``: the second model's confidence (among the candidates) needed to keep;
+    * ``gap_score``: a language the second model does not know (Nepali, Lao) that fastText names first or
+      second with at least this score drops the document: fastText knows it, the second model cannot say it;
+    * ``mixed``: look for English lines and sentences in uncertain documents (``segment_min_chars`` long at
+      least, fastText ``segment_english_score`` or more): a document is dropped when English holds more than
+      ``max_english_share`` of the characters, otherwise the rest (without them) is what is judged.
+
+    Without a second opinion (``second_opinion`` off, or a language the second model does not know), the
+    fastText-only rule of earlier versions applies:
+
     ``confusable_margin``: a document whose top language is one of ``lang.lid_confusable`` is kept when
     ``lang`` is the runner-up at most this far behind. lid.176 splits real Indonesian about evenly with Malay
     (0.51 id / 0.48 ms), while the Malay documents of the sample lead Indonesian by 0.19 to 0.38; 0.1 keeps
@@ -95,6 +114,21 @@ class LidPolicy:
 
     confusable_margin: float | None = 0.1
     accept_runner_up: bool = True
+    second_opinion: bool = True
+    sure_score: float = 0.9
+    confusable_floor: float = 0.01
+    reject_score: float = 0.5
+    second_min_score: float = 0.5
+    gap_score: float = 0.3
+    mixed: bool = True
+    segment_min_chars: int = 20
+    segment_english_score: float = 0.5
+    max_english_share: float = 0.5
+
+    @classmethod
+    def fasttext_only(cls) -> "LidPolicy":
+        """The rule of earlier versions: fastText alone, no mixed-document analysis."""
+        return cls(second_opinion=False, mixed=False)
 
 
 # Scores are float32 from fastText: a margin "at the bound" must not fail on the last bit.
@@ -128,8 +162,26 @@ class LanguageIdentifier:
         self.model_path = path
         self.max_chars = max_chars
         self._model = _load_fasttext(str(path.resolve()))
-        self._codes, self._scripts = _label_table(list(registry))
+        languages = list(registry)
+        self._codes, self._scripts = _label_table(languages)
+        self._confusable = {lang.code: tuple(lang.lid_confusable) for lang in languages}
         self._cache: dict[str, str] = {}
+
+    @property
+    def scripts(self) -> dict[str, str]:
+        """Every language the identifier maps labels to (the registry's and the built-in ones) -> its script."""
+        return dict(self._scripts)
+
+    def neighbours(self, lang: Language) -> list[str]:
+        """The other languages of ``lang``'s script that this identifier knows (registry and built-in), with
+        the confusable languages of the registry's ones: the languages a text of that script is likely in."""
+        out: dict[str, None] = {}
+        for code, script in self._scripts.items():
+            if script == lang.script and code != lang.code:
+                out[code] = None
+                out.update(dict.fromkeys(self._confusable.get(code, ())))
+        out.pop(lang.code, None)
+        return list(out)
 
     @property
     def labels(self) -> list[str]:
@@ -165,6 +217,7 @@ class LanguageIdentifier:
             raw = labels[0].removeprefix(LABEL_PREFIX) if labels else ""
             out.append(LidPrediction(top, min(top_score, 1.0), second, min(second_score, 1.0), raw))
         return out
+
 
 
 def _label_table(languages: list[Language]) -> tuple[dict[str, str], dict[str, str]]:

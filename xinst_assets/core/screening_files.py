@@ -37,6 +37,8 @@ SIGNALS_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("lid_label", pa.string()), ("lid_score", pa.float64()),
     ("lid_runner_up", pa.string()), ("lid_runner_up_score", pa.float64()), ("chars", pa.int64()),
     ("words", pa.int64()), ("reject_reason", pa.string()), ("minhash", pa.binary()),
+    ("lid_second_label", pa.string()), ("lid_second_score", pa.float64()), ("lid_decided_by", pa.string()),
+    ("lid_english_share", pa.float64()),
 ])
 
 
@@ -60,7 +62,9 @@ def screen_batch(screener: DocumentScreener, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(
         [{"doc_id": d.doc_id, "lid_label": d.lid_lang, "lid_score": d.lid_score,
           "lid_runner_up": d.lid_runner_up, "lid_runner_up_score": d.lid_runner_up_score,
-          "chars": d.chars, "words": d.words, "reject_reason": d.reason, "minhash": m}
+          "chars": d.chars, "words": d.words, "reject_reason": d.reason, "minhash": m,
+          "lid_second_label": d.lid_second_lang, "lid_second_score": d.lid_second_score,
+          "lid_decided_by": d.lid_decided_by, "lid_english_share": d.lid_english_share}
          for d, m in zip(screened.decisions, minhash)],
         schema=SIGNALS_SCHEMA,
     )
@@ -80,6 +84,10 @@ _worker: dict = {}
 def _start_worker(model_path: str, registry: LanguageRegistry) -> None:
     _worker["identifier"] = LanguageIdentifier(model_path, registry)
     _worker["screeners"] = {}
+    # The second-opinion model's detectors of every language, once per worker (a few seconds, while the
+    # pool waits for its first batch): each screener then uses the process's model.
+    for lang in registry:
+        DocumentScreener(lang, _worker["identifier"], FilterSettings.for_language(lang)).judge.warm()
 
 
 def _screen_in_worker(call: int, lang: Language, settings: FilterSettings, rows: list[dict]) -> pa.Table:

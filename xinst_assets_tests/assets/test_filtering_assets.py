@@ -328,7 +328,7 @@ def test_verdicts_of_documents_gone_from_raw_go_and_the_others_stay(tmp_path):
 
 
 def test_verdicts_written_again_are_screened_again(tmp_path):
-    """A verdict that changes without any change to the raw rows (here a stricter LID threshold: every document
+    """A verdict that changes without any change to the raw rows (here a stricter word minimum: every document
     is screened again) reaches screened_documents through the verdicts' write number, and the refreshed table
     is the same as screening the language from nothing."""
     import dataclasses
@@ -336,14 +336,14 @@ def test_verdicts_written_again_are_screened_again(tmp_path):
     config = _sample_config(tmp_path / "home")
     assert materialize(config, SCREENING, "sw").success
     before = _screened(config, "sw")
-    stricter = dataclasses.replace(config.registry.get("sw"), lid_threshold=0.9)
+    stricter = dataclasses.replace(config.registry.get("sw"), quality={"min_words": 140})
     config = dataclasses.replace(config, registry=dataclasses.replace(
         config.registry, languages=tuple(stricter if lang.code == "sw" else lang for lang in config.registry.languages)))
     assert materialize(config, SCREENING, "sw").success
     refreshed = _screened(config, "sw")
     assert refreshed != before
-    assert sum(1 for row in refreshed if (row[0] or "").startswith("lid_")) > sum(
-        1 for row in before if (row[0] or "").startswith("lid_"))
+    assert sum(1 for row in refreshed if (row[0] or "").startswith("quality_")) > sum(
+        1 for row in before if (row[0] or "").startswith("quality_"))
     with duckdb.connect(str(config.warehouse)) as con:
         versions = con.execute("SELECT DISTINCT signals_version FROM screened_documents WHERE lang = 'sw'").fetchall()
         writes = con.execute("SELECT signals_version FROM document_signal_writes WHERE lang = 'sw' ORDER BY 1").fetchall()

@@ -112,7 +112,8 @@ def test_settings_are_per_language_and_recordable_as_json(registry):
     assert record["minhash"]["num_perm"] == 112 and record["minhash"]["min_jaccard"] == 0.6
     assert record["minhash"]["jaccard_threshold"] == 0.435
     assert record["quality"]["max_top_ngram_char_fraction"][0] == [2, 0.2]
-    assert record["lid_policy"] == {"confusable_margin": 0.1, "accept_runner_up": True}
+    assert record["lid_policy"]["confusable_margin"] == 0.1 and record["lid_policy"]["second_opinion"] is True
+    assert record["lid_policy"]["sure_score"] == 0.9 and record["lid_policy"]["mixed"] is True
 
 
 def _decision(doc_id: str, keep: bool, reason: str | None = None) -> FilterDecision:

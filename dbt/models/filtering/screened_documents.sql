@@ -17,7 +17,8 @@ joined as (
         r.lang, r.doc_id, r.raw_rowid, r.url, r.timestamp, r.source, r.shard, r.position, r.source_id,
         r.source_lang, r.shard_ingested_at,
         s.lid_label, s.lid_score, s.lid_runner_up, s.lid_runner_up_score, s.reject_reason, s.first_seen_at,
-        s.settings_key, s.signals_version
+        s.settings_key, s.signals_version, s.lid_second_label, s.lid_second_score, s.lid_decided_by,
+        s.lid_english_share
     from raw as r
     join {{ source('xinst', 'document_signals') }} as s
       on s.lang in ({{ partition_lang_list() }}) and s.lang = r.lang and s.doc_id = r.doc_id
@@ -50,6 +51,10 @@ select
     r.settings_key,
     r.signals_version,
     r.source_id,
-    r.source_lang
+    r.source_lang,
+    r.lid_second_label,
+    r.lid_second_score,
+    r.lid_decided_by,
+    r.lid_english_share
 from ranked as r
 join texts as t on t.raw_rowid = r.raw_rowid
