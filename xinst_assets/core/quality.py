@@ -69,7 +69,8 @@ class QualityThresholds:
     )
     # FineWeb: at least 12% of lines end with terminal punctuation (C4 required it of every line, which
     # FineWeb found removes too much, and more so outside English). Weighted by characters here (the share of
-    # the lines' characters in lines that end a sentence): a recipe's ingredient list or a results table is
+    # the lines' characters in lines that end a sentence, or hold one followed by more text: a forum post
+    # whose last sentence has no full stop is still prose): a recipe's ingredient list or a results table is
     # many short unpunctuated lines beside a few long paragraphs of prose; a menu or a keyword list has none.
     min_line_punct_ratio: float | None = 0.12
     # FineWeb: at most 67% of lines are short (30 characters or fewer); weighted by characters too, so that a
@@ -253,6 +254,14 @@ _BULLETS = (
     "‣",
     "⁃",
     "·",
+    "»",
+    "◄",
+    "▸",
+    "◆",
+    "◇",
+    "→",
+    "⇒",
+    "★",
     "-",
     "–",
     "—",
@@ -490,6 +499,18 @@ def _char_share(lines: list[str], predicate) -> float:
     return sum(len(line) for line in lines if predicate(line)) / total if total else 0.0
 
 
+# A sentence end inside a line (a full stop, question or exclamation mark, danda, Urdu full stop ... followed by
+# a space), not an ellipsis: a paragraph of sentences whose last one has no full stop (a forum post ending in
+# a smiley or a name) is still prose.
+_SENTENCE_INSIDE = re.compile(r"(?<![.…])[.!?।॥۔؟。！？](?=\s+\S)")
+
+
+def _has_sentence_end(line: str) -> bool:
+    """Whether a line ends with terminal punctuation or, unless it is a list item (a headline in a list of
+    links asks "...? – read"), holds a sentence end followed by more text."""
+    return _ends_with_terminal(line) or (not line.startswith(_BULLETS) and bool(_SENTENCE_INSIDE.search(line)))
+
+
 def _ends_with_terminal(line: str) -> bool:
     stripped = line.rstrip().rstrip(_CLOSERS)
     return bool(stripped) and stripped[-1] in TERMINAL_PUNCTUATION
@@ -612,7 +633,8 @@ class _Measured:
             bullets += line.startswith(_BULLETS)
             ellipses += line.endswith(_ELLIPSES)
             end = line.rstrip(_CLOSERS)
-            if end and end[-1] in TERMINAL_PUNCTUATION:
+            if (end and end[-1] in TERMINAL_PUNCTUATION) or (
+                    not line.startswith(_BULLETS) and _SENTENCE_INSIDE.search(line)):
                 terminal += len(line)
             if len(line) <= limit:
                 short += len(line)
@@ -1039,7 +1061,7 @@ def quality_signals(
         "non_alpha_words_ratio": round(m.non_alpha_words_ratio, 4),
         "bullet_lines_ratio": round(m.line_ratio(lambda s: s.startswith(_BULLETS)), 4),
         "ellipsis_lines_ratio": round(m.line_ratio(lambda s: s.endswith(_ELLIPSES)), 4),
-        "line_punct_ratio": round(_char_share(m.lines, _ends_with_terminal), 4),
+        "line_punct_ratio": round(_char_share(m.lines, _has_sentence_end), 4),
         "short_lines_ratio": round(_char_share(m.lines, lambda s: len(s) <= t.short_line_chars), 4),
         "code_chars_ratio": round(m.code_chars_ratio, 4),
         "lines_per_word": round(m.lines_per_word, 4),

@@ -355,3 +355,18 @@ def test_the_batch_gives_every_text_the_verdict_of_assess_quality(th, registry, 
     expected = [assess_quality(t, script, thresholds) for t in texts]
     assert assess_quality_batch(texts, script, thresholds) == expected
     assert {v.reason for v in expected} >= {None, "quality_boilerplate_markers"}
+
+
+def test_a_forum_answer_whose_last_sentence_has_no_full_stop_is_still_prose(registry):
+    text = ("Minulla oli sama ongelma viime talvena. Auto ei käynnistynyt pakkasella, vaikka akku oli kunnossa. "
+            "Lopulta selvisi, että sytytystulpat olivat vanhat. Vaihdoin ne itse ja sen jälkeen kaikki on toiminut "
+            "hyvin :)")
+    assert check_quality(text, "Latn", thresholds_for(registry.get("fi"))) is None
+
+
+def test_a_list_of_headline_links_is_not_prose_though_its_headlines_ask_questions(registry):
+    headlines = ["Kultakilon hinta tänään – katso", "Ylioppilastulokset julki? – lue", "Sähkön hinta huomenna – katso",
+                 "Päivän horoskooppi – lue", "Uusi työpaikka? – hae nyt", "Sääennuste: sataako huomenna? – katso",
+                 "Viraalivideo – katso heti", "Bussilippujen hinnat nousevat? – lue lisää"]
+    text = "Lue myös:\n" + "\n".join("» " + h for h in headlines)
+    assert check_quality(text, "Latn", thresholds_for(registry.get("fi"))) == "quality_line_punctuation"
