@@ -26,15 +26,17 @@ from the registry, e.g. Malay for Indonesian; settings in :class:`~xinst_assets.
       ``reject_score`` (0.5; Assamese for Bengali), or names a confusable one (Nepali for Hindi and Lao for
       Thai, with lingua) first or second with at least ``gap_score`` (0.3).
    c. *Second opinion*: lingua decides among candidates. When fastText names ``L`` first with at least
-      ``reject_score`` (0.5), or beside a confusable runner-up, lingua checks ``L`` against its family: ``C``
-      and English. Otherwise
+      ``reject_score`` (0.5), or ``narrow_lead`` (2) times its runner-up's score (clean Swahili: 0.25 against
+      0.03), or beside a confusable runner-up, lingua checks ``L`` against its family: ``C`` and English
+      (reading 600 characters: Indonesian and Malay need them). Otherwise
       the candidates are broad: ``L``, ``C``, English and the registry's other languages of ``L``'s script
       with their confusable languages (lingua only chooses among its candidates, so a Zulu text judged among
       Indonesian, Malay and English alone would go to the nearest of them; among every language of the
       script the project knows it goes to Zulu). Kept when lingua names ``L`` with at least
       ``second_min_score`` (0.5) confidence; else dropped (``lid_wrong_language:<lingua's choice>``, or
-      ``lid_low_score`` when it names ``L`` with less). Lingua reads the first 600 characters (of the text
-      without its English segments): enough to tell the pairs apart, and its cost grows with the length;
+      ``lid_low_score`` when it names ``L`` with less). Among the broad candidates lingua reads the first
+      ``broad_chars`` (300) characters (of the text without its English segments): its cost grows with the
+      length and the candidates;
       English is left out of the family of a text without English words (two candidates cost less).
    d. *Word cues* (``config/lid_cues.yaml``): for a pair that no available model separates reliably
       (Indonesian and Malaysian Malay), when lingua chose one of the two, the text's distinct cue words decide
@@ -263,7 +265,8 @@ class LanguageJudge:
                 candidates = self.family_only
             groups.setdefault(candidates, []).append(i)
         for candidates, members in groups.items():
-            for i, s in zip(members, self.second.predict([judged[i] for i in members], candidates)):
+            chars = None if candidates is not self.candidates else self.policy.broad_chars
+            for i, s in zip(members, self.second.predict([judged[i] for i in members], candidates, chars)):
                 score = round(s.score, 4)
                 share = shares.get(i)
                 cued = self._cued(judged[i], s.lang)
@@ -283,9 +286,13 @@ class LanguageJudge:
         return verdicts  # type: ignore[return-value]
 
     def _narrow(self, p: LidPrediction) -> bool:
-        """Whether fastText names the partition's language first with some confidence (or beside a
-        confusable language): then the second model checks it against the family only."""
-        return p.lang == self.lang.code and (p.score >= self.policy.reject_score or p.runner_up in self.confusable)
+        """Whether fastText names the partition's language first with some confidence: a score of
+        ``reject_score`` or more, or ``narrow_lead`` times its runner-up's, or beside a confusable language.
+        Then the second model checks it against the family only."""
+        return p.lang == self.lang.code and (
+            p.score >= self.policy.reject_score
+            or p.runner_up in self.confusable
+            or p.score >= self.policy.narrow_lead * p.runner_up_score)
 
     def _cued(self, text: str, second: str | None) -> str | None:
         """The language the word cues decide for, when the second model chose within a cue pair."""

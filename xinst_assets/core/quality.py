@@ -364,6 +364,8 @@ def menu_block_lines(lines: Sequence[str]) -> list[bool]:
     """Per line: whether it belongs to a run of ``MENU_BLOCK_LINES`` or more consecutive menu items (a
     navigation menu or a row of buttons written one per line)."""
     flags = [False] * len(lines)
+    if sum(len(line) <= _MENU_ITEM_MAX_CHARS for line in lines) < MENU_BLOCK_LINES:
+        return flags  # (most texts: not three short lines in all)
     start = 0
     for k in range(len(lines) + 1):
         if k < len(lines) and _is_menu_item(lines[k]):
@@ -483,7 +485,8 @@ _LOREM = re.compile(r"lorem ipsum", re.IGNORECASE)
 _CODE_CHARS = re.compile(r"[{}\[\]<>=;$\\|`]")
 
 
-_CODE_POINTS = np.array(sorted(map(ord, "{}[]<>=;$\\|`")), dtype=np.uint32)
+_CODE_TABLE = np.zeros(0x110000, dtype=bool)
+_CODE_TABLE[[ord(c) for c in "{}[]<>=;$\\|`"]] = True
 _SPACES = re.compile(r"\s")
 
 
@@ -641,6 +644,10 @@ class _Measured:
         return bullets, ellipses, terminal, short
 
     @cached_property
+    def menu_blocks(self) -> list[bool]:
+        return menu_block_lines(self.lines)
+
+    @cached_property
     def line_chars(self) -> int:
         return sum(map(len, self.lines))
 
@@ -654,7 +661,7 @@ class _Measured:
     def boilerplate_ratios(self, t: QualityThresholds) -> tuple[float, float]:
         """The share of lines that are boilerplate, and the share of the lines' characters they hold."""
         notice, interface = self.markers
-        blocks = menu_block_lines(self.lines)
+        blocks = self.menu_blocks
         if not notice and not interface and not self.menus and not any(blocks):
             return 0.0, 0.0
         lines = chars = 0
@@ -970,9 +977,11 @@ def assess_quality_batch(
         m = _Measured(text, script, no_markers)
         m.__dict__["code_chars_ratio"] = code_ratios[i]  # the cached property, measured for the batch
         limit = t.max_boilerplate_lines_ratio
-        # Each boilerplate line holds an occurrence of a marker or is a menu line (or in a menu block, which
-        # needs no marker), so the markers are looked for line by line only where they occur.
-        if occurrences and limit is not None:
+        # Each boilerplate line holds an occurrence of a marker, or is a menu line or in a menu block (which
+        # need no marker): when the occurrences are too few to reach the limit and neither can occur, no line
+        # needs looking at for markers.
+        if occurrences and limit is not None and (
+                occurrences > limit * len(m.lines) or m.menus or any(m.menu_blocks)):
             m.markers = (
                 tuple(_NOTICE_MARKERS[k] for k in sorted(found) if k < notice_count),
                 tuple(_INTERFACE_MARKERS[k - notice_count] for k in sorted(found) if notice_count <= k < lorem_index),
@@ -1040,7 +1049,7 @@ def _non_alpha_ratios(batch: TextBatch) -> np.ndarray:
 def _code_ratios(batch: TextBatch) -> np.ndarray:
     """Per text: :func:`_code_chars_ratio`, for the whole batch at once."""
     points = batch.code_points
-    code = batch.per_text(np.isin(points, _CODE_POINTS))
+    code = batch.per_text(_CODE_TABLE[points])
     solid = batch.per_text((batch.flags & SPACE) == 0)
     return np.divide(code, solid, out=np.zeros(len(solid)), where=solid > 0)
 

@@ -104,9 +104,12 @@ class SecondOpinion:
             if len(supported) >= 2:
                 self._detector(supported)
 
-    def predict(self, texts: Sequence[str], candidates: Iterable[str]) -> list[SecondPrediction]:
+    def predict(
+        self, texts: Sequence[str], candidates: Iterable[str], max_chars: int | None = None
+    ) -> list[SecondPrediction]:
         """The best of ``candidates`` (registry codes; those lingua does not know are left out) for each
-        text. With fewer than two known candidates there is nothing to choose: ``lang`` is that one (or None)."""
+        text, read up to ``max_chars`` (default: the model's). With fewer than two known candidates there is
+        nothing to choose: ``lang`` is that one (or None)."""
         supported = frozenset(c for c in candidates if self.supports(c))
         if len(supported) < 2:
             only = next(iter(supported), None)
@@ -114,9 +117,10 @@ class SecondOpinion:
         detector = self._detector(supported)
         back = _language_table()[1]
         out = []
+        limit = max_chars or self.max_chars
         for text in texts:
-            if self.max_chars is not None:
-                text = text[: self.max_chars]
+            if limit is not None:
+                text = text[:limit]
             values = detector.compute_language_confidence_values(text)
             if not values or values[0].value <= 0.0:
                 out.append(SecondPrediction(None, 0.0))

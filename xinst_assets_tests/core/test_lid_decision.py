@@ -64,9 +64,9 @@ class CountingOpinion(SecondOpinion):
         super().__init__()
         self.asked = 0
 
-    def predict(self, texts, candidates):
+    def predict(self, texts, candidates, max_chars=None):
         self.asked += len(texts)
-        return super().predict(texts, candidates)
+        return super().predict(texts, candidates, max_chars)
 
 
 @pytest.fixture(scope="module")
