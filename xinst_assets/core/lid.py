@@ -95,7 +95,8 @@ class LidPolicy:
     * ``second_min_score``: the second model's confidence (among the candidates) needed to keep;
     * ``narrow_lead``: fastText's top language is the partition's with this many times its runner-up's score
       (or 0.5 or more, or a confusable runner-up): the second model checks it against its family only;
-    * ``broad_chars``: characters the second model reads among the broad candidates;
+    * ``second_chars``: characters the second model reads (a family holding a pair of varieties with word cues,
+      Indonesian and Malay, gets the second model's own, 600: they need more text);
     * ``gap_score``: a language the second model does not know (Nepali, Lao) that fastText names first or
       second with at least this score drops the document: fastText knows it, the second model cannot say it;
     * ``mixed``: look for English lines and sentences in uncertain documents (``segment_min_chars`` long at
@@ -124,7 +125,7 @@ class LidPolicy:
     second_min_score: float = 0.5
     gap_score: float = 0.3
     narrow_lead: float = 2.0
-    broad_chars: int = 300
+    second_chars: int = 300
     mixed: bool = True
     segment_min_chars: int = 20
     segment_english_score: float = 0.5

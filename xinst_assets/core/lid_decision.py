@@ -27,21 +27,22 @@ from the registry, e.g. Malay for Indonesian; settings in :class:`~xinst_assets.
       Thai, with lingua) first or second with at least ``gap_score`` (0.3).
    c. *Second opinion*: lingua decides among candidates. When fastText names ``L`` first with at least
       ``reject_score`` (0.5), or ``narrow_lead`` (2) times its runner-up's score (clean Swahili: 0.25 against
-      0.03), or beside a confusable runner-up, lingua checks ``L`` against its family: ``C`` and English
-      (reading 600 characters: Indonesian and Malay need them). Otherwise
+      0.03), or beside a confusable runner-up, lingua checks ``L`` against its family: ``C`` and English.
+      Otherwise
       the candidates are broad: ``L``, ``C``, English and the registry's other languages of ``L``'s script
       with their confusable languages (lingua only chooses among its candidates, so a Zulu text judged among
       Indonesian, Malay and English alone would go to the nearest of them; among every language of the
       script the project knows it goes to Zulu). Kept when lingua names ``L`` with at least
       ``second_min_score`` (0.5) confidence; else dropped (``lid_wrong_language:<lingua's choice>``, or
-      ``lid_low_score`` when it names ``L`` with less). Among the broad candidates lingua reads the first
-      ``broad_chars`` (300) characters (of the text without its English segments): its cost grows with the
-      length and the candidates;
+      ``lid_low_score`` when it names ``L`` with less). Lingua reads the first ``second_chars`` (300)
+      characters of the text (without its English segments), 600 for a family of varieties with word cues
+      (Indonesian and Malay need them): its cost grows with the length and the candidates;
       English is left out of the family of a text without English words (two candidates cost less).
    d. *Word cues* (``config/lid_cues.yaml``): for a pair that no available model separates reliably
-      (Indonesian and Malaysian Malay), when lingua chose one of the two, the text's distinct cue words decide
-      instead where they are clear: at least ``CUE_MIN_HITS`` (2) of one variety and more than of the other
-      (``lid_wrong_language:ms``, decided by ``word_cues``).
+      (Indonesian and Malaysian Malay), the text's distinct cue words decide where they are clear: at least
+      ``CUE_MIN_HITS`` (2) of one variety and more than of the other (``lid_wrong_language:ms``, decided by
+      ``word_cues``). They overrule lingua when it chose one of the two; a text without English words that
+      fastText already puts in the family is decided by them without asking lingua.
 
 Without a second model (``second_opinion`` off, lingua not installed, or ``L`` unknown to it), fastText decides
 alone as before (:func:`~xinst_assets.core.lid.decide_language`).
@@ -92,7 +93,7 @@ CUES_FILE = Path(__file__).resolve().parents[1] / "config" / "lid_cues.yaml"
 # Word cues decide between the two languages of a cue pair when the text holds at least this many distinct
 # cues of one and more than of the other (Indonesian texts hold at most one Malaysian cue, and the reverse).
 CUE_MIN_HITS = 2
-_WORD = re.compile(r"\w+")
+_PUNCTUATION = ".,;:!?()[]{}\"'“”‘’«»-–—/"
 
 DECIDED_BY_CUES = "word_cues"
 DECIDED_BY_FASTTEXT = "fasttext"
@@ -114,8 +115,8 @@ class LidVerdict:
 
 
 def english_hints(text: str) -> bool:
-    """Whether the first 4,000 characters hold ``ENGLISH_HINTS`` distinct English function words or more."""
-    return len(ENGLISH_WORDS.intersection(text[:4_000].lower().split())) >= ENGLISH_HINTS
+    """Whether the first 2,000 characters hold ``ENGLISH_HINTS`` distinct English function words or more."""
+    return len(ENGLISH_WORDS.intersection(text[:2_000].lower().split())) >= ENGLISH_HINTS
 
 
 def segments(text: str) -> list[str]:
@@ -173,7 +174,7 @@ def cue_verdict(text: str, lang: str, other: str, cues: Mapping[str, Mapping[str
     mine = cues.get(lang)
     if not mine or other not in mine:
         return None
-    words = {w.lower() for w in _WORD.findall(text[:4_000])}
+    words = {w.strip(_PUNCTUATION) for w in text[:2_000].lower().split()}
     own, theirs = len(words & mine["own"]), len(words & mine[other])
     if theirs >= CUE_MIN_HITS and theirs > own:
         return other
@@ -241,8 +242,9 @@ class LanguageJudge:
         judged = {i: texts[i] for i in uncertain}
         current = {i: predictions[i] for i in uncertain}
         shares: dict[int, float] = {}
+        hints = {i: english_hints(texts[i]) for i in uncertain}
         if self.policy.mixed:
-            self._set_aside_english(texts, uncertain, judged, current, shares, verdicts)
+            self._set_aside_english(texts, uncertain, judged, current, shares, verdicts, hints)
         asked: list[int] = []
         for i in uncertain:
             if verdicts[i] is not None:
@@ -259,13 +261,22 @@ class LanguageJudge:
         for i in asked:
             if not self._narrow(current[i]):
                 candidates = self.candidates
-            elif english_hints(judged[i]):
+            elif hints[i] if judged[i] is texts[i] else english_hints(judged[i]):
                 candidates = self.family
             else:
                 candidates = self.family_only
+                # Between two varieties (no English in sight), clear word cues decide before lingua is asked:
+                # they would overrule it anyway.
+                cued = self._cued(judged[i], self.lang.code) if self.cue_pairs else None
+                if cued is not None:
+                    keep = cued == code
+                    verdicts[i] = LidVerdict(keep, None if keep else f"{LID_WRONG_LANGUAGE}:{cued}", DECIDED_BY_CUES,
+                                             english_share=shares.get(i))
+                    continue
             groups.setdefault(candidates, []).append(i)
         for candidates, members in groups.items():
-            chars = None if candidates is not self.candidates else self.policy.broad_chars
+            varieties = candidates is not self.candidates and bool(self.cue_pairs)
+            chars = None if varieties else self.policy.second_chars
             for i, s in zip(members, self.second.predict([judged[i] for i in members], candidates, chars)):
                 score = round(s.score, 4)
                 share = shares.get(i)
@@ -320,14 +331,14 @@ class LanguageJudge:
                 return code
         return None
 
-    def _set_aside_english(self, texts, uncertain, judged, current, shares, verdicts) -> None:
+    def _set_aside_english(self, texts, uncertain, judged, current, shares, verdicts, hints) -> None:
         """Rule 3a for the uncertain documents with several segments (one fastText batch for all)."""
         policy = self.policy
         pieces: list[str] = []
         owners: list[tuple[int, int]] = []  # (document, segment index)
         split: dict[int, list[str]] = {}
         for i in uncertain:
-            if not english_hints(texts[i]):
+            if not hints[i]:
                 continue  # no English to set aside
             parts = segments(texts[i])
             if len(parts) < 2:

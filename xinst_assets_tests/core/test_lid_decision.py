@@ -86,8 +86,8 @@ def test_malaysian_malay_that_fasttext_calls_indonesian_is_dropped_by_the_indone
     [formal, forum, indonesian] = _decide(registry, identifier, "id", [MALAY, MALAY_FORUM, INDONESIAN], second)
     assert identifier.predict([MALAY_FORUM])[0].lang == "id"  # lid.176 alone keeps it (0.6 id, 0.3 ms)
     assert not formal.keep and not forum.keep and formal.reason == forum.reason == "lid_wrong_language:ms"
-    assert forum.lid_decided_by in ("second_opinion", "word_cues") and forum.lid_second_lang is not None
-    assert indonesian.keep and indonesian.lid_second_lang == "id" and indonesian.lid_second_score >= 0.5
+    assert forum.lid_decided_by in ("second_opinion", "word_cues")
+    assert indonesian.keep and indonesian.lid_decided_by in ("second_opinion", "word_cues")
 
 
 def test_clean_swahili_that_fasttext_scores_low_is_kept_and_zulu_is_not(registry, identifier, second):
