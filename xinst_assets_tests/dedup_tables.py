@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS screened_documents (
     lang VARCHAR, doc_id VARCHAR, text VARCHAR, url VARCHAR, timestamp VARCHAR, source VARCHAR, shard VARCHAR,
     position BIGINT, lid_label VARCHAR, lid_score DOUBLE, lid_runner_up VARCHAR, lid_runner_up_score DOUBLE,
     first_seen_at TIMESTAMP, exact_copies BIGINT, reject_reason VARCHAR, shard_ingested_at TIMESTAMP,
-    settings_key VARCHAR, signals_version BIGINT, source_id VARCHAR, source_lang VARCHAR);
+    settings_key VARCHAR, signals_version BIGINT, source_id VARCHAR, source_lang VARCHAR,
+    lid_second_label VARCHAR, lid_second_score DOUBLE, lid_decided_by VARCHAR, lid_english_share DOUBLE);
 CREATE TABLE IF NOT EXISTS screening_changes (lang VARCHAR NOT NULL, doc_id VARCHAR, build_seq BIGINT NOT NULL);
 """
 
@@ -71,7 +72,7 @@ class ScreenedLanguage:
                                         [self.lang.code, f"https://example.test/{digest}/%"]).fetchone()
                 con.execute(
                     "INSERT INTO screened_documents VALUES (?, ?, ?, ?, NULL, 'test', 'shard', ?, ?, 1.0, NULL, NULL, "
-                    "?, 1, NULL, ?, 'test', 1, NULL, NULL)",
+                    "?, 1, NULL, ?, 'test', 1, NULL, NULL, NULL, NULL, 'fasttext', NULL)",
                     [self.lang.code, doc_id, text, f"https://example.test/{digest}/{repeat}",
                      int(digest, 16) * 1000 + repeat, self.lang.code, now, now])
             signatures, _ = self.signer.signatures(list(fresh.values()), self.lang.script)
