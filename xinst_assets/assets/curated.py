@@ -69,11 +69,11 @@ def _replace(con, kind: CuratedKind, lang: str, fields: list[str], rows: list[tu
                         [[kind.name, lang, *row] for row in rejected])
 
 
-def _sync_language(
-    context: AssetExecutionContext, kind: CuratedKind, lang: str, warehouse: Warehouse, curated_sources: CuratedSources
-) -> tuple[dict, OutputOutcome]:
-    """Read ``lang``'s files of ``kind``, store their rows and rejections when they differ from the stored
-    ones, and return the language's metadata and whether anything usable came out of non-empty files."""
+def read_language(
+    kind: CuratedKind, lang: str, curated_sources: CuratedSources
+) -> tuple[list[dict], list[dict], list]:
+    """``lang``'s rows of ``kind`` from its files (the embedded sample and the user's), the rows rejected with
+    their reason (duplicates of an id included), and the files read."""
     patterns = getattr(curated_sources, kind.name)
     files = curated_files(kind, lang, SAMPLE_DIR if curated_sources.include_embedded else None, patterns)
     rows, rejected, seen = [], [], set()
@@ -86,6 +86,15 @@ def _sync_language(
             seen.add(row["id"])
             rows.append(row)
         rejected += bad
+    return rows, rejected, files
+
+
+def _sync_language(
+    context: AssetExecutionContext, kind: CuratedKind, lang: str, warehouse: Warehouse, curated_sources: CuratedSources
+) -> tuple[dict, OutputOutcome]:
+    """Read ``lang``'s files of ``kind``, store their rows and rejections when they differ from the stored
+    ones, and return the language's metadata and whether anything usable came out of non-empty files."""
+    rows, rejected, files = read_language(kind, lang, curated_sources)
     fields = ["id", *kind.required, *kind.optional, "source"]
     new_rows = sorted(tuple(None if r.get(f) is None else str(r[f]) for f in fields) for r in rows)
     new_rejected = sorted(((r["file"], r["line"], r["reason"], r["detail"]) for r in rejected), key=repr)

@@ -13,18 +13,22 @@ from dagster import (
     PartitionsDefinition, asset,
 )
 
-from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint
+from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint, registered_checkpoint
+from xinst_assets.assets.curated import read_language
 from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
+from xinst_assets.core.curated import SEED_PAIRS
+from xinst_assets.core.locks import file_lock
 from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, all_dropped_reason
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import RELEASED_DECODING, generation_prompt
 from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.cache import GenerationCache, generate_cached
 from xinst_assets.languages import Language, LanguageRegistry
+from xinst_assets.resources.curated_sources import CuratedSources
 from xinst_assets.resources.inference import InferenceSettings, LazyBackend
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
@@ -72,9 +76,38 @@ def export_seed_rows(warehouse: Warehouse, registry: LanguageRegistry, dest: Pat
     return len(rows)
 
 
+def complete_seed_rows(curated_sources: CuratedSources, registry: LanguageRegistry) -> tuple[list[dict], dict]:
+    """Every registry language's seed pairs, read from the seed files themselves (the rows ``seed_pairs`` stores,
+    whichever partitions have run), as training rows {instruction, response, lang_name} in (language, id)
+    order; and the rows per language."""
+    rows, per_language = [], {}
+    for lang in sorted(registry, key=lambda language: language.code):
+        seeds, _, _ = read_language(SEED_PAIRS, lang.code, curated_sources)
+        per_language[lang.code] = len(seeds)
+        rows += [{"instruction": r["instruction"], "response": r["response"], "lang_name": lang.name}
+                 for r in sorted(seeds, key=lambda row: row["id"])]
+    return rows, per_language
+
+
+def write_seed_file(rows: list[dict], data_dir: Path, scratch: Path) -> Path:
+    """``rows`` as ``data_dir/seed-<sha256 of the content, 16 hex>.jsonl`` (the seed version): written aside
+    and moved into place, so the file of a version is always whole."""
+    staged = scratch / "seed.jsonl"
+    with open(staged, "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    data_file = data_dir / f"seed-{file_sha256(staged)[:16]}.jsonl"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_file.exists():
+        staged.replace(data_file)
+    return data_file
+
+
 def train_generator(context, models: ModelSettings, launcher: TrainingLauncher, storage: XinstStorage,
                     data_file: Path, name: str) -> tuple[str, dict]:
-    """Fine-tune the base model response -> instruction on ``data_file``; reuse an identical finished run."""
+    """Fine-tune the base model response -> instruction on ``data_file``; reuse an identical finished run (one
+    process trains a run; another that wants it waits, then reuses it: see ``launch_training``). ``info`` has
+    ``fingerprint``, ``base_model``, ``reported`` (``reused``: no training happened) and ``lineage``."""
     base = models.resolve_base_model(storage.paths.models, context.log.warning)
     demo = models.base_model is None
     max_steps = models.generator_max_steps or (DEMO_GENERATOR_STEPS if demo else None)
@@ -84,7 +117,7 @@ def train_generator(context, models: ModelSettings, launcher: TrainingLauncher, 
                     max_length=DEMO_MAX_LENGTH if demo else 512,
                     per_device_batch_size=models.generator_batch_size,
                     save_steps=max(25, (max_steps or 500) // 4), logging_steps=5)
-    fingerprint = run_fingerprint(settings, [data_file])
+    fingerprint = run_fingerprint(settings, [data_file], home=storage.paths.home)
     run_dir = storage.paths.models / name / fingerprint
     config = TrainConfig.from_dict({**settings, "output_dir": str(run_dir)})
     reported = launch_training(context, launcher, config, run_dir)
@@ -108,12 +141,14 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
             "the reverse direction (response -> instruction) on the seed pairs of every language with "
             "X-Instruction's generation prompt, loss on the instruction only; or, with generator_mode "
             "zero_shot, an existing instruct model used with the same prompt. Trained in its own process "
-            "(Dagster Pipes); an identical finished run is reused."
+            "(Dagster Pipes), once per seed version (the SHA-256 of every language's seed pairs, read from the "
+            "seed files): runs of several partitions at once wait for the one that trains it and reuse its "
+            "checkpoint."
         ),
     )
     def instruction_generator(
         context: AssetExecutionContext, warehouse: Warehouse, models: ModelSettings,
-        training_launcher: TrainingLauncher, storage: XinstStorage,
+        training_launcher: TrainingLauncher, storage: XinstStorage, curated_sources: CuratedSources,
     ) -> MaterializeResult:
         if models.generator_mode == "zero_shot":
             if not models.zero_shot_model:
@@ -123,24 +158,39 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
             return MaterializeResult(metadata={"mode": "zero_shot", "model": models.zero_shot_model})
         if models.generator_mode != "trained":
             raise Failure(f"unknown generator_mode {models.generator_mode!r}: use trained or zero_shot")
-        with storage.scratch_dir("generator-data") as scratch:
-            data_dir = storage.paths.models / "instruction_generator" / "data"
-            rows = export_seed_rows(warehouse, registry, scratch / "seed.jsonl")
-            if rows == 0:
-                raise Failure("no seed pairs: materialize seed_pairs for at least one language first")
-            # Name the data file by content so the run fingerprint (and the checkpoint folder) follow the data.
-            data_file = data_dir / f"seed-{file_sha256(scratch / 'seed.jsonl')[:16]}.jsonl"
-            data_dir.mkdir(parents=True, exist_ok=True)
-            if not data_file.exists():
-                (scratch / "seed.jsonl").replace(data_file)
-        path, info = train_generator(context, models, training_launcher, storage, data_file, "instruction_generator")
-        record_checkpoint(warehouse, "instruction_generator", path, info["fingerprint"])
+        folder = storage.paths.models / "instruction_generator"
+
+        def waiting(waited: float) -> None:
+            context.log.info(f"instruction_generator: another run is making the generator; waiting ({waited:.0f}s "
+                             "so far), then its checkpoint is reused")
+
+        # Every partition run of a backfill materializes this asset: one at a time, from reading the seeds to
+        # recording the checkpoint, so the first trains, the others find its finished run, and the checkpoint
+        # recorded last is that of the seed files read last.
+        with file_lock(folder / ".asset.lock", exclusive=True, timeout_s=None, what="instruction generator lock",
+                       on_wait=waiting):
+            rows, per_language = complete_seed_rows(curated_sources, registry)
+            if not rows:
+                raise Failure("no seed pairs in any language's seed files: keep the embedded sample "
+                              "(CuratedSources.include_embedded) or add seed files (CuratedSources.seed_pairs)")
+            with storage.scratch_dir("generator-data") as scratch:
+                data_file = write_seed_file(rows, folder / "data", scratch)
+            path, info = train_generator(context, models, training_launcher, storage, data_file,
+                                         "instruction_generator")
+            if registered_checkpoint(warehouse, "instruction_generator", as_recorded=True) != (path, info["fingerprint"]):
+                record_checkpoint(warehouse, "instruction_generator", path, info["fingerprint"], run_id=context.run_id)
         lineage = info["lineage"]
+        trained = not info["reported"].get("reused", False)
+        context.log.info(f"instruction_generator: seed version {data_file.stem[len('seed-'):]} "
+                         f"({len(rows)} rows), {'trained by this run' if trained else 'reused'}: {path}")
         return MaterializeResult(metadata={
             "mode": "trained",
             "path": MetadataValue.path(path),
             "base_model": info["base_model"],
-            "seed_rows": rows,
+            "seed_version": data_file.stem[len("seed-"):],
+            "seed_rows": len(rows),
+            "seed_rows_by_language": counts_table(per_language, key="lang"),
+            "trained_by_this_run": trained,
             "steps": lineage.get("global_step"),
             "final_loss": lineage.get("final_loss"),
             "loss_curve": loss_curve_markdown(lineage.get("loss_curve", []), "instruction generator loss"),

@@ -216,7 +216,7 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         )
         data_files = [sft_file] + [f for f in (parallel_file, replay_file) if f]
         # What the run trains on, without where it starts: a rerun of the same run finds the same start point.
-        data_fingerprint = run_fingerprint(settings, data_files)
+        data_fingerprint = run_fingerprint(settings, data_files, home=storage.paths.home)
         with retry_transient(context):
             history = checkpoint_history(warehouse, "tuned_checkpoint")
         try:
@@ -228,7 +228,7 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             context.log.info(f"start_from {config.start_from}: passed over {line}")
         context.log.info(f"tuning starts from {start.describe()}")
         settings["base_model"] = start.model
-        fingerprint = run_fingerprint(settings, data_files)
+        fingerprint = run_fingerprint(settings, data_files, home=storage.paths.home)
         run_dir = storage.paths.models / "tuned_checkpoint" / fingerprint
         try:
             train_config = TrainConfig.from_dict({**settings, "output_dir": str(run_dir)})
