@@ -4,12 +4,17 @@ a backfill of several partitions; this checkout side by side with an earlier rev
     .venv/bin/python bench/bench_concurrent_use.py [--baseline-rev REV] [--commands 10] [--partitions fi,sw,ur]
 
 For each code (the earlier revision's tree, extracted from git into a temporary folder and put first on
-``PYTHONPATH``; then this checkout), on fresh data homes:
+``PYTHONPATH``, every process started outside the checkout; then this checkout), on fresh data homes:
 
 * ``commands``: ``--commands`` ``xinst materialize --languages <code> --select seed_pairs`` processes started
   at once on a fresh home (one language each, the registry's, repeated if needed); then one more such command
   after them (does the home still work?). Printed: the commands that failed, the wall time until the last one
   ended, how many schema versions each Dagster database records (1 is healthy), and the later command's exit.
+* ``instance``: ``--commands`` processes that each import Dagster and xinst, wait for a common signal (a file
+  appearing), then make the instance ready the way the ``xinst`` command does (the earlier revision: write
+  ``dagster.yaml``, open the instance; this checkout: ``prepare_local_instance``) and run a one-op job. The
+  signal lines up the part of each command that races (on a loaded machine the commands' imports spread them
+  out). Printed: the processes that failed, and the schema versions recorded.
 * ``backfill``: the instance and the seed pairs made first by one command, then one partition run per language
   of ``--partitions`` started at once, each materializing ``seed_pairs`` and ``instruction_generator`` with the
   demo model settings (as a backfill of the pipeline job runs them). Printed: how many training processes were
@@ -48,6 +53,37 @@ with dg.DagsterInstance.get() as instance:
         partition_key=sys.argv[1], instance=instance, raise_on_error=False,
         asset_selection=[dg.AssetKey("seed_pairs"), dg.AssetKey("instruction_generator")])
 sys.exit(0 if result.success else 1)
+"""
+
+OPEN_AT_ONCE = r"""
+import sys, time
+from pathlib import Path
+import dagster as dg
+from xinst_assets import instance_storage
+try:
+    from xinst_assets.local_instance import prepare_local_instance
+except ImportError:  # the earlier revision: the command wrote dagster.yaml, then opened the instance
+    prepare_local_instance = None
+home, go = Path(sys.argv[1]), Path(sys.argv[2])
+
+@dg.op
+def one():
+    return 1
+
+@dg.job
+def tiny():
+    one()
+
+import os
+(go.parent / f"ready-{os.getpid()}").write_text("")
+while not go.exists():
+    time.sleep(0.01)
+if prepare_local_instance is not None:
+    prepare_local_instance(home)
+else:
+    instance_storage.write_local_instance_config(home)
+with dg.DagsterInstance.get() as instance:
+    assert tiny.execute_in_process(instance=instance).success
 """
 
 COUNT_TRAININGS = r"""
@@ -99,31 +135,50 @@ def commands(source: Path | None, count: int, languages: list[str], work: Path) 
     started = time.monotonic()
     procs = [subprocess.Popen([str(XINST), "materialize", "--languages", languages[k % len(languages)], "--select",
                                "seed_pairs"], env=_env(home, source), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in range(count)]
+                              stderr=subprocess.STDOUT, text=True, cwd=work) for k in range(count)]
     logs = [proc.communicate()[0] for proc in procs]
     seconds = time.monotonic() - started
     errors = sorted({next((line for line in reversed(log.splitlines()) if "Error" in line), "?")[:120]
                      for proc, log in zip(procs, logs) if proc.returncode != 0})
     later = subprocess.run([str(XINST), "materialize", "--languages", languages[0], "--select", "seed_pairs"],
-                           env=_env(home, source), capture_output=True, text=True)
+                           env=_env(home, source), capture_output=True, text=True, cwd=work)
     return {"failed": sum(proc.returncode != 0 for proc in procs), "seconds": seconds, "errors": errors,
             "schema_versions": _versions(home / "dagster_home"), "later_exit": later.returncode}
+
+
+def instance_at_once(source: Path | None, count: int, work: Path) -> dict:
+    home = work / "instance"
+    go = work / "go"
+    env = _env(home, source)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(home / "dagster_home"), str(go)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=work)
+             for _ in range(count)]
+    while len(list(work.glob("ready-*"))) < count:  # every process has imported everything and waits
+        if any(proc.poll() is not None for proc in procs):
+            break
+        time.sleep(0.1)
+    go.write_text("go")
+    logs = [proc.communicate()[0] for proc in procs]
+    errors = sorted({next((line for line in reversed(log.splitlines()) if "Error" in line), "?")[:120]
+                     for proc, log in zip(procs, logs) if proc.returncode != 0})
+    return {"failed": sum(proc.returncode != 0 for proc in procs), "errors": errors,
+            "schema_versions": _versions(home / "dagster_home")}
 
 
 def backfill(source: Path | None, partitions: list[str], work: Path) -> dict:
     home = work / "backfill"
     env = _env(home, source)
     first = subprocess.run([str(XINST), "materialize", "--languages", ",".join(partitions), "--select", "seed_pairs"],
-                           env=env, capture_output=True, text=True)
+                           env=env, capture_output=True, text=True, cwd=work)
     if first.returncode != 0:
         raise RuntimeError(f"preparing the backfill home failed:\n{first.stdout[-2000:]}{first.stderr[-2000:]}")
     started = time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-c", PARTITION_RUN, code], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for code in partitions]
+                              stderr=subprocess.STDOUT, text=True, cwd=work) for code in partitions]
     logs = [proc.communicate()[0] for proc in procs]
     seconds = time.monotonic() - started
     counted = subprocess.run([sys.executable, "-c", COUNT_TRAININGS], env=env, capture_output=True, text=True,
-                             check=True)
+                             check=True, cwd=work)
     import duckdb
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
@@ -141,6 +196,8 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default=None, help="earlier revision to run side by side (git rev)")
     parser.add_argument("--commands", type=int, default=10)
     parser.add_argument("--partitions", default="fi,sw,ur")
+    parser.add_argument("--only", choices=["commands", "instance", "backfill"], action="append",
+                        help="run only these parts (repeatable; default: all)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from xinst_assets.languages import load_registry
@@ -155,12 +212,23 @@ def main() -> None:
             work = Path(tmp) / name.replace(" ", "-")
             work.mkdir()
             print(f"== {name}", flush=True)
-            result = commands(source, args.commands, languages, work)
-            print(f"{args.commands} commands on a fresh home: {result['failed']} failed, {result['seconds']:.1f} s "
-                  f"until the last ended; schema versions recorded (runs, schedules, event index): "
-                  f"{result['schema_versions']}; a command after them exits {result['later_exit']}", flush=True)
-            for error in result["errors"]:
-                print(f"   error: {error}")
+            parts = args.only or ["commands", "instance", "backfill"]
+            if "commands" in parts:
+                result = commands(source, args.commands, languages, work)
+                print(f"{args.commands} commands on a fresh home: {result['failed']} failed, {result['seconds']:.1f} s "
+                      f"until the last ended; schema versions recorded (runs, schedules, event index): "
+                      f"{result['schema_versions']}; a command after them exits {result['later_exit']}", flush=True)
+                for error in result["errors"]:
+                    print(f"   error: {error}")
+            if "instance" in parts:
+                result = instance_at_once(source, args.commands, work)
+                print(f"{args.commands} processes making the instance ready at the same moment: {result['failed']} "
+                      f"failed; schema versions recorded: {result['schema_versions']}", flush=True)
+                for error in result["errors"]:
+                    print(f"   error: {error}")
+            if "backfill" not in parts:
+                shutil.rmtree(work, ignore_errors=True)
+                continue
             result = backfill(source, partitions, work)
             print(f"{len(partitions)} partition runs at once ({','.join(partitions)}): {result['failed_runs']} failed, "
                   f"{result['trainings']} generator trainings, {result['seconds']:.1f} s; the recorded generator "

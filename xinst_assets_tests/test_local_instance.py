@@ -239,3 +239,18 @@ def test_a_claim_is_never_seen_unlocked_while_its_owner_lives_and_a_finished_one
     claims.release("run-1")
     assert run_owners.owner_state(tmp_path / "owners", "run-1") is run_owners.OwnerState.NONE
     assert list(run_owners.claimed_runs(tmp_path / "owners")) == []
+
+
+def test_loading_the_definitions_with_dagsters_cli_marks_a_killed_run_failed(tmp_path, dagster_home):
+    prepare_local_instance(dagster_home)
+    doomed, doomed_run, _ = _start_held_run(tmp_path, dagster_home, "doomed")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=60)
+    env = {**_env(dagster_home), "XINST_HOME": str(tmp_path / "home")}
+    env.pop("XINST_LANGUAGES_FILE", None)
+    loaded = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m",
+                             "xinst_assets.definitions"], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-2000:]
+    assert f"marked run {doomed_run} failed" in loaded.stderr
+    assert _status(doomed_run) == dg.DagsterRunStatus.FAILURE
