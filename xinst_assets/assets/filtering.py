@@ -52,6 +52,7 @@ from xinst_assets.core.dedup import (
     signature_matrix,
 )
 from xinst_assets.core.filtering import FilterSettings, process_second_opinion
+from xinst_assets.core.pause_points import pause_point
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.screening_files import ScreeningJob, available_cores, screen_files
 from xinst_assets.core.text import stable_hash
@@ -245,6 +246,7 @@ def _write_signals(lang, key, staged: Path, gone: Path | None, screened: int, wa
         by_reason = dict(con.execute(
             "SELECT reject_reason, count(*) FROM document_signals WHERE lang = ? "
             "AND reject_reason IS NOT NULL GROUP BY 1", [lang.code]).fetchall())
+        pause_point("document_signals: before commit")  # a test's kill lands here (core/pause_points.py)
     return {
         "dagster/row_count": int(total),
         "documents_screened_this_run": screened,
@@ -707,6 +709,7 @@ def build_filtering_assets(partitions_def: PartitionsDefinition, registry: Langu
                                 context.log.info, unit="docs")
             screen_files(jobs, identifier, registry, workers, on_rows=progress.advance)
             progress.finish()
+            pause_point("document_signals: screened, before writing")
             with warehouse.session():  # the writes of every language, one transaction each
                 for lang, job in zip(langs, jobs):
                     metadata = _write_signals(lang, keys[lang.code], job.out, gone[lang.code], counts[lang.code],

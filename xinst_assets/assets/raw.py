@@ -20,6 +20,7 @@ from dagster import (
 
 from xinst_assets.core.discovery import Discovery, SourceError
 from xinst_assets.core.ingest import FILE_REASONS, Shard, ShardStats, stage_shard
+from xinst_assets.core.pause_points import pause_point
 from xinst_assets.core.progress import Progress
 from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
@@ -228,6 +229,7 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> tuple[dict[str, Any], tup
         ).fetchall()
         with_controls = con.execute(
             "SELECT count(*) FROM raw_documents WHERE lang = ? AND control_chars > 0", [lang]).fetchone()[0]
+        pause_point("raw_web_text: before commit")  # a test's kill lands here (core/pause_points.py)
     record_totals = {r: n for r, n in totals_by_reason.items() if r not in FILE_REASONS}
     skipped = plan.discovery.skipped
     nothing = not plan.staged and not plan.removed
