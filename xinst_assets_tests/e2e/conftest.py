@@ -2,10 +2,15 @@
 
 The fixture writes a temporary ``DAGSTER_HOME`` (queued run coordinator, ten concurrent runs) and a temporary
 ``XINST_HOME`` (every language of the packaged registry, the embedded sample as raw data), starts both
-processes on 127.0.0.1 with a free port, and waits (bounded) until the code location is loaded. Teardown
+processes on 127.0.0.1 with a free port, and waits until the code location is loaded. Teardown
 stops each process group it started (the code servers and run workers they spawn are in those groups):
 SIGTERM, then SIGKILL after a grace period. A failed test that used the server gets both logs' tails in its
 report, whatever failed it (an assertion, or pytest-timeout).
+
+No wait here or in ``backfills.py`` has a fixed time limit: a loaded CI machine may take minutes where an idle one
+takes seconds. Each wait ends on the state it waits for, fails at once when a process it needs has exited, and
+otherwise fails only after :data:`STALL_LIMIT_S` in which nothing moved (no log line, no event, no status
+change); pytest-timeout's limit bounds the test as a whole.
 """
 
 from __future__ import annotations
@@ -19,20 +24,26 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Hashable, Iterator, TypeVar
 
 import httpx
+import psutil
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from xinst_assets.instance_storage import LOCAL_INSTANCE_YAML
+from xinst_assets_tests.processes import run as run_process
 
 # The three languages of the whole-graph backfill; sw and id are the two that lid.176 handles worst (see
 # ENVIRONMENT.md), so the filters meet their hard cases. The deployment itself has every language.
 E2E_LANGUAGES = ("sw", "id", "vi")
-SERVER_START_TIMEOUT_S = 150  # cold start: two processes each import dagster, dbt and load the code location
+# How long a wait lets nothing move before it calls the deployment stuck: no new line in the processes' logs,
+# no event in a run, no status change. Generous: between two events a loaded machine may spend minutes (loading
+# the definitions in a new run process, the daemon's 30 s between looks at a backfill).
+STALL_LIMIT_S = 600.0
 STOP_GRACE_S = 15
-GRAPHQL_TIMEOUT_S = 60
+# One GraphQL request's limit: a hang guard for a request that will never be answered, far beyond a slow answer.
+GRAPHQL_TIMEOUT_S = 300
 
 # xinst's local instance (its storage and run launcher included; its run monitoring polling every 5 s), plus a
 # run queue that runs up to ten at a time (one backfill of every language partition at once).
@@ -60,19 +71,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 1.0) -> T:
-    """Call ``probe`` until it returns something other than None/False, at most ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
+def wait_for(probe: Callable[[], T | None], what: str, progress: Callable[[], Hashable] | None = None,
+             stall_s: float = STALL_LIMIT_S, interval_s: float = 1.0) -> T:
+    """Call ``probe`` until it returns something other than None/False; no time limit of its own, but fail
+    after ``stall_s`` seconds in which ``progress()`` (a token that changes whenever something moves, such as
+    the size of a log) kept the same value. Without ``progress``, ``stall_s`` bounds the whole wait. Errors
+    that a probe can meet while a server starts (HTTP, GraphQL) are retried; others go through."""
+    last_change, token = time.monotonic(), None
     last_error: BaseException | None = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             value = probe()
             if value:
                 return value
         except (httpx.HTTPError, OSError, DagsterGraphQLClientError) as exc:
             last_error = exc
+        if progress is not None:
+            now_token = progress()
+            if now_token != token:
+                token, last_change = now_token, time.monotonic()
+        if time.monotonic() - last_change > stall_s:
+            raise TimeoutError(f"waited for {what}: nothing moved for {stall_s:.0f}s (last error: {last_error!r})")
         time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last error: {last_error!r})")
 
 
 def venv_tool(name: str) -> str:
@@ -177,6 +197,16 @@ class DagsterServer:
         go through the query method they use themselves."""
         return self.client._execute(query, variables or {})
 
+    def assert_running(self) -> None:
+        """Fail at once, with both logs' tails, when the webserver or the daemon has exited."""
+        for proc, name in ((self.webserver, "webserver"), (self.daemon, "daemon")):
+            if proc.poll() is not None:
+                raise RuntimeError(f"dagster {name} exited with {proc.returncode}\n{self.logs()}")
+
+    def log_sizes(self) -> tuple[int, ...]:
+        """The sizes of the processes' logs: they grow while the deployment works (a progress token)."""
+        return tuple(_size(self.root / name) for name in ("webserver.log", "daemon.log"))
+
     def logs(self) -> str:
         """The tails of both process logs, for assertion messages."""
         return (
@@ -200,11 +230,16 @@ query {
 """
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _location_loaded(server: DagsterServer) -> bool:
-    for proc, name in ((server.webserver, "webserver"), (server.daemon, "daemon")):
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagster {name} exited with {proc.returncode}\n{server.logs()}")
-    if httpx.get(f"{server.url}/server_info", timeout=5).status_code != 200:
+    server.assert_running()
+    if httpx.get(f"{server.url}/server_info", timeout=GRAPHQL_TIMEOUT_S).status_code != 200:
         return False
     entries = server.graphql(LOCATION_STATUS_QUERY)["workspaceOrError"].get("locationEntries") or []
     for entry in entries:
@@ -220,9 +255,24 @@ def _location_loaded(server: DagsterServer) -> bool:
     )
 
 
+def _listens(proc: subprocess.Popen, port: int) -> bool:
+    """Whether ``proc`` (or a process it started) listens on ``port`` of 127.0.0.1."""
+    try:
+        parent = psutil.Process(proc.pid)
+        for process in (parent, *parent.children(recursive=True)):
+            for conn in process.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    except psutil.Error:  # it exited meanwhile: the caller sees that
+        pass
+    return False
+
+
 def _start_webserver(env: dict, root: Path, attempts: int = 3) -> tuple[subprocess.Popen, int]:
-    """Start the webserver on a free port; another process may take the port between the probe and the bind,
-    so a webserver that exits at once saying so is started again on another port."""
+    """Start the webserver on a free port and wait until it listens there. Another process may take the port
+    between the probe and the bind (the webserver then exits saying so): it is started again on another port.
+    Listening is checked on the webserver's own sockets, so a server of someone else's on that port is never
+    taken for it."""
     for attempt in range(1, attempts + 1):
         port = free_port()
         log = root / "webserver.log"
@@ -230,10 +280,11 @@ def _start_webserver(env: dict, root: Path, attempts: int = 3) -> tuple[subproce
             [venv_tool("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "xinst_assets.definitions"],
             env, log, cwd=root,
         )
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            return proc, port  # still running: it holds the port
+        outcome = wait_for(lambda: "listening" if _listens(proc, port) else "exited" if proc.poll() is not None
+                           else None, f"dagster-webserver to listen on port {port}",
+                           progress=lambda: (_size(log), _size(root / "daemon.log")))
+        if outcome == "listening":
+            return proc, port
         stop_process_group(proc)
         if "address already in use" not in log_tail(log).lower() or attempt == attempts:
             raise RuntimeError(f"dagster-webserver exited with {proc.returncode}:\n{log_tail(log)}")
@@ -253,8 +304,8 @@ def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster
     env = e2e_environment(dagster_home, xinst_home, None)
 
     # Create the instance's storage once, before two processes open it at the same time.
-    subprocess.run([venv_tool("dagster"), "instance", "migrate"], env=env, cwd=root, check=True,
-                   capture_output=True, timeout=SERVER_START_TIMEOUT_S)
+    migrated = run_process([venv_tool("dagster"), "instance", "migrate"], env=env, cwd=root)
+    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
     daemon = start_process([venv_tool("dagster-daemon"), "run", "-m", "xinst_assets.definitions"], env,
                            root / "daemon.log", cwd=root)
     webserver: subprocess.Popen | None = None
@@ -262,7 +313,7 @@ def dagster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster
         webserver, port = _start_webserver(env, root)
         server = DagsterServer(f"http://127.0.0.1:{port}", root, dagster_home, xinst_home, env, webserver, daemon)
         try:
-            wait_for(lambda: _location_loaded(server), SERVER_START_TIMEOUT_S, "the webserver and code location")
+            wait_for(lambda: _location_loaded(server), "the webserver and code location", progress=server.log_sizes)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{server.logs()}") from None
         yield server

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from xinst_assets.settings import PROJECT_ROOT
-from xinst_assets_tests.e2e.conftest import DagsterServer
+from xinst_assets_tests.e2e.conftest import STALL_LIMIT_S, DagsterServer
 
-pytestmark = pytest.mark.slow
+# The first test to use the server waits for it to start: a hang guard, not an expected duration.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 STAGES = ("raw_web_text", "language_filtered_text", "candidate_pairs", "scored_pairs", "diversified_dataset")
 GROUPS = ("ingest", "filtering", "curated_inputs", "generation", "curation", "dataset", "tuning")
@@ -29,7 +30,9 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-PAGE_TIMEOUT_MS = 90_000  # the UI's first load compiles the asset graph of the code location
+# How long one page action may wait (an element to appear, the network to go idle): a hang guard, far beyond
+# the UI's first load on a loaded machine (it compiles the asset graph of the code location).
+PAGE_TIMEOUT_MS = int(STALL_LIMIT_S * 1000)
 
 
 def chromium_binary() -> str | None:
