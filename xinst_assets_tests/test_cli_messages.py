@@ -4,13 +4,13 @@ status 2, no traceback, nothing created."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from xinst_assets import cli
+from xinst_assets_tests import processes
 
 
 @pytest.fixture
@@ -96,9 +96,8 @@ def test_the_installed_command_exits_2_with_the_message_and_no_traceback(home):
     env = {**os.environ, "DO_NOT_TRACK": "1"}
     for name in ("XINST_HOME", "DAGSTER_HOME", "XINST_LANGUAGES_FILE"):
         env.pop(name, None)
-    result = subprocess.run([str(Path(sys.executable).with_name("xinst")), "--home", str(home), "materialize",
-                             "--languages", "sw", "--select", "language_filtered_text"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = processes.run([str(Path(sys.executable).with_name("xinst")), "--home", str(home), "materialize",
+                            "--languages", "sw", "--select", "language_filtered_text"], env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "xinst: language_filtered_text is made in one step with filter_rejections: select them together "

@@ -1,19 +1,19 @@
 """Several language partitions writing one warehouse at the same time, from separate processes."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from xinst_assets_tests import processes
 from xinst_assets_tests.conftest import write_jsonl
 
 WRITER = r"""
 import sys
 from xinst_assets.resources.warehouse import Warehouse, replace_partition
-wh = Warehouse(path=sys.argv[1], lock_timeout_s=120)
+wh = Warehouse(path=sys.argv[1])  # the default lock wait: another writer's windows may take long under load
 lang, rounds = sys.argv[2], int(sys.argv[3])
 for r in range(rounds):
     with wh.write() as con:
@@ -28,13 +28,9 @@ print("ok", lang)
 
 def test_concurrent_writer_processes_never_hit_the_duckdb_file_lock_or_lose_rows(tmp_path: Path):
     db = tmp_path / "wh.duckdb"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(db), lang, "15"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for lang in ["fi", "sw", "ta", "ur"]
-    ]
-    outputs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-2000:] for _, err in outputs]
+    done = processes.finish(*[processes.start([sys.executable, "-c", WRITER, str(db), lang, "15"])
+                              for lang in ["fi", "sw", "ta", "ur"]])
+    assert [p.returncode for p in done] == [0, 0, 0, 0], [p.stderr[-2000:] for p in done]
     with duckdb.connect(str(db), read_only=True) as con:
         counts = dict(con.execute("SELECT lang, count(*) FROM t GROUP BY lang").fetchall())
         rounds = dict(con.execute("SELECT lang, max(r) FROM t GROUP BY lang").fetchall())
@@ -60,17 +56,13 @@ def test_three_partitions_materialized_concurrently_by_the_dagster_cli_all_land(
     (tmp_path / "dagster_home").mkdir()
     dagster = Path(sys.executable).with_name("dagster")
     # Create the instance's storage once, as a deployment does; runs then only append to it.
-    subprocess.run([str(dagster), "instance", "migrate"], env=env, check=True, capture_output=True)
-    procs = [
-        subprocess.Popen(
-            [str(dagster), "asset", "materialize", "-m", "xinst_assets.definitions", "--select", "raw_web_text",
-             "--partition", lang],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for lang in langs
-    ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], "\n=====\n".join(logs)
+    migrated = processes.run([str(dagster), "instance", "migrate"], env=env)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    done = processes.finish(*[
+        processes.start([str(dagster), "asset", "materialize", "-m", "xinst_assets.definitions", "--select",
+                         "raw_web_text", "--partition", lang], env=env, stderr_to_stdout=True)
+        for lang in langs])
+    assert [p.returncode for p in done] == [0, 0, 0], "\n=====\n".join(p.stdout for p in done)
     with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True) as con:
         counts = dict(con.execute("SELECT lang, count(*) FROM raw_documents GROUP BY lang").fetchall())
         shards = con.execute("SELECT count(*) FROM raw_shards").fetchone()[0]

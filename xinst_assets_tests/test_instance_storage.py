@@ -2,7 +2,6 @@
 ``dagster.yaml`` that xinst writes for it: real Dagster instances on temporary homes."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from xinst_assets.instance_storage import (
     event_log_dir,
     write_local_instance_config,
 )
+from xinst_assets_tests import processes
 
 PARTITIONS = dg.StaticPartitionsDefinition(["fi", "sw", "ur"])
 
@@ -164,10 +164,9 @@ def test_processes_writing_one_instance_at_the_same_time_lose_no_event(tmp_path,
     with _instance(home, monkeypatch):
         pass  # creates the storage once, as `dagster instance migrate` does for a deployment
     env = {**os.environ, "DAGSTER_HOME": str(home), "DO_NOT_TRACK": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, key, "4"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for key in ("fi", "sw", "ur")]
-    logs = [p.communicate(timeout=240)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], "\n=====\n".join(log[-3000:] for log in logs)
+    done = processes.finish(*[processes.start([sys.executable, "-c", WRITER, key, "4"], env=env,
+                                              stderr_to_stdout=True) for key in ("fi", "sw", "ur")])
+    assert [p.returncode for p in done] == [0, 0, 0], "\n=====\n".join(p.stdout[-3000:] for p in done)
     with _instance(home, monkeypatch) as instance:
         records = instance.get_run_records()
         assert len(records) == 12 and all(r.dagster_run.is_success for r in records)

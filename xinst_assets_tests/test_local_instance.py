@@ -5,11 +5,8 @@ instances on temporary homes, real processes, real SIGKILL."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +22,7 @@ from xinst_assets.local_instance import (
     InstanceError,
     prepare_local_instance,
 )
+from xinst_assets_tests import processes
 
 # A run whose only op says it started, then waits until the test lets it go (a file appears): the test knows,
 # without timing, that the run is in progress, and decides when it ends.
@@ -83,16 +81,6 @@ def _env(home: Path) -> dict:
     return {**os.environ, "DAGSTER_HOME": str(home), "DO_NOT_TRACK": "1"}
 
 
-def _wait_for_file(path: Path, proc: subprocess.Popen, timeout_s: float = 120) -> str:
-    """The content of ``path`` once the process has written it (it fails the test if the process ends first)."""
-    deadline = time.monotonic() + timeout_s
-    while not path.exists() or not path.read_text():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, f"{path.name} not written within {timeout_s}s"
-        time.sleep(0.05)
-    return path.read_text()
-
-
 def _status(run_id: str) -> dg.DagsterRunStatus:
     with dg.DagsterInstance.get() as instance:
         return instance.get_run_by_id(run_id).status
@@ -105,10 +93,9 @@ def _versions(home: Path, name: str) -> list[str]:
 
 def test_processes_started_together_on_a_fresh_home_create_the_instance_once_and_all_run(dagster_home):
     home = dagster_home
-    procs = [subprocess.Popen([sys.executable, "-c", PREPARE, str(home)], env=_env(home),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
-    outputs = [proc.communicate(timeout=300) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0] * 6, [err[-2000:] for _, err in outputs]
+    done = processes.finish(*[processes.start([sys.executable, "-c", PREPARE, str(home)], env=_env(home))
+                              for _ in range(6)])
+    assert [proc.returncode for proc in done] == [0] * 6, [proc.stderr[-2000:] for proc in done]
     for name in SCHEMA_FILES:
         assert len(_versions(home, name)) == 1, name
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -163,11 +150,11 @@ def _tiny_asset():
     return tiny
 
 
-def _start_held_run(tmp_path: Path, home: Path, name: str) -> tuple[subprocess.Popen, str, Path]:
+def _start_held_run(tmp_path: Path, home: Path, name: str) -> tuple[processes.Started, str, Path]:
+    """A HELD_RUN process, once its run has started: (the process, its run id, the file that releases it)."""
     started, release = tmp_path / f"{name}.started", tmp_path / f"{name}.release"
-    proc = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(started), str(release)], env=_env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, _wait_for_file(started, proc), release
+    proc = processes.start([sys.executable, "-c", HELD_RUN, str(started), str(release)], env=_env(home))
+    return proc, processes.wait_for_file(started, proc, "its run's start"), release
 
 
 def test_a_killed_run_is_marked_failed_at_the_next_start_and_a_live_one_of_another_process_is_not(
@@ -180,8 +167,7 @@ def test_a_killed_run_is_marked_failed_at_the_next_start_and_a_live_one_of_anoth
         assert prepare_local_instance(dagster_home).failed_runs == []  # both processes run: nothing to do
         assert _status(doomed_run) == _status(alive_run) == dg.DagsterRunStatus.STARTED
 
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=60)
+        doomed.kill()
         assert _status(doomed_run) == dg.DagsterRunStatus.STARTED  # nobody told Dagster
 
         report = prepare_local_instance(dagster_home)
@@ -195,9 +181,9 @@ def test_a_killed_run_is_marked_failed_at_the_next_start_and_a_live_one_of_anoth
         assert prepare_local_instance(dagster_home).failed_runs == []  # dealt with once
     finally:
         release.write_text("go")
-        alive.communicate(timeout=120)
+        (alive_done,) = processes.finish(alive)
         doomed.kill()
-    assert alive.returncode == 0 and _status(alive_run) == dg.DagsterRunStatus.SUCCESS
+    assert alive_done.returncode == 0, alive_done.stderr[-3000:] and _status(alive_run) == dg.DagsterRunStatus.SUCCESS
     assert list(run_owners.claimed_runs(run_owners_dir(dagster_home))) == []  # ended claims leave no file
 
 
@@ -206,8 +192,7 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_leaves_a_live_one(tmp
     doomed, doomed_run, _ = _start_held_run(tmp_path, dagster_home, "doomed")
     alive, alive_run, release = _start_held_run(tmp_path, dagster_home, "alive")
     try:
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=60)
+        doomed.kill()
         with dg.DagsterInstance.get() as instance:
             assert isinstance(instance.run_launcher, XinstRunLauncher)
             assert instance.run_launcher.supports_check_run_worker_health
@@ -217,9 +202,9 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_leaves_a_live_one(tmp
             assert instance.get_run_by_id(alive_run).status == dg.DagsterRunStatus.STARTED
     finally:
         release.write_text("go")
-        alive.communicate(timeout=120)
+        (alive_done,) = processes.finish(alive)
         doomed.kill()
-    assert alive.returncode == 0
+    assert alive_done.returncode == 0, alive_done.stderr[-3000:]
 
 
 def _quiet_logger():
@@ -244,13 +229,11 @@ def test_a_claim_is_never_seen_unlocked_while_its_owner_lives_and_a_finished_one
 def test_loading_the_definitions_with_dagsters_cli_marks_a_killed_run_failed(tmp_path, dagster_home):
     prepare_local_instance(dagster_home)
     doomed, doomed_run, _ = _start_held_run(tmp_path, dagster_home, "doomed")
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait(timeout=60)
+    doomed.kill()
     env = {**_env(dagster_home), "XINST_HOME": str(tmp_path / "home")}
     env.pop("XINST_LANGUAGES_FILE", None)
-    loaded = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m",
-                             "xinst_assets.definitions"], env=env, capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+    loaded = processes.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m",
+                            "xinst_assets.definitions"], env=env, cwd=tmp_path)
     assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-2000:]
     assert f"marked run {doomed_run} failed" in loaded.stderr
     assert _status(doomed_run) == dg.DagsterRunStatus.FAILURE

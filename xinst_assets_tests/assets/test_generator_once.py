@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from xinst_assets.languages import load_registry
 from xinst_assets.local_instance import prepare_local_instance
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.settings import SAMPLE_DIR
+from xinst_assets_tests import processes
 from xinst_assets_tests.conftest import materialize, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -63,11 +63,12 @@ def _run_partitions_at_once(home: Path, seed_pattern: str = "") -> list[str]:
     env = {**os.environ, "XINST_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), "DO_NOT_TRACK": "1",
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("XINST_LANGUAGES_FILE", None)
-    procs = [subprocess.Popen([sys.executable, "-c", PARTITION_RUN, lang, json.dumps(TINY_SETTINGS), seed_pattern],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for lang in LANGUAGES]
-    logs = [proc.communicate(timeout=900)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0] * len(procs), "\n=====\n".join(log[-3000:] for log in logs)
+    done = processes.finish(*[
+        processes.start([sys.executable, "-c", PARTITION_RUN, lang, json.dumps(TINY_SETTINGS), seed_pattern],
+                        env=env, stderr_to_stdout=True)
+        for lang in LANGUAGES])
+    logs = [proc.stdout for proc in done]
+    assert [proc.returncode for proc in done] == [0] * len(done), "\n=====\n".join(log[-3000:] for log in logs)
     return logs
 
 
@@ -87,6 +88,7 @@ def _run_folders(home: Path, name: str) -> list[str]:
     return sorted(p.name for p in (home / "models" / name).iterdir() if p.is_dir() and p.name != "data")
 
 
+@pytest.mark.timeout(2400)  # two rounds of three partition runs that train at once: many minutes when loaded
 def test_partition_runs_started_together_train_the_generator_once_on_every_languages_seeds(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))

@@ -13,19 +13,19 @@ import pytest
 
 from xinst_assets.instance_storage import LOCAL_INSTANCE_YAML, PooledSqliteEventLogStorage
 from xinst_assets.settings import SAMPLE_DIR
+from xinst_assets_tests import processes
 from xinst_assets_tests.e2e.conftest import venv_tool
 
 DATA_STAGES = ("raw_web_text,document_signals,screened_documents,language_filtered_text,filter_rejections,"
                "language_filter_stats,seed_pairs,parallel_pairs,eval_questions")
 
 
-def _xinst(home: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess:
+def _xinst(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "XINST_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), "DO_NOT_TRACK": "1",
            "XINST_RAW_SOURCES": str(SAMPLE_DIR / "raw"), **(env or {})}
     for name in ("XINST_LANGUAGES_FILE", "XINST_WAREHOUSE"):
         env.pop(name, None)
-    return subprocess.run([venv_tool("xinst"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return processes.run([venv_tool("xinst"), *args], env=env)
 
 
 def _tables(home: Path) -> dict[str, list[tuple]]:
@@ -68,7 +68,7 @@ def test_materialize_runs_each_stretch_of_consecutive_languages_in_one_run_and_a
 
 
 def test_an_unknown_language_is_a_clear_error_before_any_work(tmp_path):
-    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw,xx", "--workers", "1", timeout=120)
+    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw,xx", "--workers", "1")
     assert result.returncode == 2
     assert "Unknown language code 'xx'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
@@ -77,7 +77,7 @@ def test_an_unknown_language_is_a_clear_error_before_any_work(tmp_path):
 @pytest.mark.slow
 def test_a_raw_source_that_does_not_exist_is_one_line_that_says_what_to_do_before_any_work(tmp_path):
     missing = tmp_path / "not-mounted"
-    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw", "--workers", "1", timeout=120,
+    result = _xinst(tmp_path / "home", "materialize", "--languages", "sw", "--workers", "1",
                     env={"XINST_RAW_SOURCES": str(missing)})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"xinst: raw source folder '{missing}' does not exist: create it, mount it, or set XINST_RAW_SOURCES" \

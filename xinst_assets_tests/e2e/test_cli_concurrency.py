@@ -4,8 +4,6 @@ command started after a run was killed. Real processes."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,10 +14,12 @@ import pytest
 from xinst_assets.languages import load_registry
 from xinst_assets.local_instance import SCHEMA_FILES
 from xinst_assets.settings import SAMPLE_DIR
+from xinst_assets_tests import processes
 from xinst_assets_tests.e2e.conftest import venv_tool
-from xinst_assets_tests.test_local_instance import HELD_RUN, _versions, _wait_for_file
+from xinst_assets_tests.test_local_instance import HELD_RUN, _versions
 
-pytestmark = pytest.mark.slow
+# Ten commands at once on two cores take minutes, and many more on a loaded machine: a hang guard.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _env(home: Path) -> dict:
@@ -35,12 +35,13 @@ def test_ten_commands_started_at_once_on_a_fresh_data_home_all_succeed(tmp_path,
     languages = load_registry().codes
     assert len(languages) == 10
     started = time.monotonic()
-    procs = [subprocess.Popen([venv_tool("xinst"), "materialize", "--languages", code, "--select", "seed_pairs"],
-                              env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for code in languages]
-    logs = [proc.communicate(timeout=900)[0] for proc in procs]
+    done = processes.finish(*[
+        processes.start([venv_tool("xinst"), "materialize", "--languages", code, "--select", "seed_pairs"],
+                        env=_env(home), stderr_to_stdout=True)
+        for code in languages])
     seconds = time.monotonic() - started
-    failed = [(code, log[-2500:]) for code, proc, log in zip(languages, procs, logs) if proc.returncode != 0]
+    logs = [proc.stdout for proc in done]
+    failed = [(code, proc.stdout[-2500:]) for code, proc in zip(languages, done) if proc.returncode != 0]
     print(f"\n10 commands on a fresh data home: {len(failed)} failed, {seconds:.1f} s for all")
     assert failed == []
     assert sum("wrote the local Dagster instance settings" in log for log in logs) == 1
@@ -55,17 +56,16 @@ def test_ten_commands_started_at_once_on_a_fresh_data_home_all_succeed(tmp_path,
 def test_a_command_after_a_killed_run_marks_that_run_failed_and_says_so(tmp_path, monkeypatch):
     home = tmp_path / "home"
     env = _env(home)
-    first = subprocess.run([venv_tool("xinst"), "materialize", "--languages", "sw", "--select", "seed_pairs"],
-                           env=env, capture_output=True, text=True, timeout=600)
+    first = processes.run([venv_tool("xinst"), "materialize", "--languages", "sw", "--select", "seed_pairs"],
+                          env=env)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    held = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(tmp_path / "started"), str(tmp_path / "release")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run_id = _wait_for_file(tmp_path / "started", held)
-    held.send_signal(signal.SIGKILL)
-    held.wait(timeout=60)
+    held = processes.start([sys.executable, "-c", HELD_RUN, str(tmp_path / "started"), str(tmp_path / "release")],
+                           env=env)
+    run_id = processes.wait_for_file(tmp_path / "started", held, "its run's start")
+    held.kill()
 
-    again = subprocess.run([venv_tool("xinst"), "materialize", "--languages", "sw", "--select", "seed_pairs"],
-                           env=env, capture_output=True, text=True, timeout=600)
+    again = processes.run([venv_tool("xinst"), "materialize", "--languages", "sw", "--select", "seed_pairs"],
+                          env=env)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert f"xinst: marked run {run_id} failed: its process (pid {held.pid} on " in again.stdout
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +31,7 @@ from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings,
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.warehouse import Warehouse
 from xinst_assets.settings import PROJECT_ROOT
+from xinst_assets_tests import processes
 from xinst_assets_tests.e2e.conftest import e2e_environment, venv_tool
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -296,9 +296,7 @@ def test_dagster_definitions_validate_passes_for_the_module_with_the_settings_of
     dagster_home.mkdir()
     process_env = e2e_environment(dagster_home, Path(env["XINST_HOME"]), Path(env["XINST_LANGUAGES_FILE"]),
                                   XINST_RAW_SOURCES=env["XINST_RAW_SOURCES"])
-    result = subprocess.run(
-        [venv_tool("dagster"), "definitions", "validate", "-m", "xinst_assets.definitions"],
-        env=process_env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
-    )
+    result = processes.run([venv_tool("dagster"), "definitions", "validate", "-m", "xinst_assets.definitions"],
+                           env=process_env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Validation successful" in result.stdout + result.stderr

@@ -5,7 +5,6 @@ are stored and read back there, by Dagster's own CLI in separate processes and b
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from xinst_assets.settings import PROJECT_ROOT
+from xinst_assets_tests import processes
 from xinst_assets_tests.store.conftest import new_database
 
 DEFINITIONS = '''
@@ -60,8 +60,7 @@ def test_a_dagster_instance_on_postgres_records_runs_events_and_schedules_from_s
     dagster = [str(Path(sys.executable).with_name("dagster"))]
 
     def cli(*args: str) -> str:
-        done = subprocess.run([*dagster, *args], env=env, capture_output=True, text=True, timeout=600,
-                              cwd=tmp_path)
+        done = processes.run([*dagster, *args], env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done.stdout + done.stderr
 

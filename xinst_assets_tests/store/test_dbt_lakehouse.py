@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from xinst_assets.languages import load_registry
 from xinst_assets.settings import DBT_PROJECT_DIR, SAMPLE_DIR
 from xinst_assets.store import Store
 from xinst_assets.store.copy import copy_warehouse
+from xinst_assets_tests import processes
 from xinst_assets_tests.conftest import materialize
 
 FILTER_CHAIN = ["raw_web_text", "document_signals", "screened_documents", "language_filtered_text",
@@ -34,6 +34,7 @@ def _rows(con: duckdb.DuckDBPyConnection, table: str, order: str) -> list[tuple]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the filter chain, then dbt on the lakehouse: minutes on a loaded machine
 def test_dbt_builds_the_same_models_on_a_ducklake_attach_as_on_the_embedded_file(lake_store: Store, tmp_path: Path):
     config = XinstConfig(registry=load_registry(), home=tmp_path / "home", raw_patterns=[str(SAMPLE_DIR / "raw")])
     assert materialize(config, FILTER_CHAIN, "sw").success
@@ -42,11 +43,10 @@ def test_dbt_builds_the_same_models_on_a_ducklake_attach_as_on_the_embedded_file
     assert all(copied[t] > 0 for t in ("raw_documents", "raw_shards", "document_signals", "filtered_documents"))
 
     env = {**os.environ, **lake_store.dbt_env(), "DO_NOT_TRACK": "1"}
-    build = subprocess.run(
+    build = processes.run(
         [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "dbt-target"),
-         "--log-path", str(tmp_path / "dbt-target"), "--vars", json.dumps({"langs": ["sw"]})],
-        env=env, capture_output=True, text=True, timeout=900)
+         "--log-path", str(tmp_path / "dbt-target"), "--vars", json.dumps({"langs": ["sw"]})], env=env)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
 
     with duckdb.connect(str(config.warehouse), read_only=True) as embedded, lake_store.read() as lake:

@@ -24,6 +24,7 @@ from xinst_assets.store.extensions import (
     wheel_extension_file,
 )
 from xinst_assets.store.lakehouse import claim_partition, redact
+from xinst_assets_tests import processes
 
 ROWS = "SELECT ? AS lang, range AS i, ? AS r FROM range(?)"
 
@@ -97,10 +98,10 @@ def test_tables_are_created_altered_and_written_in_the_lakehouse_and_another_pro
         con.execute("ALTER TABLE docs ADD COLUMN note VARCHAR")
         con.execute("UPDATE docs SET note = 'v2'")
     assert lake_store.table_exists("docs") and not lake_store.table_exists("nothing_here")
-    reader = subprocess.run(
+    reader = processes.run(
         [sys.executable, "-c", OPEN_STORE + "with store.read() as con:\n"
          "    print(con.execute(\"SELECT count(*), count(DISTINCT note) FROM docs WHERE lang = 'sw'\").fetchone())",
-         *_store_args(lake_store)], env=_env(lake_store), capture_output=True, text=True, timeout=300)
+         *_store_args(lake_store)], env=_env(lake_store))
     assert reader.returncode == 0, reader.stderr[-2000:]
     assert reader.stdout.strip() == "(1000, 1)"
     # the data are Parquet files under the data path; the catalog is in Postgres
@@ -215,11 +216,10 @@ def test_partition_replaces_from_six_processes_at_once_lose_no_write_and_never_m
     # five languages, and a sixth writer racing the first one on the same language
     plan = [("fi", 0), ("sw", 1), ("ta", 2), ("ur", 3), ("th", 4), ("fi", 5)]
     rounds, rows = 4, 5000
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, *_store_args(lake_store), lang, str(writer),
-                               str(rounds), str(rows)], env=_env(lake_store), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for lang, writer in plan]
-    outputs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(plan), [err[-3000:] for _, err in outputs]
+    done = processes.finish(*[processes.start([sys.executable, "-c", WRITER, *_store_args(lake_store), lang,
+                                               str(writer), str(rounds), str(rows)], env=_env(lake_store))
+                              for lang, writer in plan])
+    assert [p.returncode for p in done] == [0] * len(plan), [p.stderr[-3000:] for p in done]
     with lake_store.read() as con:
         final = con.execute("SELECT lang, count(*), count(DISTINCT writer), min(r), max(r), count(DISTINCT i) "
                             "FROM docs GROUP BY lang ORDER BY lang").fetchall()

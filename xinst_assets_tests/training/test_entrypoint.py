@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from xinst_assets.training import TrainConfig
 from xinst_assets.training.trainer import LINEAGE_FILE
+from xinst_assets_tests import processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,15 +42,8 @@ def _env() -> dict[str, str]:
 def test_the_cli_trains_as_a_plain_subprocess(tiny_model_dir, instruction_file, tmp_path):
     out = tmp_path / "out"
     run = _run_json(tmp_path, tiny_model_dir, instruction_file, out)
-    proc = subprocess.run(
-        [sys.executable, "-m", "xinst_assets.training", "--config", str(run)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
+    proc = processes.run([sys.executable, "-m", "xinst_assets.training", "--config", str(run)], env=_env(),
+                         cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[train] step 4/4 (100.0%)" in proc.stderr
     assert json.loads((out / LINEAGE_FILE).read_text())["global_step"] == 4
@@ -70,15 +63,8 @@ def test_two_processes_under_torchrun_share_the_work_and_rank_0_writes_the_linea
     out = tmp_path / "ddp"
     run = _run_json(tmp_path, tiny_model_dir, instruction_file, out)
     torchrun = Path(sys.executable).parent / "torchrun"
-    proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "xinst_assets.training", "--config", str(run)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=300,
-    )
+    proc = processes.run([str(torchrun), "--nproc_per_node", "2", "-m", "xinst_assets.training", "--config",
+                          str(run)], env=_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lineage = json.loads((out / LINEAGE_FILE).read_text())
     assert lineage["world_size"] == 2 and lineage["global_step"] == 4

@@ -20,6 +20,7 @@ import torch
 from xinst_assets.core.portable_checkpoint import make_portable, portability_problems
 from xinst_assets.core.tiny_model import build_tokenizer
 from xinst_assets.training import TrainConfig, train
+from xinst_assets_tests import processes
 from xinst_assets_tests.training.conftest import INSTRUCTION_ROWS
 
 # What vLLM releases have required lately (>= 4.56); the newest 4.x is what pip picks.
@@ -103,8 +104,7 @@ def transformers4_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           check=True, capture_output=True, text=True).stdout.strip()
     ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "torch").is_dir())
     Path(site, "zz_xinst_torch.pth").write_text(f"import sys; sys.path.append({ours!r})\n")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", TRANSFORMERS_4],
-                             capture_output=True, text=True, timeout=600)
+    install = processes.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", TRANSFORMERS_4])
     if install.returncode != 0:
         pytest.fail(f"could not install {TRANSFORMERS_4} from the package registry:\n{install.stderr[-2000:]}")
     return python
@@ -134,8 +134,8 @@ def test_transformers_4_loads_the_base_and_a_trained_checkpoint_and_computes_wha
                       max_steps=2, save_steps=2, per_device_batch_size=2, learning_rate=1e-3, max_length=128))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     for folder in (tiny_model_dir, trained):
-        done = subprocess.run([transformers4_python, "-c", LOAD_WITH_4X, str(folder), PROMPT], capture_output=True,
-                              text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300)
+        done = processes.run([transformers4_python, "-c", LOAD_WITH_4X, str(folder), PROMPT],
+                             env={**env, "HF_HUB_OFFLINE": "1"})
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
         ids, logits, chat = _logits(folder)
