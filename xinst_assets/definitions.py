@@ -6,6 +6,7 @@ import dagster as dg
 
 from xinst_assets.assets.curated import build_curated_assets
 from xinst_assets.assets.curation import build_curation_assets
+from xinst_assets.assets.curator import build_curator_asset
 from xinst_assets.assets.generation import build_generation_assets
 from xinst_assets.assets.diversification import build_diversification_assets
 from xinst_assets.assets.tuning import build_tuning_assets
@@ -41,6 +42,7 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
         *build_dbt_assets(project, partitions),
         *build_curated_assets(partitions),
         *build_generation_assets(partitions, config.registry),
+        build_curator_asset(config.registry),
         *build_curation_assets(partitions, config.registry),
         *build_diversification_assets(partitions, config.registry),
         *build_tuning_assets(config.registry),

@@ -2,6 +2,7 @@
 rounds of self-training (re-train the generator on level-3 pairs, regenerate the rest, re-label)."""
 
 import json
+from pathlib import Path
 from collections import Counter
 from typing import Any
 
@@ -29,7 +30,7 @@ from xinst_assets.core.plots import figure_markdown, score_histogram_figure
 from xinst_assets.assets.training_runs import file_sha256
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.candidates import CandidateRules, candidate_rejections, clean_instruction
-from xinst_assets.core.curation import CurationRules, refined_rejection
+from xinst_assets.core.curation import CurationRules, refined_rejection, round_summaries
 from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, label_counts, none_accepted_reason
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import JUDGE_CHOICES, generation_prompt, greedy, judge_prompt, refine_prompt
@@ -65,8 +66,13 @@ CREATE TABLE IF NOT EXISTS scored_pairs_rounds (
 class CurationConfig(Config):
     """Per-run settings of self-curation (editable in the launchpad)."""
 
-    rounds: int = Field(default=1, description="Label/refine rounds; >1 adds self-training of the generator.")
-    accept_label: int = Field(default=3, description="Label at or above which a pair is accepted.")
+    rounds: int = Field(
+        default=1, ge=1, description="Label/refine rounds (X-Instruction: 2-3 at scale). From round 2 on, a "
+        "generator trained from the shared instruction_generator on this language's accepted pairs (plus the "
+        "seeds) writes new instructions for the texts not accepted yet, which are graded again.")
+    accept_label: int = Field(default=3, ge=1, le=3, description="Label at or above which a pair is accepted.")
+    self_training_steps: int | None = Field(
+        default=None, description="Training steps of each round's generator (None: the generator settings).")
 
 
 def _score(backend, cache, pairs, lang_name, context, stage):
@@ -87,7 +93,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
     @asset(
         name="scored_pairs",
         partitions_def=partitions_def,
-        deps=["candidate_pairs"],
+        deps=["candidate_pairs", "curator"],
         group_name="curation",
         kinds={"python", "transformers", "duckdb"},
         owners=["team:ml"],
@@ -197,8 +203,9 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                     if not accepted or not retry_docs:
                         break
                     generator = _self_train(context, warehouse, registry, models, training_launcher, storage, lang,
-                                            accepted, round_no)
+                                            accepted, round_no, first_generator, config.self_training_steps)
                     pending = _regenerate(context, inference, cache, generator, retry_docs, identifier, lang.code)
+                    counters["regeneration_dropped"] += len(retry_docs) - len(pending)
             out_rows = []
             for r in final.values():
                 status = "accepted" if r["label"] >= rules.accept_label else "rejected"
@@ -221,6 +228,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                                     f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
             labels = Counter(r["label"] for r in out_rows)
             accepted_count = sum(r["status"] == "accepted" for r in out_rows)
+            per_round = round_summaries(history, rules.accept_label)
             outcome = OutputOutcome(len(candidates), accepted_count,
                                     none_accepted_reason(label_counts(labels.elements()), rules.accept_label))
             not_empty.add(lang.code, outcome.passed, outcome.metadata())
@@ -238,6 +246,12 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                 "curator": grading.describe(),
                 "refiner": rewriting.describe(),
                 "rounds": config.rounds,
+                "rounds_run": len(per_round),
+                "per_round": markdown_table(
+                    [(r.round, r.graded, r.accepted, r.refined, r.rejected,
+                      _under(r.generator, storage.paths.models)) for r in per_round],
+                    ["round", "graded", "accepted", "refined", "rejected", "generator"]),
+                "regeneration_dropped": counters["regeneration_dropped"],
                 "examples": markdown_table([(r["label"], round(r["expected_score"], 2), r["refined"], r["instruction"])
                                             for r in out_rows[:8]], ["label", "score", "refined", "instruction"]),
             }
@@ -255,6 +269,14 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
     return [scored_pairs]
 
 
+def _under(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` when it lies inside it (a checkpoint under the models folder), else as is."""
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return path
+
+
 def _empty_scored() -> pa.Table:
     types = {"refined": pa.bool_(), "label": pa.int64(), "round": pa.int64()}
     for name in ("p1", "p2", "p3", "expected_score"):
@@ -262,22 +284,31 @@ def _empty_scored() -> pa.Table:
     return pa.table({c: pa.array([], types.get(c, pa.string())) for c in SCORED_COLUMNS})
 
 
-def _self_train(context, warehouse, registry, models, launcher, storage, lang, accepted, round_no) -> str:
-    """Re-train the generator on the seeds plus this language's accepted pairs; return the new checkpoint."""
+SELF_TRAINING_DIR = "instruction_generator_selftrain"
+
+
+def _self_train(context, warehouse, registry, models, launcher, storage, lang, accepted, round_no, shared_generator,
+                steps) -> str:
+    """The generator of round ``round_no + 1`` for ``lang``: the shared generator trained further, with the
+    generator's own training function, on the seeds plus this language's accepted pairs. Content-addressed (the
+    data file is named by its hash, the run folder by the settings and the starting checkpoint): the same pairs
+    give the same checkpoint, reused. The shared ``instruction_generator`` is never modified."""
     with storage.scratch_dir(f"selftrain-{lang.code}") as scratch:
         data = scratch / "rows.jsonl"
         export_seed_rows(warehouse, registry, data)
         with open(data, "a", encoding="utf-8") as out:
-            for r in accepted:
+            for r in sorted(accepted, key=lambda r: r["pair_id"]):
                 out.write(json.dumps({"instruction": r["instruction"], "response": r["response"],
                                       "lang_name": lang.name}, ensure_ascii=False) + "\n")
-        data_dir = storage.paths.models / "instruction_generator" / "data"
+        data_dir = storage.paths.models / SELF_TRAINING_DIR / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        data_file = data_dir / f"selftrain-{lang.code}-r{round_no}-{file_sha256(data)[:16]}.jsonl"
+        data_file = data_dir / f"selftrain-{lang.code}-{file_sha256(data)[:16]}.jsonl"
         if not data_file.exists():
             data.replace(data_file)
-    context.log.info(f"{lang.code}: self-training round {round_no} on {len(accepted)} accepted pairs + seeds")
-    path, _ = train_generator(context, models, launcher, storage, data_file, f"instruction_generator_{lang.code}")
+    context.log.info(f"{lang.code}: self-training after round {round_no}: the shared generator trained on "
+                     f"{len(accepted)} accepted pairs + seeds")
+    path, _ = train_generator(context, models, launcher, storage, data_file, f"{SELF_TRAINING_DIR}/{lang.code}",
+                              start=shared_generator, max_steps=steps)
     return path
 
 

@@ -104,13 +104,15 @@ def write_seed_file(rows: list[dict], data_dir: Path, scratch: Path) -> Path:
 
 
 def train_generator(context, models: ModelSettings, launcher: TrainingLauncher, storage: XinstStorage,
-                    data_file: Path, name: str) -> tuple[str, dict]:
-    """Fine-tune the base model response -> instruction on ``data_file``; reuse an identical finished run (one
-    process trains a run; another that wants it waits, then reuses it: see ``launch_training``). ``info`` has
-    ``fingerprint``, ``base_model``, ``reported`` (``reused``: no training happened) and ``lineage``."""
-    base = models.resolve_base_model(storage.paths.models, context.log.warning)
+                    data_file: Path, name: str, start: str | None = None,
+                    max_steps: int | None = None) -> tuple[str, dict]:
+    """Fine-tune the base model (or the checkpoint ``start``) response -> instruction on ``data_file``, for
+    ``max_steps`` (None: the generator settings); reuse an identical finished run (one process trains a run;
+    another that wants it waits, then reuses it: see ``launch_training``). ``info`` has ``fingerprint``,
+    ``base_model``, ``reported`` (``reused``: no training happened) and ``lineage``."""
+    base = start or models.resolve_base_model(storage.paths.models, context.log.warning)
     demo = models.base_model is None
-    max_steps = models.generator_max_steps or (DEMO_GENERATOR_STEPS if demo else None)
+    max_steps = max_steps or models.generator_max_steps or (DEMO_GENERATOR_STEPS if demo else None)
     settings = dict(base_model=base, task="generator", data_files=[str(data_file)], output_dir="",
                     max_steps=max_steps, num_epochs=models.generator_epochs,
                     learning_rate=models.generator_learning_rate or (DEMO_LEARNING_RATE if demo else None),

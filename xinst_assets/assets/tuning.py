@@ -26,12 +26,13 @@ from xinst_assets.assets.model_roles import (
     self_judge_problem,
 )
 from xinst_assets.assets.generation import DEMO_LEARNING_RATE
+from xinst_assets.assets.ranges import LanguageCheck
 from xinst_assets.assets.reporting import loss_curve_markdown, markdown_table
 from xinst_assets.assets.training_runs import file_sha256, launch_training, run_fingerprint
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.core.continual import START_KEYWORDS, resolve_start, select_replay
 from xinst_assets.core.curated import REPLAY_LANG
-from xinst_assets.core.emptiness import all_dropped_reason
+from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, all_dropped_reason
 from xinst_assets.core.evaluation import heldout_loss, language_fidelity, pairwise_verdict
 from xinst_assets.core.progress import Progress
 from xinst_assets.core.prompts import greedy, pairwise_judge_prompt, response_prompt
@@ -271,7 +272,11 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         owners=["team:ml"],
         pool="gpu",
         check_specs=[AssetCheckSpec("tuned_not_worse_than_base", asset="evaluation",
-                                    description="Warns when the tuned model loses to the base model in a language.")],
+                                    description="Warns when the tuned model loses to the base model in a language."),
+                     AssetCheckSpec(NOT_EMPTY, asset="evaluation", blocking=True,
+                                    description="Every language with evaluation questions gets at least one "
+                                    "non-empty answer from the model under evaluation; otherwise the check fails "
+                                    "with the reason.")],
         description=(
             "Per language, for the model under evaluation (answer_model; default: the tuned checkpoint) and its "
             "baseline (default: the base model): language fidelity (share of answers in the requested language), "
@@ -374,5 +379,16 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         yield AssetCheckResult(check_name="tuned_not_worse_than_base", asset_key="evaluation", passed=not worse,
                                severity=AssetCheckSeverity.WARN,
                                metadata={"languages_worse": ", ".join(sorted(worse)) or "none"})
+        answered = LanguageCheck(NOT_EMPTY, "evaluation", AssetCheckSeverity.ERROR)
+        for code in sorted({lang for lang, _, _ in questions}):
+            got = [answers["tuned"][i] for i, (lang, _, _) in enumerate(questions) if lang == code]
+            outcome = OutputOutcome(len(got), sum(bool(a) for a in got),
+                                    f"0 of {len(got)} questions got a non-empty answer from {tuned_role.model}")
+            answered.add(code, outcome.passed, outcome.metadata())
+        if answered.outcomes:
+            yield answered.result()
+        else:
+            yield AssetCheckResult(check_name=NOT_EMPTY, asset_key="evaluation", passed=True,
+                                   metadata={"reason": "no input: nothing to do"})
 
     return [tuned_checkpoint, evaluation]

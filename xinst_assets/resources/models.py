@@ -39,6 +39,13 @@ class ModelSettings(ConfigurableResource):
     generator_epochs: float = Field(default=3.0, description="Generator training epochs.")
     generator_learning_rate: float | None = Field(default=None, description="None: the trainer's default.")
     generator_batch_size: int = Field(default=8, description="Per-device batch size for generator training.")
+    curator_max_steps: int | None = Field(
+        default=None, description="Training steps of the curator checkpoint (tuned on seed judgements when no "
+        "instruction-following curator is configured; None: epochs, or 150 steps for the demo model).")
+    curator_epochs: float = Field(default=3.0, description="Curator training epochs (when max_steps is None).")
+    curator_learning_rate: float | None = Field(default=None, description="None: the trainer's default.")
+    curator_batch_size: int = Field(default=8, description="Per-device batch size for curator training.")
+    curator_seed: int = Field(default=0, description="Seed of the curator's judgements, held-out split and training.")
     demo_hidden_size: int = Field(default=128, description="Width of the tiny demo model.")
 
     def resolve_base_model(self, models_dir: Path, log=None) -> str:

@@ -1,8 +1,9 @@
 """The settings of one training run, as a JSON-serialisable tree of frozen dataclasses.
 
-One ``TrainConfig`` describes a run of either checkpoint METHOD.md names: the tuned model (``task="sft"``:
-instruction -> response, stage 6) or the instruction generator (``task="generator"``: response ->
-instruction, stage 3). ``TrainConfig.from_json(path)`` reads the ``run.json`` that
+One ``TrainConfig`` describes a run of any checkpoint METHOD.md names: the tuned model (``task="sft"``:
+instruction -> response, stage 6), the instruction generator (``task="generator"``: response ->
+instruction, stage 3) or the curator (``task="curator"``: a pair in the self-curation prompt -> its level
+"1"/"2"/"3", stage 4). ``TrainConfig.from_json(path)`` reads the ``run.json`` that
 ``python -m xinst_assets.training --config run.json`` takes; ``to_dict()`` is what the run records in its
 lineage file. Unknown keys are an error (a typo must not silently fall back to a default).
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-TASKS = ("sft", "generator")
+TASKS = ("sft", "generator", "curator")
 INSTRUCTALIGN_OBJECTIVES = (
     "translation",
     "bilingual_denoising",
@@ -136,8 +137,9 @@ class TrainConfig:
 
     base_model: str  # local folder or hub id of a causal LM
     output_dir: str
-    task: Literal["sft", "generator"] = "sft"
-    # Rows {instruction, response, lang_name, refined}; may be empty when InstructAlign supplies the data.
+    task: Literal["sft", "generator", "curator"] = "sft"
+    # Rows {instruction, response, lang_name, refined} (curator: {instruction, response, lang_name, label});
+    # may be empty when InstructAlign supplies the data.
     data_files: tuple[DataFile, ...] = ()
     lora: LoraOptions = LoraOptions()
     packing: bool = False
@@ -163,6 +165,10 @@ class TrainConfig:
     deepspeed: str | None = None  # path to a DeepSpeed JSON (see launch/deepspeed_zero3.json)
     trust_remote_code: bool = False
     max_rows: int | None = None  # read at most this many rows per data file (smoke runs)
+    # Lay each prompt out as one user turn of the tokenizer's chat template, as an instruction-following role
+    # (curator, refiner, judge) is asked at inference. None: on for the curator task when the tokenizer has a
+    # chat template, off for the generator and the tuned model (they are served the raw prompt).
+    chat: bool | None = None
     afp: AfpOptions = AfpOptions()
     instructalign: InstructAlignOptions = InstructAlignOptions()
 

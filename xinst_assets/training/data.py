@@ -3,7 +3,8 @@
 * ``read_rows`` streams JSONL / JSONL.gz / Parquet files; ``file_fingerprint`` hashes them for lineage.
 * ``instruction_example`` turns a row {instruction, response, lang_name, refined} into a ``TextExample``:
   the X-Instruction response prompt -> response (``task="sft"``), or the instruction-generation prompt ->
-  instruction (``task="generator"``, the reverse direction that trains the stage-3 generator).
+  instruction (``task="generator"``, the reverse direction that trains the stage-3 generator), or the
+  self-curation prompt -> the pair's level "1"/"2"/"3" (``task="curator"``, rows with a ``label``).
 * ``tokenize_example`` builds ``input_ids`` = prompt tokens + target tokens + EOS; the loss is on the target
   (and EOS) only: ``labels`` are -100 on every prompt token.
 * ``pack_lengths`` + ``PackedDataset`` put several examples into one ``max_length`` block with
@@ -27,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from xinst_assets.core.prompts import afp_cross_lingual_prompt, generation_prompt, response_prompt
+from xinst_assets.core.prompts import (
+    JUDGE_CHOICES,
+    afp_cross_lingual_prompt,
+    generation_prompt,
+    judge_prompt,
+    response_prompt,
+)
 from xinst_assets.training.config import DataFile
 
 IGNORE_INDEX = -100  # labels with this value carry no loss (PyTorch's CrossEntropyLoss ignore_index)
@@ -147,6 +154,13 @@ class TextExample:
     target: str
     kind: str = "sft"
     body_span: tuple[int, int] | None = None
+    # The prompt is laid out by the tokenizer's chat template, which writes the special tokens it wants: none
+    # are added when tokenizing it (as the inference backends do in chat mode).
+    chat: bool = False
+
+    @property
+    def special_tokens(self) -> bool:
+        return not self.chat
 
 
 def _text_field(row: dict[str, Any], key: str, where: str) -> str | None:
@@ -175,6 +189,8 @@ def instruction_example(
         prompt = generation_prompt(response)
         start = len(generation_prompt(_SENTINEL).split(_SENTINEL)[0])
         return TextExample(prompt, instruction, "generator", body_span=(start, start + len(response))), None
+    if task == "curator":
+        return curator_example(row, instruction, response, file, where), None
     if task != "sft":
         raise ValueError(f"unknown task {task!r}")
     refined = row.get("refined") or False
@@ -182,6 +198,31 @@ def instruction_example(
         raise DataError(f"{where}: column 'refined' must be a boolean, got {refined!r}")
     lang_name = row_lang_name(row, file, where)
     return TextExample(response_prompt(instruction, lang_name, bool(refined)), response, "sft"), None
+
+
+def curator_example(row: dict[str, Any], instruction: str, response: str, file: DataFile, where: str) -> TextExample:
+    """The self-curation prompt of a pair -> its level; a long response is the part shortened to fit."""
+    label = row.get("label")
+    if isinstance(label, bool) or str(label) not in JUDGE_CHOICES:
+        raise DataError(f"{where}: a curator row needs a 'label' among {', '.join(JUDGE_CHOICES)}, got {label!r}")
+    lang_name = row_lang_name(row, file, where)
+    start = len(judge_prompt(instruction, _SENTINEL, lang_name).split(_SENTINEL)[0])
+    return TextExample(judge_prompt(instruction, response, lang_name), str(label), "curator",
+                       body_span=(start, start + len(response)))
+
+
+def as_chat(tokenizer: Any, example: TextExample) -> TextExample:
+    """``example`` with its prompt laid out as one user turn of ``tokenizer``'s chat template, exactly as the
+    inference backends send it in chat mode; the shortenable body is found again inside the layout."""
+    from xinst_assets.inference.chat import chat_prompt
+
+    laid = chat_prompt(tokenizer, example.prompt)
+    span = None
+    if example.body_span is not None:
+        offset = laid.find(example.prompt)
+        if offset >= 0:  # the template shows the prompt verbatim (templates that rewrite it get no body to cut)
+            span = (example.body_span[0] + offset, example.body_span[1] + offset)
+    return TextExample(laid, example.target, example.kind, span, chat=True)
 
 
 def afp_cross_lingual_example(row: dict[str, Any], file: DataFile, where: str) -> TextExample | None:
@@ -225,7 +266,7 @@ def tokenize_example(
     The prompt is tokenized on its own, exactly as it is at inference, with the tokenizer's special tokens
     (BOS where the model uses one); the target follows without special tokens, then EOS.
     """
-    prompt_ids = tokenizer(example.prompt, add_special_tokens=True)["input_ids"]
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=example.special_tokens)["input_ids"]
     target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"]
     return _assemble(tokenizer, example, prompt_ids, target_ids, max_length)
 
@@ -254,7 +295,7 @@ def _assemble(
             return None, "prompt_too_long"
         short = tokenizer.decode(body_ids[:keep]).rstrip("\ufffd").rstrip()
         prompt, span = prompt[:start] + short + prompt[end:], (start, start + len(short))
-        prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=example.special_tokens)["input_ids"]
     return None, "prompt_too_long"
 
 
@@ -303,7 +344,14 @@ def tokenize_examples(
     stats: Counter = Counter()
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        prompts = tokenizer([e.prompt for e in chunk], add_special_tokens=True)["input_ids"]
+        plain = [k for k, e in enumerate(chunk) if e.special_tokens]
+        laid_out = [k for k, e in enumerate(chunk) if not e.special_tokens]
+        prompts: list[Any] = [None] * len(chunk)
+        for indices, special in ((plain, True), (laid_out, False)):
+            if indices:
+                ids = tokenizer([chunk[k].prompt for k in indices], add_special_tokens=special)["input_ids"]
+                for k, row in zip(indices, ids):
+                    prompts[k] = row
         targets = tokenizer([e.target for e in chunk], add_special_tokens=False)["input_ids"]
         for example, prompt_ids, target_ids in zip(chunk, prompts, targets):
             tokenized, reason = _assemble(tokenizer, example, prompt_ids, target_ids, max_length)

@@ -42,6 +42,7 @@ from xinst_assets.training.data import (
     PadCollator,
     TextExample,
     afp_cross_lingual_example,
+    as_chat,
     file_fingerprint,
     instruction_example,
     read_rows,
@@ -164,6 +165,16 @@ def _instruction_rows(config: TrainConfig, files: Sequence[Any], task: str, role
     return examples, records
 
 
+def uses_chat(config: TrainConfig, tokenizer: Any) -> bool:
+    """Whether the run lays its prompts out with the chat template (see ``TrainConfig.chat``)."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if config.chat is None:
+        return config.task == "curator" and has_template
+    if config.chat and not has_template:
+        raise ValueError("chat is true but the base model's tokenizer has no chat template")
+    return config.chat
+
+
 def prepare_data(config: TrainConfig, tokenizer: Any, flatten_packed: bool = False) -> PreparedData:
     """Read, format, tokenize (and pack) the training data of ``config``."""
     afp, ia = config.afp, config.instructalign
@@ -204,6 +215,9 @@ def prepare_data(config: TrainConfig, tokenizer: Any, flatten_packed: bool = Fal
         examples += mixed
     if not examples:
         raise ValueError("no training examples: every row was empty or dropped (see the file records)")
+    if uses_chat(config, tokenizer):
+        examples = [as_chat(tokenizer, e) for e in examples]
+        stats["chat_template"] = len(examples)
     dataset, token_stats = tokenize_examples(tokenizer, examples, config.max_length)
     stats.update(token_stats)
     if len(dataset) == 0:

@@ -86,3 +86,19 @@ def test_a_language_with_no_files_has_nothing_to_do_and_passes(tmp_path):
     result = materialize(config, ["parallel_pairs"], "sw", resource_overrides={"curated_sources": sources})
     assert result.success
     assert _check(result).metadata["reason"].value == "no input: nothing to do"
+
+
+def test_a_training_input_whose_every_row_was_dropped_fails_the_tuning_check_with_the_reasons():
+    from xinst_assets.assets.tuning import _training_examples_check
+
+    lineage = {"data_files": [
+        {"role": "instructions", "path": "/data/sft-1.jsonl", "rows": 40, "examples": 40, "dropped": {}},
+        {"role": "replay", "path": "/data/replay-2.jsonl", "rows": 3, "examples": 0,
+         "dropped": {"empty_response": 2, "empty_instruction": 1}},
+    ]}
+    result = _training_examples_check(lineage)
+    assert not result.passed
+    assert result.description == \
+        "replay replay-2.jsonl: 0 of 3 rows became examples: empty_response 2, empty_instruction 1"
+    lineage["data_files"].pop()
+    assert _training_examples_check(lineage).passed

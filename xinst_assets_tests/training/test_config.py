@@ -57,7 +57,7 @@ def test_inconsistent_settings_are_all_reported_at_once():
     with pytest.raises(ValueError) as info:
         _config(task="chat", afp={"enabled": True}, max_steps=0)
     message = str(info.value)
-    assert "task must be one of ('sft', 'generator')" in message
+    assert "task must be one of ('sft', 'generator', 'curator')" in message
     assert "afp.enabled needs afp.parallel_files" in message
     assert "max_steps must be >= 1" in message
 

@@ -15,6 +15,7 @@ from xinst_assets.training.data import (
     IGNORE_INDEX,
     DataError,
     TextExample,
+    as_chat,
     generation_prompt,
     instruction_example,
     read_rows,
@@ -74,6 +75,42 @@ def test_the_generator_task_puts_the_loss_on_the_instruction_only(tokenizer):
     assert tokenizer.decode(target[:-1]) == row["instruction"]
     assert target[-1] == tokenizer.eos_token_id
     assert row["response"] in tokenizer.decode(tokenized.input_ids[: tokenized.prompt_len])
+
+
+def test_the_curator_task_asks_the_self_curation_prompt_and_puts_the_loss_on_the_label(tokenizer):
+    from xinst_assets.core.prompts import judge_prompt
+    from xinst_assets.inference.chat import chat_prompt
+
+    row = {**INSTRUCTION_ROWS[0], "label": 3}
+    example, _ = instruction_example(row, "curator", DataFile("x.jsonl"), "x.jsonl:1")
+    assert example.prompt == judge_prompt(row["instruction"], row["response"], "Indonesian")
+    assert example.target == "3"
+    # Laid out as the curator role is asked (one user turn of the chat template, no special tokens added).
+    chat = as_chat(tokenizer, example)
+    assert chat.prompt == chat_prompt(tokenizer, example.prompt) and chat.chat
+    tokenized, _ = tokenize_example(tokenizer, chat, max_length=1024)
+    assert list(tokenized.input_ids[: tokenized.prompt_len]) == \
+        tokenizer(chat.prompt, add_special_tokens=False)["input_ids"]
+    target = [t for t in tokenized.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(target[:-1]) == "3" and target[-1] == tokenizer.eos_token_id
+
+
+def test_a_long_curator_response_is_shortened_inside_the_chat_prompt_and_the_label_kept(tokenizer):
+    row = {"instruction": "Describe the market.", "response": "Pasar pagi di desa kami selalu ramai. " * 60,
+           "lang_name": "Indonesian", "label": "2"}
+    example, _ = instruction_example(row, "curator", DataFile("x.jsonl"), "x.jsonl:1")
+    tokenized, reason = tokenize_example(tokenizer, as_chat(tokenizer, example), max_length=400)
+    assert reason is None and len(tokenized.input_ids) <= 400
+    assert tokenizer.decode(tokenized.input_ids[: tokenized.prompt_len]).endswith("### Rating (1, 2 or 3):\n<|assistant|>\n")
+    target = [t for t in tokenized.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(target[:-1]) == "2"
+
+
+def test_a_curator_row_without_a_valid_label_names_the_row():
+    for label in (None, 4, "good", True):
+        row = {**INSTRUCTION_ROWS[0], "label": label}
+        with pytest.raises(DataError, match="x.jsonl:7: a curator row needs a 'label' among 1, 2, 3"):
+            instruction_example(row, "curator", DataFile("x.jsonl"), "x.jsonl:7")
 
 
 def test_a_long_response_is_cut_to_max_length_without_eos(tokenizer):
