@@ -26,6 +26,7 @@ from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.store import Store
 
 
 TUNING_ASSETS = ("replay_instructions", "dataset_export", "tuned_checkpoint", "evaluation")
@@ -61,6 +62,9 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
         "models": ModelSettings(),
         "training_launcher": TrainingLauncher(),
         "warehouse": Warehouse(path=str(config.warehouse)),
+        # The stages moved onto the store layer reach the warehouse through this one: the embedded file above
+        # (the default) or a DuckLake lakehouse (XINST_STORE=lakehouse; see xinst_assets/store/).
+        "store": Store.from_env(config.home, warehouse=config.warehouse),
         "storage": XinstStorage(home=str(config.home)),
         "raw_sources": RawSources(patterns=config.raw_patterns),
         **(resource_overrides or {}),

@@ -20,50 +20,14 @@ from dagster import (
 
 from xinst_assets.core.discovery import Discovery, SourceError
 from xinst_assets.core.ingest import FILE_REASONS, Shard, ShardStats, stage_shard
-from xinst_assets.core.pause_points import pause_point
 from xinst_assets.core.progress import Progress
 from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata
 from xinst_assets.assets.reporting import counts_table, markdown_table
 from xinst_assets.assets.transient import retry_transient
 from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, sql_path
-
-RAW_TABLES_DDL = """
-CREATE TABLE IF NOT EXISTS raw_documents (
-    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, text VARCHAR NOT NULL, url VARCHAR, timestamp VARCHAR,
-    source VARCHAR, shard VARCHAR NOT NULL, position BIGINT NOT NULL, source_id VARCHAR, source_lang VARCHAR,
-    control_chars INTEGER
-);
--- Provenance (the record's own id and language field) and the control characters removed: warehouses from
--- before them get the columns; their shards are read again (the reader's version is part of each shard's
--- fingerprint), which fills them.
-ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS source_id VARCHAR;
-ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS source_lang VARCHAR;
-ALTER TABLE raw_documents ADD COLUMN IF NOT EXISTS control_chars INTEGER;
-CREATE TABLE IF NOT EXISTS raw_quarantine (
-    lang VARCHAR NOT NULL, shard VARCHAR NOT NULL, position BIGINT, reason VARCHAR NOT NULL, detail VARCHAR,
-    snippet VARCHAR
-);
-CREATE TABLE IF NOT EXISTS raw_shards (
-    lang VARCHAR NOT NULL, shard VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, size_bytes BIGINT,
-    mtime_ns BIGINT, rows_ingested BIGINT, rows_quarantined BIGINT, ingested_at TIMESTAMP,
-    PRIMARY KEY (lang, shard)
-);
-"""
-
-def _known_shards(warehouse: Warehouse, langs: list[str]) -> dict[str, dict[str, str]]:
-    """The ingested shards of each language: path -> fingerprint (one read for every language of the run)."""
-    if not warehouse.table_exists("raw_shards"):
-        return {}
-    with warehouse.read() as con:
-        rows = con.execute("SELECT lang, shard, fingerprint FROM raw_shards WHERE list_contains(?, lang)",
-                           [langs]).fetchall()
-    known: dict[str, dict[str, str]] = {}
-    for lang, shard, fingerprint in rows:
-        known.setdefault(lang, {})[shard] = fingerprint
-    return known
-
+from xinst_assets.store import Store
+from xinst_assets.store.raw_text import RawTotals, StagedShard, known_shards, write_ingest
 
 def build_raw_web_text(partitions_def: PartitionsDefinition):
     """The ``raw_web_text`` asset for the given language partitions."""
@@ -87,7 +51,7 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
         ),
     )
     def raw_web_text(
-        context: AssetExecutionContext, warehouse: Warehouse, raw_sources: RawSources, storage: XinstStorage
+        context: AssetExecutionContext, store: Store, raw_sources: RawSources, storage: XinstStorage
     ) -> MaterializeResult:
         langs = list(context.partition_keys)
         try:
@@ -95,7 +59,8 @@ def build_raw_web_text(partitions_def: PartitionsDefinition):
         except SourceError as exc:  # a configuration problem: one line that says what to do
             raise Failure(description=str(exc), allow_retries=False) from None
         with retry_transient(context), contextlib.ExitStack() as scratches:
-            known = _known_shards(warehouse, langs)
+            warehouse = store.open()
+            known = known_shards(warehouse, langs)
             plans = [_stage(context, lang, discoveries[lang], known.get(lang, {}), raw_sources,
                             scratches.enter_context(storage.scratch_dir(f"raw-{lang}"))) for lang in langs]
             # The write windows of every language back to back, one transaction each.
@@ -189,54 +154,31 @@ def _shard_report(plan: _IngestPlan) -> list[tuple]:
     return rows[:50]
 
 
-def _write(plan: _IngestPlan, warehouse: Warehouse) -> tuple[dict[str, Any], tuple[bool, dict[str, Any]]]:
+def _write(plan: _IngestPlan, warehouse) -> tuple[dict[str, Any], tuple[bool, dict[str, Any]]]:
     """Replace the rows of every re-read or removed shard of the plan's language in one transaction; return
     the language's materialization metadata and its documents_ingested outcome."""
-    lang = plan.lang
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with warehouse.write() as con:
-        con.execute(RAW_TABLES_DDL)
-        for path in plan.removed + [shard.path for shard, *_ in plan.staged]:
-            for table in ("raw_documents", "raw_quarantine", "raw_shards"):
-                con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
-        for shard, docs, bad, stats in plan.staged:
-            con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM read_parquet('{sql_path(docs)}')")
-            con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM read_parquet('{sql_path(bad)}')")
-            # A read that cannot stand for the shard's current state (unreadable, changed while read) is
-            # recorded under a fingerprint no shard has: the next run (and the sensor) sees it as changed.
-            fingerprint = f"read-again:{shard.fingerprint}" if stats.read_again else shard.fingerprint
-            con.execute(
-                "INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [lang, shard.path, fingerprint, shard.size_bytes, shard.mtime_ns, stats.rows,
-                 sum(stats.quarantined.values()), now],
-            )
-        total_docs, distinct_docs = con.execute(
-            "SELECT count(*), count(DISTINCT doc_id) FROM raw_documents WHERE lang = ?", [lang]
-        ).fetchone()
-        totals_by_reason = dict(
-            con.execute("SELECT reason, count(*) FROM raw_quarantine WHERE lang = ? GROUP BY reason", [lang]).fetchall()
-        )
-        file_reasons = sorted(FILE_REASONS)
-        examples = con.execute(
-            "SELECT shard, position, reason, detail FROM raw_quarantine WHERE lang = ? "
-            "AND NOT list_contains(?, reason) ORDER BY shard, position LIMIT 10",
-            [lang, file_reasons],
-        ).fetchall()
-        file_problems = con.execute(
-            "SELECT shard, reason, detail FROM raw_quarantine WHERE lang = ? AND list_contains(?, reason) "
-            "ORDER BY shard, position NULLS FIRST LIMIT 50",
-            [lang, file_reasons],
-        ).fetchall()
-        with_controls = con.execute(
-            "SELECT count(*) FROM raw_documents WHERE lang = ? AND control_chars > 0", [lang]).fetchone()[0]
-        pause_point("raw_web_text: before commit")  # a test's kill lands here (core/pause_points.py)
+    staged = [StagedShard(
+        shard.path,
+        # A read that cannot stand for the shard's current state (unreadable, changed while read) is recorded
+        # under a fingerprint no shard has: the next run (and the sensor) sees it as changed.
+        f"read-again:{shard.fingerprint}" if stats.read_again else shard.fingerprint,
+        shard.size_bytes, shard.mtime_ns, stats.rows, sum(stats.quarantined.values()), docs, bad)
+        for shard, docs, bad, stats in plan.staged]
+    totals = write_ingest(warehouse, plan.lang, plan.removed, staged, datetime.now(timezone.utc).replace(tzinfo=None),
+                          FILE_REASONS)
+    return _ingest_metadata(plan, totals)
+
+
+def _ingest_metadata(plan: _IngestPlan, totals: RawTotals) -> tuple[dict[str, Any], tuple[bool, dict[str, Any]]]:
+    """The language's materialization metadata and its documents_ingested outcome."""
+    totals_by_reason = totals.quarantined_by_reason
     record_totals = {r: n for r, n in totals_by_reason.items() if r not in FILE_REASONS}
     skipped = plan.discovery.skipped
     nothing = not plan.staged and not plan.removed
     metadata = {
-        "dagster/row_count": int(total_docs),
-        "documents_total": int(total_docs),
-        "documents_distinct": int(distinct_docs),
+        "dagster/row_count": totals.documents,
+        "documents_total": totals.documents,
+        "documents_distinct": totals.distinct_documents,
         "shards_total": plan.shards_total,
         "shards_read": len(plan.staged),
         "shards_unchanged": plan.shards_total - len(plan.staged),
@@ -244,16 +186,16 @@ def _write(plan: _IngestPlan, warehouse: Warehouse) -> tuple[dict[str, Any], tup
         "rows_ingested_this_run": plan.rows_read,
         "rows_quarantined_this_run": sum(plan.quarantined.values()),
         "rows_quarantined_total": sum(record_totals.values()),
-        "rows_with_control_chars": int(with_controls),
+        "rows_with_control_chars": totals.with_control_chars,
         "quarantined_by_reason": counts_table(totals_by_reason),
         "quarantine_examples": markdown_table(
-            [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in examples],
+            [(r[0].rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in totals.quarantine_examples],
             ["file", "line/row", "reason", "detail"],
         ),
         "shard_report": markdown_table(_shard_report(plan),
                                        ["file", "records", "ingested", "quarantined", "file-level problems"]),
         "file_problems_total": sum(n for r, n in totals_by_reason.items() if r in FILE_REASONS),
-        "file_problems": markdown_table([(r[0].rsplit("/", 1)[-1], r[1], r[2]) for r in file_problems],
+        "file_problems": markdown_table([(r[0].rsplit("/", 1)[-1], r[1], r[2]) for r in totals.file_problems],
                                         ["file", "reason", "detail"]),
         "paths_skipped": len(skipped),
         "discovery_skipped": markdown_table([(s.path, s.reason, s.detail) for s in skipped[:50]],

@@ -128,6 +128,16 @@ class StoreBackend(Protocol):
         """Replace ``table``'s rows of ``lang`` with ``source_sql``'s rows in one transaction, safe against
         concurrent writers of any partition (the same one included); returns the rows inserted."""
 
+    def partition_transaction(self, table: str, lang: str, work: Callable[[duckdb.DuckDBPyConnection], T],
+                              stats: TransactionStats | None = None) -> T:
+        """Run ``work`` (which rewrites ``lang``'s rows of ``table`` and perhaps of other tables) as one write
+        transaction that conflicts with any concurrent write of the same partition of ``table``, run again on
+        a fresh snapshot when it loses a commit race."""
+
+    @property
+    def primary_keys(self) -> bool:
+        """Whether tables may declare a PRIMARY KEY (the embedded file: yes; DuckLake: no)."""
+
     def lock(self, exclusive: bool = True) -> ContextManager[None]:
         """Keep other writers out while a tool that opens the warehouse itself (dbt) works; on the lakehouse,
         where writers never wait for each other, it holds nothing."""

@@ -277,13 +277,28 @@ class LakehouseBackend:
                           stats: TransactionStats | None = None) -> int:
         """Replace ``table``'s rows of ``lang`` with ``source_sql``'s in one transaction, run again if it loses
         a commit race (including to another replace of the same, empty, partition)."""
+        return self.partition_transaction(
+            table, lang, lambda con: replace_partition_rows(con, table, lang, source_sql, params), stats)
+
+    def partition_transaction(self, table: str, lang: str, work: Callable[[duckdb.DuckDBPyConnection], T],
+                              stats: TransactionStats | None = None) -> T:
+        """Run ``work`` in one transaction that claims ``table``'s partition ``lang`` first (so that two writers
+        of the same partition always conflict), run again on a fresh snapshot if it loses a commit race."""
         self.prepare_partition(table, lang)
 
-        def work(con: duckdb.DuckDBPyConnection) -> int:
+        def claimed(con: duckdb.DuckDBPyConnection) -> T:
             claim_partition(con, table, lang)
-            return replace_partition_rows(con, table, lang, source_sql, params)
+            return work(con)
 
-        return self.transaction(work, stats)
+        return self.transaction(claimed, stats)
+
+    @property
+    def primary_keys(self) -> bool:
+        return False  # DuckLake has no PRIMARY KEY or UNIQUE constraint
+
+    @property
+    def threads(self) -> int | None:
+        return self.settings.threads
 
     def export_partition(self, query: str, params: list | None, dest: Path) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -68,18 +68,21 @@ class Store(ConfigurableResource):
         "private per-user cache folder, or $XINST_DUCKDB_EXTENSIONS).")
 
     @classmethod
-    def from_env(cls, home: Path, environ: Mapping[str, str] | None = None) -> "Store":
+    def from_env(cls, home: Path, environ: Mapping[str, str] | None = None,
+                 warehouse: Path | None = None) -> "Store":
         """The store a deployment's environment chooses: ``XINST_STORE`` (embedded, the default, or
         lakehouse), ``XINST_WAREHOUSE`` (the embedded file; default ``<home>/warehouse.duckdb``),
         ``XINST_LAKEHOUSE_DATA``, ``XINST_LAKEHOUSE_SCHEMA`` and ``XINST_LAKEHOUSE_S3_*``; the catalog's
-        connection string stays in ``XINST_LAKEHOUSE_CATALOG``, read when the lake is attached."""
+        connection string stays in ``XINST_LAKEHOUSE_CATALOG``, read when the lake is attached. ``warehouse``:
+        the embedded file as the deployment's configuration already resolved it (it wins over the variable)."""
         env = os.environ if environ is None else environ
         backend = env.get(BACKEND_ENV, "embedded") or "embedded"
         if backend not in ("embedded", "lakehouse"):
             raise ValueError(f"{BACKEND_ENV} must be 'embedded' or 'lakehouse', got {backend!r}")
         fields: dict = {
             "backend": backend,
-            "path": str(Path(env["XINST_WAREHOUSE"]).expanduser() if env.get("XINST_WAREHOUSE")
+            "path": str(warehouse if warehouse is not None
+                        else Path(env["XINST_WAREHOUSE"]).expanduser() if env.get("XINST_WAREHOUSE")
                         else Path(home) / "warehouse.duckdb"),
             "data_path": env.get(DATA_ENV, ""),
         }
@@ -163,6 +166,16 @@ class Store(ConfigurableResource):
         loses a commit race on the lakehouse); returns the rows inserted."""
         return self.open().replace_partition(table, lang, source_sql, params, stats)
 
+    def partition_transaction(self, table: str, lang: str, work: Callable[[duckdb.DuckDBPyConnection], T],
+                              stats: TransactionStats | None = None) -> T:
+        """Run ``work`` as one write transaction of ``table``'s partition ``lang`` (see
+        :meth:`StoreBackend.partition_transaction`)."""
+        return self.open().partition_transaction(table, lang, work, stats)
+
+    @property
+    def primary_keys(self) -> bool:
+        return self.backend != "lakehouse"
+
     # -- dbt -----------------------------------------------------------------------------------------------
 
     def dbt_env(self) -> dict[str, str]:
@@ -178,3 +191,13 @@ class Store(ConfigurableResource):
             "XINST_DBT_LAKEHOUSE_DATA": settings.resolved_data_path(),
             "XINST_DBT_LAKEHOUSE_SCHEMA": settings.metadata_schema,
         }
+
+
+def backend_of(store: "Store | Warehouse | StoreBackend") -> StoreBackend:
+    """The backend that holds the tables of ``store``: a :class:`Store` resource's, a ``Warehouse`` file as the
+    embedded backend, or a backend itself. The store's table modules accept any of them."""
+    if isinstance(store, Store):
+        return store.open()
+    if isinstance(store, Warehouse):
+        return EmbeddedBackend(store)
+    return store

@@ -1,0 +1,83 @@
+"""The stages whose SQL lives in the store layer, materialized with Dagster on the embedded DuckDB file and on
+a DuckLake lakehouse (catalog in a real Postgres, data in a local folder) from the same inputs: both backends
+end with the same tables, after a first run and after a refresh that changes and removes shards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xinst_assets.config import XinstConfig
+from xinst_assets.languages import load_registry
+from xinst_assets.store import Store
+from xinst_assets_tests.conftest import materialize, write_jsonl
+
+# Columns that record when a run wrote a row: they differ between any two runs.
+RUN_TIMES = {"ingested_at", "first_seen_at", "written_at"}
+
+
+def table_rows(store: Store, table: str) -> list[tuple]:
+    """Every row of ``table`` without its run times, sorted (the backends keep no common row order)."""
+    with store.read() as con:
+        columns = [c for (c, *_) in con.execute(f"DESCRIBE {table}").fetchall() if c not in RUN_TIMES]
+        return sorted(con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall(), key=repr)
+
+
+def _raw_sources(root: Path) -> tuple[Path, Path]:
+    sw = [{"text": f"Habari za asubuhi kutoka kijiji namba {i}, wakulima wanapanda mahindi.",
+           "url": f"https://habari.example/{i}"} for i in range(40)]
+    a = write_jsonl(root / "sw" / "a.jsonl", sw[:25] + [b"{not json", {"text": ""}])
+    b = write_jsonl(root / "sw" / "b.jsonl.gz", sw[25:] + [sw[0]], compress=True)  # one exact copy across shards
+    write_jsonl(root / "fi" / "a.jsonl", [{"text": f"Kirjasto on auki arkisin kello {i}."} for i in range(8, 18)])
+    return a, b
+
+
+def _run_both(configs: dict[str, XinstConfig], stores: dict[str, Store], selection, lang: str) -> None:
+    for name, config in configs.items():
+        result = materialize(config, selection, lang, resource_overrides={"store": stores[name]})
+        assert result.success, name
+
+
+def test_raw_web_text_writes_the_same_tables_on_the_lakehouse_as_on_the_embedded_file_before_and_after_a_refresh(
+    lake_store: Store, tmp_path: Path,
+):
+    raw = tmp_path / "raw"
+    a, b = _raw_sources(raw)
+    configs = {name: XinstConfig(registry=load_registry(), home=tmp_path / name, raw_patterns=[str(raw)])
+               for name in ("embedded", "lakehouse")}
+    stores = {"embedded": Store(path=str(configs["embedded"].warehouse)), "lakehouse": lake_store}
+    tables = ("raw_documents", "raw_quarantine", "raw_shards")
+
+    for lang in ("sw", "fi"):
+        _run_both(configs, stores, "raw_web_text", lang)
+    first = {t: table_rows(stores["embedded"], t) for t in tables}
+    assert len(first["raw_documents"]) == 51 and len(first["raw_quarantine"]) == 2
+    assert {t: table_rows(lake_store, t) for t in tables} == first
+    assert not Path(configs["lakehouse"].warehouse).exists()  # the lakehouse run never touched a DuckDB file
+
+    # A refresh: one shard changed, one removed; the same again changes nothing.
+    before = a.stat().st_mtime_ns
+    write_jsonl(a, [{"text": f"Mvua imenyesha leo katika mkoa wa {i}."} for i in range(6)])
+    os.utime(a, ns=(before + 10**9, before + 10**9))
+    b.unlink()
+    for _ in range(2):
+        _run_both(configs, stores, "raw_web_text", "sw")
+    refreshed = {t: table_rows(stores["embedded"], t) for t in tables}
+    assert len([r for r in refreshed["raw_documents"] if r[0] == "sw"]) == 6
+    assert {t: table_rows(lake_store, t) for t in tables} == refreshed
+
+
+def test_the_definitions_bind_the_store_that_the_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from xinst_assets.definitions import build_definitions
+
+    config = XinstConfig(registry=load_registry(), home=tmp_path / "home", warehouse_path=tmp_path / "w.duckdb")
+    monkeypatch.delenv("XINST_STORE", raising=False)
+    embedded = build_definitions(config).resources["store"]
+    assert embedded.backend == "embedded" and Path(embedded.path) == tmp_path / "w.duckdb"
+    monkeypatch.setenv("XINST_STORE", "lakehouse")
+    monkeypatch.setenv("XINST_LAKEHOUSE_DATA", str(tmp_path / "lake"))
+    lake = build_definitions(config).resources["store"]
+    assert lake.backend == "lakehouse" and lake.data_path == str(tmp_path / "lake")
+    assert not (tmp_path / "lake").exists()  # building the definitions attaches nothing
