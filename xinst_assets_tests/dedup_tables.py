@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from xinst_assets.assets.filtering import SIGNALS_DDL, near_dedup_language
+from xinst_assets.assets.filtering import near_dedup_language
+from xinst_assets.store.signals import SIGNALS_DDL
 from xinst_assets.core.dedup import MinhashSigner, signature_to_bytes
 from xinst_assets.core.dedup_eval import LabelledDocument, NearDuplicateScore, score_near_duplicates
 from xinst_assets.core.filtering import FilterSettings

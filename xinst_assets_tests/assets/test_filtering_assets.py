@@ -142,10 +142,10 @@ def _refresh_with_near_copies(tmp_path, name: str, older_rule: bool = False):
 
 
 def test_a_refresh_clusters_only_the_components_its_documents_reach_and_decides_the_same(tmp_path, monkeypatch):
-    import xinst_assets.assets.filtering as filtering
+    import xinst_assets.store.near_dedup as near_dedup
 
     pruned_counts, pruned, old_urls = _refresh_with_near_copies(tmp_path, "pruned")
-    monkeypatch.setattr(filtering, "PRUNE_MAX_NEW", 0)  # the whole language clustered again
+    monkeypatch.setattr(near_dedup, "PRUNE_MAX_NEW", 0)  # the whole language clustered again
     full_counts, full, _ = _refresh_with_near_copies(tmp_path, "full")
     assert pruned == full
     # the 6 near copies reach the components of their 6 originals (and perhaps a few sharing a band by chance),
@@ -215,12 +215,12 @@ def test_a_refresh_looks_only_at_what_the_screening_changed_and_decides_as_over_
     it decides and their representatives; the tables are exactly those of the same refresh over the whole
     language (a removed representative whose duplicate is decided again, a grown cluster by an exact and by
     near copies), and the applied entries are gone from the log."""
-    import xinst_assets.assets.filtering as filtering
+    import xinst_assets.store.near_dedup as near_dedup
 
     scoped, left = _refresh_with_a_removed_representative(tmp_path, "scoped")
-    real = filtering._read_changes
-    monkeypatch.setattr(filtering, "_read_changes",
-                        lambda con, lang, fingerprint: filtering._Changes(real(con, lang, fingerprint).through, True))
+    real = near_dedup.read_changes
+    monkeypatch.setattr(near_dedup, "read_changes",
+                        lambda con, lang, fingerprint: near_dedup.Changes(real(con, lang, fingerprint).through, True))
     whole, _ = _refresh_with_a_removed_representative(tmp_path, "whole")
     assert scoped == whole
     assert left == 0
