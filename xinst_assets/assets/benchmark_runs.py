@@ -24,12 +24,6 @@ from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.settings import SAMPLE_DIR
 
 SAMPLE_BENCHMARKS = SAMPLE_DIR / "benchmarks"
-BENCHMARK_DDL = """
-CREATE TABLE IF NOT EXISTS evaluation_benchmarks (
-    benchmark VARCHAR NOT NULL, lang VARCHAR NOT NULL, model VARCHAR NOT NULL, examples INTEGER NOT NULL,
-    accuracy DOUBLE NOT NULL, predicted VARCHAR NOT NULL, PRIMARY KEY (benchmark, lang, model)
-);
-"""
 
 
 def run_benchmarks(

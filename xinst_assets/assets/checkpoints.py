@@ -30,14 +30,16 @@ ALTER TABLE checkpoint_history ADD COLUMN IF NOT EXISTS root VARCHAR;
 """
 
 
-def _root(warehouse: Warehouse) -> str:
-    """The folder the registry's paths are recorded relative to: the warehouse file's (the data home's)."""
-    return os.path.dirname(os.path.abspath(os.path.expanduser(warehouse.path)))
+def _root(warehouse: Warehouse) -> str | None:
+    """The folder the registry's paths are recorded relative to: the warehouse file's (the data home's); None
+    for a store without a file (the lakehouse), whose paths are read as recorded."""
+    db_path = getattr(warehouse, "db_path", None)
+    return os.path.dirname(os.path.abspath(os.path.expanduser(db_path))) if db_path is not None else None
 
 
-def _here(value: str | None, recorded_root: str | None, root: str) -> str | None:
+def _here(value: str | None, recorded_root: str | None, root: str | None) -> str | None:
     """``value`` as it is now: a path under the folder it was recorded in, moved under today's folder."""
-    if value is None or not recorded_root or recorded_root == root:
+    if value is None or not recorded_root or not root or recorded_root == root:
         return value
     prefix = recorded_root.rstrip(os.sep) + os.sep
     return os.path.join(root, value[len(prefix):]) if value.startswith(prefix) else value

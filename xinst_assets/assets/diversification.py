@@ -31,15 +31,8 @@ from xinst_assets.languages import Language, LanguageRegistry
 from xinst_assets.resources.embedding import EmbeddingModel
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse, has_table
-
-DIVERSIFIED_DDL = """
-CREATE TABLE IF NOT EXISTS diversified_dataset (
-    lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
-    response VARCHAR NOT NULL, source_url VARCHAR, refined BOOLEAN NOT NULL, score DOUBLE NOT NULL,
-    label INTEGER NOT NULL, cluster INTEGER NOT NULL, rank INTEGER NOT NULL, PRIMARY KEY (lang, pair_id)
-);
-"""
+from xinst_assets.store import Store
+from xinst_assets.store.dataset import accepted_pairs, dataset_rows, replace_diversified
 COLUMNS = ["pair_id", "doc_id", "instruction", "response", "source_url", "refined", "score", "label"]
 CHECKS = {
     "no_empty_fields": "Every pair has a non-empty instruction and response.",
@@ -85,10 +78,11 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
         ),
     )
     def diversified_dataset(
-        context: AssetExecutionContext, config: DiversifyRunConfig, warehouse: Warehouse,
+        context: AssetExecutionContext, config: DiversifyRunConfig, store: Store,
         embedding_model: EmbeddingModel, lid_model: LidModel,
     ):
         languages = run_languages(context, registry)
+        warehouse = store.open()
         # Loaded once per run, when first needed (an empty pool needs no embedder).
         load_embedder = functools.cache(embedding_model.load)
         identifier = functools.cache(lambda: lid_model.identifier(registry))
@@ -96,14 +90,8 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
 
         def diversify_language(lang: Language) -> dict[str, Any]:
             """Select and store ``lang``'s diversified set and evaluate its checks; return its metadata."""
-            with retry_transient(context), warehouse.read() as con:
-                pool = con.execute(
-                    "SELECT pair_id, doc_id, instruction, response, source_url, refined, expected_score AS score, "
-                    "label FROM scored_pairs WHERE lang = ? AND label >= ? ORDER BY pair_id",
-                    [lang.code, config.accept_label],
-                ).pl()
-                scored_labels = dict(con.execute(
-                    "SELECT label, count(*) FROM scored_pairs WHERE lang = ? GROUP BY label", [lang.code]).fetchall())
+            with retry_transient(context):
+                pool, scored_labels = accepted_pairs(warehouse, lang.code, config.accept_label)
             if pool.is_empty():
                 selected, report_meta, figures, comparison = pool.with_columns(
                     pl.lit(0).alias("cluster"), pl.lit(0).alias("rank")), {"rows_in": 0}, {}, {}
@@ -132,13 +120,8 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
                         selected["response"].str.len_chars().to_list())),
                 }
             out = selected.select([*COLUMNS, "cluster", "rank"]).with_columns(pl.lit(lang.code).alias("lang"))
-            with retry_transient(context), warehouse.write() as con:
-                con.execute(DIVERSIFIED_DDL)
-                con.execute("DELETE FROM diversified_dataset WHERE lang = ?", [lang.code])
-                if out.height:
-                    con.register("_new_diversified", out.to_arrow())
-                    con.execute("INSERT INTO diversified_dataset BY NAME SELECT * FROM _new_diversified")
-                    con.unregister("_new_diversified")
+            with retry_transient(context):
+                replace_diversified(warehouse, lang.code, out)
             stats = language_stats(out.with_columns(pl.lit(lang.name).alias("lang_name"))) if out.height else []
             for name, (passed, metadata) in _check_outcomes(
                     out, lang.code, config.accept_label, identifier()).items():
@@ -180,12 +163,9 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
             "`datasets.load_dataset(path, '<lang>')` or `'all'` loads it. Written atomically."
         ),
     )
-    def dataset_export(context: AssetExecutionContext, warehouse: Warehouse, storage: XinstStorage):
-        with retry_transient(context), warehouse.read() as con:
-            rows = con.execute("SELECT lang, pair_id, instruction, response, refined, score, label, cluster, "
-                               "source_url, doc_id AS source_doc_id FROM diversified_dataset ORDER BY lang, rank").pl()
-            checkpoints = dict(con.execute("SELECT name, path FROM checkpoints").fetchall()) \
-                if has_table(con, "checkpoints") else {}
+    def dataset_export(context: AssetExecutionContext, store: Store, storage: XinstStorage):
+        with retry_transient(context):
+            rows, checkpoints = dataset_rows(store)
         out_dir = storage.paths.exports / "xinst-dataset"
         if rows.is_empty():
             context.log.warning("no diversified pairs in any language: nothing to export")

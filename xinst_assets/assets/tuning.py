@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from xinst_assets.assets.benchmark_runs import BENCHMARK_DDL, run_benchmarks
+from xinst_assets.assets.benchmark_runs import run_benchmarks
 from xinst_assets.assets.checkpoints import checkpoint_history, record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
@@ -43,20 +43,10 @@ from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.training import TrainingLauncher
-from xinst_assets.resources.warehouse import Warehouse, has_table
+from xinst_assets.store import Store
+from xinst_assets.store.tuning import evaluation_inputs, replace_evaluation, training_rows
 from xinst_assets.training.config import TrainConfig
 from xinst_assets.training.data import PIVOT_NAME
-
-EVAL_DDL = """
-CREATE TABLE IF NOT EXISTS evaluation_results (
-    lang VARCHAR NOT NULL, model VARCHAR NOT NULL, questions INTEGER, language_fidelity DOUBLE,
-    wins INTEGER, ties INTEGER, losses INTEGER, unjudged INTEGER, heldout_loss DOUBLE, PRIMARY KEY (lang, model)
-);
-CREATE TABLE IF NOT EXISTS evaluation_answers (
-    lang VARCHAR NOT NULL, question_id VARCHAR NOT NULL, model VARCHAR NOT NULL, answer VARCHAR, verdict VARCHAR
-);
-"""
-
 
 class TuningConfig(Config):
     """Settings of the tuned checkpoint (editable per run in the launchpad)."""
@@ -163,21 +153,17 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         ),
     )
     def tuned_checkpoint(
-        context: AssetExecutionContext, config: TuningConfig, warehouse: Warehouse, models: ModelSettings,
+        context: AssetExecutionContext, config: TuningConfig, store: Store, models: ModelSettings,
         training_launcher: TrainingLauncher, storage: XinstStorage,
     ):
         wanted = config.languages or list(names)
         for code in wanted:
             registry.get(code)
-        with retry_transient(context), warehouse.read() as con:
-            pairs = con.execute(
-                "SELECT lang, instruction, response, refined FROM diversified_dataset WHERE list_contains(?, lang) "
-                "ORDER BY lang, rank", [wanted]).fetchall()
-            parallel = con.execute("SELECT lang, en, text FROM parallel_pairs WHERE list_contains(?, lang) "
-                                   "ORDER BY lang, id", [wanted]).fetchall() if (config.afp or config.instructalign) else []
-            replay_stored = con.execute(
-                "SELECT instruction, response FROM replay_instructions WHERE lang = ? ORDER BY id", [REPLAY_LANG]
-            ).fetchall() if config.instructalign and has_table(con, "replay_instructions") else []
+        warehouse = store.open()
+        with retry_transient(context):
+            rows = training_rows(warehouse, wanted, parallel=config.afp or config.instructalign,
+                                 replay_lang=REPLAY_LANG if config.instructalign else None)
+        pairs, parallel, replay_stored = rows.pairs, rows.parallel, rows.replay
         if not pairs and not (config.instructalign and parallel):
             raise Failure("no training rows: materialize diversified_dataset for the chosen languages first")
         replay = select_replay([{"instruction": i, "response": r} for i, r in replay_stored],
@@ -288,10 +274,11 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
         ),
     )
     def evaluation(
-        context: AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse,
+        context: AssetExecutionContext, config: EvaluationConfig, store: Store,
         inference: InferenceSettings, models: ModelSettings, lid_model: LidModel, storage: XinstStorage,
         answer_model: AnswerModelRole, judge: ModelRole, curator: ModelRole,
     ):
+        warehouse = store.open()
         with retry_transient(context):
             try:
                 tuned_role, base_role = resolve_answer_models(answer_model, inference, warehouse)
@@ -299,9 +286,7 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
                                            context.log.warning)
             except RoleError as exc:
                 raise Failure(f"evaluation: {exc}") from exc
-            with warehouse.read() as con:
-                questions = con.execute("SELECT lang, id, question FROM eval_questions ORDER BY lang, id").fetchall()
-                heldout = con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()
+            questions, heldout = evaluation_inputs(warehouse)
         self_judged = self_judge_problem(judge_role, tuned_role)
         if self_judged and not config.allow_self_judge:
             raise Failure(f"evaluation refused: {self_judged}")
@@ -347,17 +332,8 @@ def build_tuning_assets(registry: LanguageRegistry) -> list:
             context.log, storage, [("tuned", tuned_role), ("base", base_role)],
             sorted({lang for lang, _, _ in questions}), config.benchmarks, config.benchmarks_dir,
             config.benchmark_limit)
-        with retry_transient(context), warehouse.write() as con:
-            con.execute(EVAL_DDL)
-            con.execute(BENCHMARK_DDL)
-            con.execute("DELETE FROM evaluation_results")
-            con.execute("DELETE FROM evaluation_answers")
-            con.execute("DELETE FROM evaluation_benchmarks")
-            if bench_rows:
-                con.executemany("INSERT INTO evaluation_benchmarks VALUES (?, ?, ?, ?, ?, ?)", bench_rows)
-            if results:
-                con.executemany("INSERT INTO evaluation_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", results)
-                con.executemany("INSERT INTO evaluation_answers VALUES (?, ?, ?, ?, ?)", answer_rows)
+        with retry_transient(context):
+            replace_evaluation(warehouse, results, answer_rows, bench_rows)
         table = [(r[0], r[1], f"{r[3]:.2f}", f"{r[4]}/{r[5]}/{r[6]}", r[7],
                   "-" if r[8] is None else f"{r[8]:.3f}") for r in results]
         yield MaterializeResult(metadata={

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from xinst_assets.assets.diversification import DIVERSIFIED_DDL
+from xinst_assets.store.dataset import diversified_ddl
 from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
 from xinst_assets.resources.curated_sources import CuratedSources
@@ -46,7 +46,7 @@ def home(tmp_path_factory):
     assert materialize(config, ["replay_instructions"], resource_overrides={"curated_sources": sources}).success
     config.home.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(config.warehouse)) as con:
-        con.execute(DIVERSIFIED_DDL)
+        con.execute(diversified_ddl())
         con.executemany("INSERT INTO diversified_dataset VALUES ('sw', ?, ?, ?, ?, NULL, false, 3.0, 3, 0, ?)",
                         [[f"p{k}", f"d{k}", s["instruction"], s["response"], k] for k, s in enumerate(seeds)])
     return config, seeds

@@ -17,7 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from xinst_assets.assets.diversification import DIVERSIFIED_DDL
+from xinst_assets.store.dataset import diversified_ddl
 from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
 from xinst_assets.local_instance import prepare_local_instance
@@ -148,7 +148,7 @@ def _build_everything(config: XinstConfig) -> None:
     assert generator.success and _meta(generator, "instruction_generator")["trained_by_this_run"]
     seeds = [json.loads(line) for line in (SAMPLE_DIR / "seed_pairs" / "sw.jsonl").read_text().splitlines()]
     with duckdb.connect(str(config.warehouse)) as con:
-        con.execute(DIVERSIFIED_DDL)
+        con.execute(diversified_ddl())
         con.executemany("INSERT INTO diversified_dataset VALUES ('sw', ?, ?, ?, ?, NULL, false, 3.0, 3, 0, ?)",
                         [[f"p{k}", f"d{k}", s["instruction"], s["response"], k] for k, s in enumerate(seeds)])
     first = _tune(config)
