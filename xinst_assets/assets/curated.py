@@ -15,14 +15,10 @@ from xinst_assets.core.curated import (
 )
 from xinst_assets.core.emptiness import CHECK_NAME as NOT_EMPTY, OutputOutcome, all_dropped_reason
 from xinst_assets.resources.curated_sources import CuratedSources
-from xinst_assets.resources.warehouse import Warehouse, has_table
+from xinst_assets.store import Store
+from xinst_assets.store.curated_inputs import replace_curated, stored_curated
 from xinst_assets.settings import SAMPLE_DIR
 
-REJECTIONS_DDL = """
-CREATE TABLE IF NOT EXISTS curated_rejections (
-    kind VARCHAR NOT NULL, lang VARCHAR NOT NULL, file VARCHAR, line BIGINT, reason VARCHAR NOT NULL, detail VARCHAR
-);
-"""
 DESCRIPTIONS = {
     "seed_pairs": "Seed (English instruction, response in the language) pairs that teach the instruction "
     "generator, from the embedded sample and user files. Table: seed_pairs.",
@@ -35,38 +31,6 @@ DESCRIPTIONS = {
     "keeps following instructions. From the embedded sample and user files (CuratedSources.replay_instructions); "
     "never the new cross-lingual data. Table: replay_instructions (lang 'en').",
 }
-
-
-def _ddl(kind: CuratedKind) -> str:
-    columns = [f"{f} VARCHAR NOT NULL" for f in kind.required] + [f"{f} VARCHAR" for f in kind.optional]
-    return (f"CREATE TABLE IF NOT EXISTS {kind.name} (lang VARCHAR NOT NULL, id VARCHAR NOT NULL, "
-            f"{', '.join(columns)}, source VARCHAR, PRIMARY KEY (lang, id))")
-
-
-def _stored(warehouse: Warehouse, kind: CuratedKind, lang: str, fields: list[str]):
-    """The rows and rejections stored for ``lang``, in the order ``_build`` compares them (None: no table)."""
-    with warehouse.read() as con:
-        if not (has_table(con, kind.name) and has_table(con, "curated_rejections")):
-            return None
-        rows = con.execute(f"SELECT {', '.join(fields)} FROM {kind.name} WHERE lang = ?", [lang]).fetchall()
-        rejected = con.execute("SELECT file, line, reason, detail FROM curated_rejections WHERE kind = ? AND lang = ?",
-                               [kind.name, lang]).fetchall()
-    return sorted(rows), sorted(rejected, key=repr)
-
-
-def _replace(con, kind: CuratedKind, lang: str, fields: list[str], rows: list[tuple], rejected: list[tuple]) -> None:
-    """Within a write transaction, make ``lang``'s rows and rejections of ``kind`` these."""
-    con.execute(_ddl(kind))
-    con.execute(REJECTIONS_DDL)
-    con.execute(f"DELETE FROM {kind.name} WHERE lang = ?", [lang])
-    con.execute("DELETE FROM curated_rejections WHERE kind = ? AND lang = ?", [kind.name, lang])
-    if rows:
-        con.executemany(
-            f"INSERT INTO {kind.name} (lang, {', '.join(fields)}) VALUES ({', '.join(['?'] * (len(fields) + 1))})",
-            [[lang, *row] for row in rows])
-    if rejected:
-        con.executemany("INSERT INTO curated_rejections VALUES (?, ?, ?, ?, ?, ?)",
-                        [[kind.name, lang, *row] for row in rejected])
 
 
 def read_language(
@@ -90,7 +54,7 @@ def read_language(
 
 
 def _sync_language(
-    context: AssetExecutionContext, kind: CuratedKind, lang: str, warehouse: Warehouse, curated_sources: CuratedSources
+    context: AssetExecutionContext, kind: CuratedKind, lang: str, warehouse, curated_sources: CuratedSources
 ) -> tuple[dict, OutputOutcome]:
     """Read ``lang``'s files of ``kind``, store their rows and rejections when they differ from the stored
     ones, and return the language's metadata and whether anything usable came out of non-empty files."""
@@ -98,12 +62,11 @@ def _sync_language(
     fields = ["id", *kind.required, *kind.optional, "source"]
     new_rows = sorted(tuple(None if r.get(f) is None else str(r[f]) for f in fields) for r in rows)
     new_rejected = sorted(((r["file"], r["line"], r["reason"], r["detail"]) for r in rejected), key=repr)
-    if _stored(warehouse, kind, lang, fields) == (new_rows, new_rejected):
+    if stored_curated(warehouse, kind, lang, fields) == (new_rows, new_rejected):
         # The nightly case: the files say what the tables hold; no write (and checkpoint).
         context.log.info(f"{kind.name}/{lang}: {len(rows)} rows, unchanged")
     else:
-        with warehouse.write() as con:
-            _replace(con, kind, lang, fields, new_rows, new_rejected)
+        replace_curated(warehouse, kind, lang, fields, new_rows, new_rejected)
     reasons: dict[str, int] = {}
     for r in rejected:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
@@ -133,7 +96,8 @@ def _build(kind: CuratedKind, partitions_def: PartitionsDefinition | None):
             description="A language whose files hold rows gets at least one usable row; otherwise the check fails "
             "with the reasons every row was rejected.")],
     )
-    def curated(context: AssetExecutionContext, warehouse: Warehouse, curated_sources: CuratedSources):
+    def curated(context: AssetExecutionContext, store: Store, curated_sources: CuratedSources):
+        warehouse = store.open()
         not_empty = LanguageCheck(NOT_EMPTY, kind.name, AssetCheckSeverity.ERROR)
         # The files are small: one session compares (and, where they changed, writes) every language's rows.
         with retry_transient(context), warehouse.session():

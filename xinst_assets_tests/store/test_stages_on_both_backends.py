@@ -81,3 +81,19 @@ def test_the_definitions_bind_the_store_that_the_environment_names(tmp_path: Pat
     lake = build_definitions(config).resources["store"]
     assert lake.backend == "lakehouse" and lake.data_path == str(tmp_path / "lake")
     assert not (tmp_path / "lake").exists()  # building the definitions attaches nothing
+
+
+def test_the_curated_inputs_write_the_same_tables_on_the_lakehouse_as_on_the_embedded_file(
+    lake_store: Store, tmp_path: Path,
+):
+    configs = {name: XinstConfig(registry=load_registry(), home=tmp_path / name, raw_patterns=[str(tmp_path / "raw")])
+               for name in ("embedded", "lakehouse")}
+    stores = {"embedded": Store(path=str(configs["embedded"].warehouse)), "lakehouse": lake_store}
+    per_language = ["seed_pairs", "parallel_pairs", "eval_questions"]
+    for lang in ("sw", "fi"):
+        _run_both(configs, stores, per_language, lang)
+    _run_both(configs, stores, ["replay_instructions"], None)
+    tables = [*per_language, "replay_instructions", "curated_rejections"]
+    embedded = {t: table_rows(stores["embedded"], t) for t in tables}
+    assert all(embedded[t] for t in tables[:-1])
+    assert {t: table_rows(lake_store, t) for t in tables} == embedded
