@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from xinst_assets.assets.checkpoints import (
+from xinst_assets.store.checkpoints import (
     checkpoint_history,
     current_checkpoint,
     record_checkpoint,

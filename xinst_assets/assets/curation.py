@@ -21,7 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from xinst_assets.assets.checkpoints import current_checkpoint
+from xinst_assets.store.checkpoints import current_checkpoint
 from xinst_assets.assets.model_roles import RoleError, resolve_curator, resolve_following
 from xinst_assets.assets.generation import GENERATION_PARAMS, GENERATION_TASK, export_seed_rows, train_generator
 from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages

@@ -23,7 +23,7 @@ from dagster import (
     asset,
 )
 
-from xinst_assets.assets.checkpoints import record_checkpoint, registered_checkpoint
+from xinst_assets.store.checkpoints import record_checkpoint, registered_checkpoint
 from xinst_assets.assets.generation import complete_seed_rows
 from xinst_assets.assets.model_roles import RoleError, resolve_curator
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table

@@ -13,7 +13,7 @@ from dagster import (
     PartitionsDefinition, asset,
 )
 
-from xinst_assets.assets.checkpoints import current_checkpoint, record_checkpoint, registered_checkpoint
+from xinst_assets.store.checkpoints import current_checkpoint, record_checkpoint, registered_checkpoint
 from xinst_assets.assets.curated import read_language
 from xinst_assets.assets.ranges import LanguageCheck, add_language_metadata, for_each_language, run_languages
 from xinst_assets.assets.reporting import counts_table, loss_curve_markdown, markdown_table
@@ -34,7 +34,9 @@ from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.training import TrainingLauncher
-from xinst_assets.resources.warehouse import Warehouse, sql_path
+from xinst_assets.store import Store
+from xinst_assets.store.candidates import filtered_texts, replace_candidates
+from xinst_assets.store.curated_inputs import seed_rows
 from xinst_assets.training.config import TrainConfig
 
 GENERATION_TASK = "instruction_generation"
@@ -45,15 +47,6 @@ GENERATION_PARAMS = RELEASED_DECODING.with_max_new_tokens(128)
 DEMO_GENERATOR_STEPS = 120
 DEMO_LEARNING_RATE = 3e-3
 DEMO_MAX_LENGTH = 256
-CANDIDATES_DDL = """
-CREATE TABLE IF NOT EXISTS candidate_pairs (
-    lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
-    response VARCHAR NOT NULL, source_url VARCHAR, generator VARCHAR NOT NULL, PRIMARY KEY (lang, pair_id)
-);
-CREATE TABLE IF NOT EXISTS candidate_rejections (
-    lang VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR, reason VARCHAR NOT NULL
-);
-"""
 
 
 class CandidateConfig(Config):
@@ -62,11 +55,11 @@ class CandidateConfig(Config):
     max_text_chars: int = Field(default=4000, description="Longer filtered texts are not sent to the generator.")
 
 
-def export_seed_rows(warehouse: Warehouse, registry: LanguageRegistry, dest: Path) -> int:
-    """Write every language's seed pairs as training rows {instruction, response, lang_name}; return rows."""
+def export_seed_rows(warehouse, registry: LanguageRegistry, dest: Path) -> int:
+    """Write every language's seed pairs stored in ``warehouse`` (a store, its backend or a Warehouse) as
+    training rows {instruction, response, lang_name}; return rows."""
     names = {lang.code: lang.name for lang in registry}
-    with warehouse.read() as con:
-        rows = con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()
+    rows = seed_rows(warehouse)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "w", encoding="utf-8") as out:
         for lang, instruction, response in rows:
@@ -149,9 +142,10 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         ),
     )
     def instruction_generator(
-        context: AssetExecutionContext, warehouse: Warehouse, models: ModelSettings,
+        context: AssetExecutionContext, store: Store, models: ModelSettings,
         training_launcher: TrainingLauncher, storage: XinstStorage, curated_sources: CuratedSources,
     ) -> MaterializeResult:
+        warehouse = store.open()
         if models.generator_mode == "zero_shot":
             if not models.zero_shot_model:
                 raise Failure("generator_mode is zero_shot but ModelSettings.zero_shot_model is not set")
@@ -220,10 +214,11 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
         ),
     )
     def candidate_pairs(
-        context: AssetExecutionContext, config: CandidateConfig, warehouse: Warehouse, inference: InferenceSettings, lid_model: LidModel,
-        storage: XinstStorage,
+        context: AssetExecutionContext, config: CandidateConfig, store: Store, inference: InferenceSettings,
+        lid_model: LidModel, storage: XinstStorage,
     ) -> MaterializeResult:
         languages = run_languages(context, registry)
+        warehouse = store.open()
         with retry_transient(context):
             generator = current_checkpoint(warehouse, "instruction_generator")
         # One backend for all the run's languages: the generator is loaded at most once per run.
@@ -233,9 +228,8 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
 
         def generate_language(lang: Language) -> dict[str, Any]:
             """Generate, filter and store ``lang``'s candidates; return its materialization metadata."""
-            with retry_transient(context), warehouse.read() as con:
-                rows = con.execute("SELECT doc_id, text, url FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
-                                   [lang.code]).fetchall()
+            with retry_transient(context):
+                rows = filtered_texts(warehouse, lang.code)
             # Responses longer than this would not fit a model's context in the prompt (and are far longer than
             # X-Instruction's ~1,000-1,300-character responses): they are recorded as dropped, not sent.
             docs = [r for r in rows if len(r[1]) <= config.max_text_chars]
@@ -262,14 +256,7 @@ def build_generation_assets(partitions_def: PartitionsDefinition, registry: Lang
                     kept_file)
                 pq.write_table(pa.Table.from_pylist(rejected, schema=pa.schema(
                     [(n, pa.string()) for n in ("doc_id", "instruction", "reason")])), rejected_file)
-                with warehouse.write() as con:
-                    con.execute(CANDIDATES_DDL)
-                    con.execute("DELETE FROM candidate_pairs WHERE lang = ?", [lang.code])
-                    con.execute("DELETE FROM candidate_rejections WHERE lang = ?", [lang.code])
-                    con.execute(f"INSERT INTO candidate_pairs SELECT ?, pair_id, doc_id, instruction, response, "
-                                f"source_url, ? FROM read_parquet('{sql_path(kept_file)}')", [lang.code, generator])
-                    con.execute(f"INSERT INTO candidate_rejections SELECT ?, doc_id, instruction, reason "
-                                f"FROM read_parquet('{sql_path(rejected_file)}')", [lang.code])
+                replace_candidates(warehouse, lang.code, generator, kept_file, rejected_file)
             by_reason: dict[str, int] = {}
             for row in rejected:
                 key = row["reason"].split(":")[0] if row["reason"].startswith("candidate_not_english") else row["reason"]

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xinst_assets.assets.checkpoints import current_checkpoint
+from xinst_assets.store.checkpoints import current_checkpoint
 from xinst_assets.inference.base import ModelSpec, looks_like_path
 from xinst_assets.inference.chat import has_chat_template
 from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings, LazyBackend, ModelRole

@@ -18,7 +18,7 @@ from dagster import (
 from pydantic import Field
 
 from xinst_assets.assets.benchmark_runs import run_benchmarks
-from xinst_assets.assets.checkpoints import checkpoint_history, record_checkpoint
+from xinst_assets.store.checkpoints import checkpoint_history, record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
     resolve_answer_models,

@@ -58,3 +58,9 @@ def replace_curated(store, kind: CuratedKind, lang: str, fields: list[str], rows
                             [[kind.name, lang, *row] for row in rejected])
 
     backend.partition_transaction(kind.name, lang, work)
+
+
+def seed_rows(store) -> list[tuple[str, str, str]]:
+    """Every language's stored seed pairs (lang, instruction, response), by language and id."""
+    with backend_of(store).read() as con:
+        return con.execute("SELECT lang, instruction, response FROM seed_pairs ORDER BY lang, id").fetchall()

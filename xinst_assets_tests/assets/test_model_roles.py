@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xinst_assets.assets.checkpoints import record_checkpoint
+from xinst_assets.store.checkpoints import record_checkpoint
 from xinst_assets.assets.model_roles import (
     RoleError,
     resolve_answer_models,

@@ -97,3 +97,25 @@ def test_the_curated_inputs_write_the_same_tables_on_the_lakehouse_as_on_the_emb
     embedded = {t: table_rows(stores["embedded"], t) for t in tables}
     assert all(embedded[t] for t in tables[:-1])
     assert {t: table_rows(lake_store, t) for t in tables} == embedded
+
+
+def test_the_checkpoint_registry_keeps_one_current_row_per_name_and_the_whole_history_on_both_backends(
+    lake_store: Store, tmp_path: Path,
+):
+    from xinst_assets.store.checkpoints import checkpoint_history, record_checkpoint, registered_checkpoint
+
+    outside = tmp_path / "models"  # a folder outside the data home: read as recorded on both backends
+    for store in (Store(path=str(tmp_path / "home" / "warehouse.duckdb")), lake_store):
+        assert registered_checkpoint(store, "tuned_checkpoint") is None
+        record_checkpoint(store, "tuned_checkpoint", str(outside / "one"), "f1", data_fingerprint="d1")
+        record_checkpoint(store, "tuned_checkpoint", str(outside / "two"), "f2", data_fingerprint="d2",
+                          started_from=str(outside / "one"))
+        record_checkpoint(store, "base_model", "org/base", None)
+        assert registered_checkpoint(store, "tuned_checkpoint") == (str(outside / "two"), "f2")
+        history = checkpoint_history(store, "tuned_checkpoint")
+        assert [(h.path, h.fingerprint, h.data_fingerprint) for h in history] == [
+            (str(outside / "two"), "f2", "d2"), (str(outside / "one"), "f1", "d1")]
+        assert history[0].started_from == str(outside / "one")
+        with store.read() as con:
+            assert con.execute("SELECT name, count(*) FROM checkpoints GROUP BY name ORDER BY name").fetchall() == [
+                ("base_model", 1), ("tuned_checkpoint", 1)]

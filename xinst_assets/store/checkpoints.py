@@ -1,4 +1,4 @@
-"""A small registry of trained checkpoints in the warehouse, so later stages find the one an asset produced.
+"""The registry of trained checkpoints in the warehouse, so later stages find the one an asset produced.
 
 ``checkpoints`` holds the current checkpoint of each name; ``checkpoint_history`` every one ever recorded, with
 what it was trained on and from, so that a continual run can start from the previous one (see
@@ -13,13 +13,14 @@ checkpoint. Paths elsewhere (a configured base model, a hub id) are read as reco
 import os
 from datetime import datetime, timezone
 
+import duckdb
+
 from xinst_assets.core.continual import CheckpointRecord
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.store.resource import backend_of
 
 CHECKPOINTS_DDL = """
 CREATE TABLE IF NOT EXISTS checkpoints (
-    name VARCHAR NOT NULL, path VARCHAR NOT NULL, fingerprint VARCHAR, created_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (name)
+    name VARCHAR NOT NULL, path VARCHAR NOT NULL, fingerprint VARCHAR, created_at TIMESTAMP NOT NULL{key}
 );
 CREATE TABLE IF NOT EXISTS checkpoint_history (
     name VARCHAR NOT NULL, path VARCHAR NOT NULL, fingerprint VARCHAR, data_fingerprint VARCHAR,
@@ -30,7 +31,17 @@ ALTER TABLE checkpoint_history ADD COLUMN IF NOT EXISTS root VARCHAR;
 """
 
 
-def _root(warehouse: Warehouse) -> str | None:
+def checkpoints_ddl(primary_keys: bool = True) -> str:
+    """The registry's DDL; ``primary_keys=False`` for a backend without constraints (a name's row is deleted
+    before it is written again)."""
+    return CHECKPOINTS_DDL.format(key=",\n    PRIMARY KEY (name)" if primary_keys else "")
+
+
+def _create(con: duckdb.DuckDBPyConnection, backend) -> None:
+    con.execute(checkpoints_ddl(backend.primary_keys))
+
+
+def _root(warehouse) -> str | None:
     """The folder the registry's paths are recorded relative to: the warehouse file's (the data home's); None
     for a store without a file (the lakehouse), whose paths are read as recorded."""
     db_path = getattr(warehouse, "db_path", None)
@@ -46,35 +57,45 @@ def _here(value: str | None, recorded_root: str | None, root: str | None) -> str
 
 
 def record_checkpoint(
-    warehouse: Warehouse, name: str, path: str, fingerprint: str | None, *, data_fingerprint: str | None = None,
+    warehouse, name: str, path: str, fingerprint: str | None, *, data_fingerprint: str | None = None,
     started_from: str | None = None, root_model: str | None = None, run_id: str | None = None,
 ) -> None:
     """Record ``path`` as the current checkpoint called ``name``, and in its history with what it was trained on
     (``data_fingerprint``: data and settings, not the starting point), the model it ``started_from`` and the
     ``root_model`` its line of checkpoints began with."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    root = _root(warehouse)
-    with warehouse.write() as con:
-        con.execute(CHECKPOINTS_DDL)
-        con.execute("INSERT OR REPLACE INTO checkpoints (name, path, fingerprint, created_at, root) "
+    backend = backend_of(warehouse)
+    root = _root(backend)
+
+    def work(con: duckdb.DuckDBPyConnection) -> None:
+        _create(con, backend)
+        # delete + insert, not INSERT OR REPLACE: the same on the DuckDB file, and what DuckLake allows
+        con.execute("DELETE FROM checkpoints WHERE name = ?", [name])
+        con.execute("INSERT INTO checkpoints (name, path, fingerprint, created_at, root) "
                     "VALUES (?, ?, ?, ?, ?)", [name, path, fingerprint, now, root])
         con.execute("INSERT INTO checkpoint_history (name, path, fingerprint, data_fingerprint, started_from, "
                     "root_model, run_id, created_at, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [name, path, fingerprint, data_fingerprint, started_from, root_model, run_id, now, root])
 
+    backend.partition_transaction("checkpoints", name, work)
 
-def registered_checkpoint(warehouse: Warehouse, name: str, as_recorded: bool = False) -> tuple[str, str | None] | None:
+
+def registered_checkpoint(warehouse, name: str, as_recorded: bool = False) -> tuple[str, str | None] | None:
     """The (path, fingerprint) recorded for ``name`` (the path where it is now; ``as_recorded``: as written,
     before the data home moved), or None when nothing is recorded."""
-    with warehouse.write() as con:  # creates the table on a fresh warehouse
-        con.execute(CHECKPOINTS_DDL)
-        row = con.execute("SELECT path, fingerprint, root FROM checkpoints WHERE name = ?", [name]).fetchone()
+    backend = backend_of(warehouse)
+
+    def work(con: duckdb.DuckDBPyConnection):
+        _create(con, backend)  # creates the table on a fresh warehouse
+        return con.execute("SELECT path, fingerprint, root FROM checkpoints WHERE name = ?", [name]).fetchone()
+
+    row = backend.transaction(work)
     if row is None:
         return None
-    return (row[0] if as_recorded else _here(row[0], row[2], _root(warehouse))), row[1]
+    return (row[0] if as_recorded else _here(row[0], row[2], _root(backend))), row[1]
 
 
-def current_checkpoint(warehouse: Warehouse, name: str) -> str:
+def current_checkpoint(warehouse, name: str) -> str:
     """The path recorded for ``name``; a clear error when the asset that makes it has not run."""
     registered = registered_checkpoint(warehouse, name)
     if registered is None:
@@ -82,14 +103,18 @@ def current_checkpoint(warehouse: Warehouse, name: str) -> str:
     return registered[0]
 
 
-def checkpoint_history(warehouse: Warehouse, name: str) -> list[CheckpointRecord]:
+def checkpoint_history(warehouse, name: str) -> list[CheckpointRecord]:
     """Every checkpoint recorded as ``name``, newest first."""
-    with warehouse.write() as con:  # creates the table on a fresh warehouse
-        con.execute(CHECKPOINTS_DDL)
-        rows = con.execute(
+    backend = backend_of(warehouse)
+
+    def work(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+        _create(con, backend)  # creates the table on a fresh warehouse
+        return con.execute(
             "SELECT path, fingerprint, data_fingerprint, started_from, root_model, run_id, created_at, root "
             "FROM checkpoint_history WHERE name = ? ORDER BY created_at DESC, rowid DESC", [name]).fetchall()
-    root = _root(warehouse)
+
+    rows = backend.transaction(work)
+    root = _root(backend)
     return [CheckpointRecord(_here(path, recorded, root), fingerprint, data, _here(started, recorded, root),
                              _here(model, recorded, root), run_id, created)
             for path, fingerprint, data, started, model, run_id, created, recorded in rows]
