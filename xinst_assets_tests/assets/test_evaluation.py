@@ -17,12 +17,14 @@ from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings,
 from xinst_assets.settings import SAMPLE_DIR
 from xinst_assets_tests.conftest import materialize
 from xinst_assets_tests.inference.openai_server import OpenAICompatibleServer
+from xinst_assets_tests.tiny_replies import teach_reply
 
 pytestmark = pytest.mark.slow
 
 # Benchmarks are scored in one test (they add an lm-eval run per model).
 SHORT = {"ops": {"evaluation": {"config": {"max_new_tokens": 6, "benchmarks": []}}}}
-TEXTS = ["Write a short note about the market.", "Chợ phiên ở làng tôi rất đông vui.", "<score1>7</score1>"] * 5
+REPLY = "Chợ phiên ở làng tôi rất đông vui."
+TEXTS = ["Write a short note about the market.", REPLY, "<score1>7</score1>"] * 5
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
     models = {name: str(build_tiny_model(root / name, TEXTS, hidden_size=16, num_layers=1, num_heads=2,
                                          vocab_size=300, seed=i))
               for i, name in enumerate(("tuned", "base", "judge"))}
+    # The models under evaluation must answer something: evaluation fails a language with no answer at all.
+    for name in ("tuned", "base"):
+        teach_reply(models[name], REPLY)
+    # and one that only ever writes blank lines: a degenerate model under evaluation.
+    models["silent"] = teach_reply(build_tiny_model(root / "silent", TEXTS, hidden_size=16, num_layers=1,
+                                                    num_heads=2, vocab_size=300, seed=3), "\n\n")
     return config, models
 
 
@@ -107,3 +115,14 @@ def test_the_judge_can_be_a_chat_model_behind_an_openai_compatible_server(setup)
     # Every question judged (both orders; an order whose prompt is the other's, equal answers, is asked once).
     assert 6 <= len(judged) <= 12 and all(body["model"] == "tiny-judge" for body in judged)
     assert len({body["messages"][0]["content"] for body in judged}) == len(judged)
+
+
+def test_a_model_under_evaluation_that_answers_nothing_fails_the_check_with_the_reason(setup):
+    config, models = setup
+    resources = _resources(models, models["judge"])
+    resources["answer_model"] = AnswerModelRole(model=models["silent"], baseline=models["base"])
+    result = materialize(config, ["evaluation"], None, resources, run_config=SHORT, raise_on_error=False)
+    assert not result.success
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "output_not_empty"]
+    assert not check.passed
+    assert check.description == f"vi: 0 of 6 questions got a non-empty answer from {models['silent']}"

@@ -73,8 +73,9 @@ def test_diversified_set_passes_its_blocking_checks_and_tuning_and_evaluation_ru
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert {"no_empty_fields", "unique_ids", "labels_at_threshold"} <= set(checks)
     assert checks["unique_ids"] and checks["no_empty_fields"] and checks["labels_at_threshold"]
+    # (30 steps: after 4 the tiny model answered only blank lines, which evaluation rightly fails)
     tuned = materialize(config, ["tuned_checkpoint", "evaluation"], None, TINY, run_config={
-        "ops": {"tuned_checkpoint": {"config": {"max_steps": 4, "batch_size": 4, "max_length": 128}},
+        "ops": {"tuned_checkpoint": {"config": {"max_steps": 30, "batch_size": 4, "max_length": 128}},
                 "evaluation": {"config": {"max_new_tokens": 8}}}})
     assert tuned.success
     rows = _query(config, "SELECT lang, model, questions FROM evaluation_results ORDER BY 1, 2")
