@@ -36,7 +36,7 @@ from xinst_assets_tests.e2e.conftest import e2e_environment, venv_tool
 
 DEPLOY = PROJECT_ROOT / "deploy"
 IMAGE = "registry.example.com/xinst:0.1.0"
-GPU_ASSETS = {"instruction_generator", "candidate_pairs", "scored_pairs", "tuned_checkpoint", "evaluation"}
+GPU_ASSETS = {"instruction_generator", "curator", "candidate_pairs", "scored_pairs", "tuned_checkpoint", "evaluation"}
 
 
 def load_yaml(relative: str) -> dict:
