@@ -43,24 +43,13 @@ from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.training import TrainingLauncher
-from xinst_assets.resources.warehouse import Warehouse, sql_path
+from xinst_assets.store import Store
+from xinst_assets.store.scored_pairs import candidates_to_curate, replace_scored
 
 REFINE_TASK = "refinement"
 REFINE_PARAMS = greedy(max_new_tokens=384, stop=("\n###",))
 SCORED_COLUMNS = ["pair_id", "doc_id", "instruction", "response", "source_url", "refined", "p1", "p2", "p3",
                   "expected_score", "label", "round", "status"]
-SCORED_DDL = """
-CREATE TABLE IF NOT EXISTS scored_pairs (
-    lang VARCHAR NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL, instruction VARCHAR NOT NULL,
-    response VARCHAR NOT NULL, source_url VARCHAR, refined BOOLEAN NOT NULL, p1 DOUBLE, p2 DOUBLE, p3 DOUBLE,
-    expected_score DOUBLE NOT NULL, label INTEGER NOT NULL, round INTEGER NOT NULL, status VARCHAR NOT NULL,
-    PRIMARY KEY (lang, pair_id)
-);
-CREATE TABLE IF NOT EXISTS scored_pairs_rounds (
-    lang VARCHAR NOT NULL, round INTEGER NOT NULL, pair_id VARCHAR NOT NULL, doc_id VARCHAR NOT NULL,
-    instruction VARCHAR, label INTEGER, expected_score DOUBLE, refined BOOLEAN, generator VARCHAR, status VARCHAR
-);
-"""
 
 
 class CurationConfig(Config):
@@ -114,11 +103,12 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
         ),
     )
     def scored_pairs(
-        context: AssetExecutionContext, config: CurationConfig, warehouse: Warehouse, inference: InferenceSettings,
+        context: AssetExecutionContext, config: CurationConfig, store: Store, inference: InferenceSettings,
         models: ModelSettings, lid_model: LidModel, training_launcher: TrainingLauncher, storage: XinstStorage,
         curator: ModelRole, refiner: ModelRole,
     ) -> MaterializeResult:
         languages = run_languages(context, registry)
+        warehouse = store.open()
         rules = CurationRules(accept_label=config.accept_label)
         identifier = lid_model.identifier(registry)
         cache = GenerationCache.from_warehouse(warehouse)
@@ -142,10 +132,8 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
 
         def curate_language(lang: Language) -> dict[str, Any]:
             """Label, refine (and self-train on) ``lang``'s candidates, store them; return its metadata."""
-            with retry_transient(context), warehouse.read() as con:
-                candidates = con.execute(
-                    "SELECT pair_id, doc_id, instruction, response, source_url FROM candidate_pairs WHERE lang = ? "
-                    "ORDER BY pair_id", [lang.code]).fetchall()
+            with retry_transient(context):
+                candidates = candidates_to_curate(warehouse, lang.code)
             generator = first_generator  # self-training replaces it for this language only
             loads_before = model_loads()
             final: dict[str, dict] = {}  # doc_id -> best row so far
@@ -216,16 +204,7 @@ def build_curation_assets(partitions_def: PartitionsDefinition, registry: Langua
                 pq.write_table(pa.Table.from_pylist([{k: h.get(k) for k in (
                     "round", "pair_id", "doc_id", "instruction", "label", "expected_score", "refined", "generator")}
                     for h in history]) if history else pa.table({"round": pa.array([], pa.int64())}), rounds_file)
-                with warehouse.write() as con:
-                    con.execute(SCORED_DDL)
-                    con.execute("DELETE FROM scored_pairs WHERE lang = ?", [lang.code])
-                    con.execute("DELETE FROM scored_pairs_rounds WHERE lang = ?", [lang.code])
-                    if out_rows:
-                        con.execute(f"INSERT INTO scored_pairs BY NAME SELECT ? AS lang, * FROM read_parquet('{sql_path(staged)}')",
-                                    [lang.code])
-                    if history:
-                        con.execute(f"INSERT INTO scored_pairs_rounds BY NAME SELECT ? AS lang, *, 'scored' AS status "
-                                    f"FROM read_parquet('{sql_path(rounds_file)}')", [lang.code])
+                replace_scored(warehouse, lang.code, staged if out_rows else None, rounds_file if history else None)
             labels = Counter(r["label"] for r in out_rows)
             accepted_count = sum(r["status"] == "accepted" for r in out_rows)
             per_round = round_summaries(history, rules.accept_label)

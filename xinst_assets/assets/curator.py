@@ -44,7 +44,7 @@ from xinst_assets.resources.inference import InferenceSettings, ModelRole
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.storage import XinstStorage
 from xinst_assets.resources.training import TrainingLauncher
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.store import Store
 from xinst_assets.training.config import TrainConfig
 
 SEPARATION_CHECK = "curator_separates_heldout_pairs"
@@ -145,10 +145,11 @@ def build_curator_asset(registry: LanguageRegistry):
         ),
     )
     def curator_checkpoint(
-        context: AssetExecutionContext, warehouse: Warehouse, models: ModelSettings, curator: ModelRole,
+        context: AssetExecutionContext, store: Store, models: ModelSettings, curator: ModelRole,
         inference: InferenceSettings, training_launcher: TrainingLauncher, storage: XinstStorage,
         curated_sources: CuratedSources,
     ):
+        warehouse = store.open()
         if curator.model or models.instruct_model:
             chosen = f"curator.model={curator.model}" if curator.model else f"models.instruct_model={models.instruct_model}"
             context.log.info(f"an instruction-following curator is configured ({chosen}): nothing to train")

@@ -5,7 +5,7 @@ import json
 
 import duckdb
 
-from xinst_assets.assets.curation import SCORED_DDL
+from xinst_assets.store.scored_pairs import scored_ddl
 from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
 from xinst_assets.partitions import range_tags
@@ -30,7 +30,7 @@ def _store_scored(config: XinstConfig, lang: str, labels: list[int]) -> None:
              0.0, 1.0, 0.0, float(label), label, 1, "accepted" if label >= 3 else "rejected")
             for k, (seed, label) in enumerate(zip(_seeds(lang), labels))]
     with duckdb.connect(str(config.warehouse)) as con:
-        con.execute(SCORED_DDL)
+        con.execute(scored_ddl())
         con.executemany(f"INSERT INTO scored_pairs VALUES ({', '.join(['?'] * 14)})", rows)
 
 
