@@ -6,8 +6,11 @@
   storage, for runs on many machines at once, with no lock: each partition's write is its own transaction,
   run again when it loses a commit race.
 
-:class:`Store` (a Dagster resource) chooses between them from configuration. The stages still call the
-``Warehouse`` resource directly; they move onto the store one by one (see docs/deployment.md).
+:class:`Store` (a Dagster resource) chooses between them from configuration. Each stage's tables have a module
+here (DDL and migrations, the reads and per-partition writes the stage uses: ``raw_text``, ``signals``,
+``near_dedup``, ``curated_inputs``, ``candidates``, ``scored_pairs``, ``dataset``, ``tuning``, ``checkpoints``); its functions
+take a ``Store``, a backend or a ``Warehouse`` (:func:`~xinst_assets.store.resource.backend_of`). What still
+needs the embedded file is listed in docs/deployment.md.
 """
 
 from xinst_assets.store.base import (
