@@ -5,12 +5,14 @@ end with the same tables, after a first run and after a refresh that changes and
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
+from xinst_assets.settings import SAMPLE_DIR
 from xinst_assets.store import Store
 from xinst_assets_tests.conftest import materialize, write_jsonl
 
@@ -119,3 +121,35 @@ def test_the_checkpoint_registry_keeps_one_current_row_per_name_and_the_whole_hi
         with store.read() as con:
             assert con.execute("SELECT name, count(*) FROM checkpoints GROUP BY name ORDER BY name").fetchall() == [
                 ("base_model", 1), ("tuned_checkpoint", 1)]
+
+
+def test_document_signals_stores_the_same_verdicts_on_the_lakehouse_as_on_the_embedded_file_and_a_refresh_screens_only_new_documents(
+    lake_store: Store, tmp_path: Path,
+):
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    configs = {name: XinstConfig(registry=load_registry(), home=tmp_path / name, raw_patterns=[str(raw)])
+               for name in ("embedded", "lakehouse")}
+    stores = {"embedded": Store(path=str(configs["embedded"].warehouse)), "lakehouse": lake_store}
+    chain = ["raw_web_text", "document_signals"]
+    _run_both(configs, stores, chain, "sw")
+    tables = ("document_signals", "document_signal_writes")
+    first = {t: table_rows(stores["embedded"], t) for t in tables}
+    assert len(first["document_signals"]) > 10
+    assert {t: table_rows(lake_store, t) for t in tables} == first
+
+    # A refresh: one new shard; only its documents are screened, on both backends alike.
+    write_jsonl(raw / "sw" / "z-new.jsonl", [{"text": "Wakulima wa kijiji hiki walipanda miti mia tano mwaka huu "
+                                                      "ili kulinda chemchemi ya maji inayotumiwa na shule.",
+                                              "url": "https://habari.example/miti"}])
+    screened = {}
+    for name, config in configs.items():
+        result = materialize(config, chain, "sw", resource_overrides={"store": stores[name]})
+        assert result.success, name
+        event = [e for e in result.get_asset_materialization_events()
+                 if e.asset_key.path == ["document_signals"]][0]
+        screened[name] = event.materialization.metadata["documents_screened_this_run"].value
+    assert screened == {"embedded": 1, "lakehouse": 1}
+    refreshed = {t: table_rows(stores["embedded"], t) for t in tables}
+    assert len(refreshed["document_signals"]) == len(first["document_signals"]) + 1
+    assert {t: table_rows(lake_store, t) for t in tables} == refreshed
