@@ -101,7 +101,7 @@ def build_diversification_assets(partitions_def: PartitionsDefinition, registry:
                 progress = Progress(f"diversified_dataset:{lang.code}:embed", pool.height, context.log.info,
                                     unit="texts")
                 cached = embed_with_cache(embedder, pool["instruction"].to_list(), warehouse.read, warehouse.write,
-                                          on_chunk=progress.advance)
+                                          on_chunk=progress.advance, transaction=warehouse.transaction)
                 progress.finish()
                 result = diversify(pool, cached.matrix, DiversifyConfig(
                     budget=config.budget, n_clusters=config.n_clusters, seed=config.seed))

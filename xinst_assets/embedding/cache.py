@@ -4,7 +4,8 @@ One table, ``embedding_cache(key, model, dim, vector)``; ``key`` is :func:`cache
 (embedder fingerprint, exact text), so the same text under another model (or another truncation length) is a
 different entry. The functions take an open DuckDB connection, so the caller owns the transaction (the
 warehouse allows one writer at a time): :func:`lookup` reads a batch of keys in one query, :func:`store`
-inserts new rows (existing keys are left alone). :func:`embed_with_cache` does the whole round trip with
+inserts new rows (existing keys are left alone: on the lakehouse, where the key cannot be a PRIMARY KEY, the
+rows whose key is absent; see :mod:`xinst_assets.store.content_cache`). :func:`embed_with_cache` does the whole round trip with
 short windows: one read for the lookup, then one write per embedded chunk, so a crash loses at most one
 chunk of work.
 """
@@ -21,16 +22,10 @@ import pyarrow as pa
 
 from xinst_assets.core.text import stable_hash
 from xinst_assets.embedding.embedders import Embedder
+from xinst_assets.store.content_cache import Transaction, create_keyed_table, insert_absent
 
 TABLE = "embedding_cache"
-CREATE_TABLE = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    key VARCHAR PRIMARY KEY,
-    model VARCHAR NOT NULL,
-    dim INTEGER NOT NULL,
-    vector FLOAT[] NOT NULL
-)
-"""
+COLUMNS = "model VARCHAR NOT NULL, dim INTEGER NOT NULL, vector FLOAT[] NOT NULL"
 # Texts embedded between two cache writes. MiniLM embeds ~135 texts/s per thread, so one chunk is about
 # 15-30 s of work on 2 cores: short enough that a crash loses little, long enough that writes (~10 ms) are
 # negligible.
@@ -45,8 +40,9 @@ def cache_key(fingerprint: str, text: str) -> str:
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``embedding_cache`` if it does not exist (needs a writable connection)."""
-    con.execute(CREATE_TABLE)
+    """Create ``embedding_cache`` if it does not exist (needs a writable connection; the key is a PRIMARY KEY
+    where the backend has them)."""
+    create_keyed_table(con, TABLE, COLUMNS)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
@@ -116,13 +112,7 @@ def store(con: duckdb.DuckDBPyConnection, keys: Sequence[str], vectors: np.ndarr
             "vector": pa.ListArray.from_arrays(offsets, pa.array(kept.reshape(-1))),
         }
     )
-    con.register("_xinst_new_embeddings", table)
-    try:
-        con.execute(
-            f"INSERT OR IGNORE INTO {TABLE} SELECT key, model, dim, vector FROM _xinst_new_embeddings"
-        )
-    finally:
-        con.unregister("_xinst_new_embeddings")
+    insert_absent(con, TABLE, table, "n.key, n.model, n.dim, n.vector")
     return len(rows)
 
 
@@ -142,13 +132,16 @@ def embed_with_cache(
     write: ConnectionFactory | None,
     chunk: int = DEFAULT_CHUNK,
     on_chunk: Callable[[int], None] | None = None,
+    transaction: Transaction | None = None,
 ) -> CachedEmbeddings:
     """Embed ``texts``, reading known vectors from the cache and storing new ones.
 
     ``read`` and ``write`` return context managers yielding a DuckDB connection (``Warehouse.read`` and
     ``Warehouse.write`` fit); either may be ``None`` (no lookup / no storing). Repeated texts are embedded
     once.
-    ``on_chunk(n)`` is called after each chunk of ``n`` new texts (for progress reporting).
+    ``on_chunk(n)`` is called after each chunk of ``n`` new texts (for progress reporting). ``transaction``
+    (a store's, :meth:`StoreBackend.transaction`: run again on a lost commit race), when given, runs the
+    writes instead of ``write``.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
@@ -165,7 +158,9 @@ def embed_with_cache(
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
         vectors = embedder.embed([texts[first[key]] for key in part])
-        if write is not None:
+        if write is not None and transaction is not None:
+            transaction(lambda con, part=part, vectors=vectors: store(con, part, vectors, fingerprint))
+        elif write is not None:
             with write() as con:
                 store(con, part, vectors, fingerprint)
         found.update(zip(part, vectors))

@@ -6,8 +6,9 @@ another task never see each other's outputs. ``output`` is JSON: a :class:`Gener
 choice distribution for choice scoring; ``task`` (e.g. ``instruction_generation``) lets a user inspect or
 delete one stage's entries in SQL.
 
-The warehouse allows one writer at a time (``Warehouse.write()`` / ``Warehouse.read()``), so no connection is
-held while the model works. :func:`generate_cached` and :func:`choice_logprobs_cached`:
+No connection is held while the model works (the embedded warehouse allows one writer at a time), and the
+writes go through the store (:mod:`xinst_assets.store.content_cache`): on the lakehouse, where the key cannot be
+a PRIMARY KEY, each write inserts the keys not yet cached, in a transaction run again if it loses a commit race. :func:`generate_cached` and :func:`choice_logprobs_cached`:
 
 1. look up every key of the batch in ONE read (``lookup``);
 2. call the backend only for the misses (repeated prompts are computed once), in chunks of ``flush_every``;
@@ -30,17 +31,10 @@ import pyarrow as pa
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.base import Generation, InferenceBackend, check_prompts
+from xinst_assets.store.content_cache import Transaction, create_keyed_table, insert_absent, writer_of
 
 TABLE = "generation_cache"
-CREATE_TABLE = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    key VARCHAR PRIMARY KEY,
-    model VARCHAR NOT NULL,
-    task VARCHAR NOT NULL,
-    output JSON NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)
-"""
+COLUMNS = "model VARCHAR NOT NULL, task VARCHAR NOT NULL, output JSON NOT NULL, created_at TIMESTAMP NOT NULL"
 # Results between two cache writes. A 7-8B model on one GPU generates a 256-prompt chunk of instructions in
 # roughly 10-60 s; a write of 256 rows takes ~10-50 ms (the lock wait included when no other run writes), so
 # writes cost well under 1% and a crash loses under a minute of work. Larger chunks also give the backend more
@@ -61,8 +55,9 @@ def choice_key(fingerprint: str, task: str, choices: Sequence[str], prompt: str)
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``generation_cache`` if it does not exist (needs a writable connection)."""
-    con.execute(CREATE_TABLE)
+    """Create ``generation_cache`` if it does not exist (needs a writable connection; the key is a PRIMARY KEY
+    where the backend has them)."""
+    create_keyed_table(con, TABLE, COLUMNS)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
@@ -101,9 +96,10 @@ class GenerationCache:
 
     ``read`` and ``write`` return context managers that yield a DuckDB connection (``Warehouse.read`` and
     ``Warehouse.write`` fit: the write one commits on exit). Either may be ``None``: no lookup (always compute)
-    or no storing (a dry run). :meth:`add` buffers results and writes them every ``flush_every`` rows; use the
-    cache as a context manager (or call :meth:`flush`) so the last partial chunk is written too, also when the
-    stage fails midway.
+    or no storing (a dry run). ``transaction`` (a store's: run again on a lost commit race), when given, runs
+    the writes instead of ``write``. :meth:`add` buffers results and writes them every ``flush_every`` rows;
+    use the cache as a context manager (or call :meth:`flush`) so the last partial chunk is written too, also
+    when the stage fails midway.
     """
 
     def __init__(
@@ -111,18 +107,21 @@ class GenerationCache:
         read: ConnectionFactory | None,
         write: ConnectionFactory | None,
         flush_every: int = DEFAULT_FLUSH_EVERY,
+        transaction: Transaction | None = None,
     ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be at least 1, got {flush_every}")
         self._read, self._write, self.flush_every = read, write, flush_every
+        self._transaction = transaction if write is not None else None
         self._buffer: dict[str, tuple[str, str, str]] = {}
         self.writes = 0  # write transactions done (for tests and metadata)
         self.rows_written = 0  # rows offered to those transactions
 
     @classmethod
     def from_warehouse(cls, warehouse: Any, flush_every: int = DEFAULT_FLUSH_EVERY) -> GenerationCache:
-        """A cache on a ``Warehouse`` resource (anything with ``read()`` and ``write()`` context managers)."""
-        return cls(warehouse.read, warehouse.write, flush_every)
+        """A cache in the warehouse of a ``Store``, a store backend or a ``Warehouse`` (writes are store
+        transactions: retried on the lakehouse), or of anything with ``read()`` and ``write()``."""
+        return cls(warehouse.read, warehouse.write, flush_every, transaction=writer_of(warehouse))
 
     @classmethod
     def in_memory(cls, flush_every: int = DEFAULT_FLUSH_EVERY) -> GenerationCache:
@@ -177,16 +176,17 @@ class GenerationCache:
                 "output": pa.array(outputs, type=pa.string()),
             }
         )
-        with self._write() as con:
+
+        def work(con: duckdb.DuckDBPyConnection) -> int:
             ensure_table(con)
-            con.register("_xinst_new_generations", table)
-            try:
-                con.execute(
-                    f"INSERT OR IGNORE INTO {TABLE} "
-                    "SELECT key, model, task, output::JSON, current_timestamp::TIMESTAMP FROM _xinst_new_generations"
-                )
-            finally:
-                con.unregister("_xinst_new_generations")
+            return insert_absent(con, TABLE, table, "n.key, n.model, n.task, n.output::JSON, "
+                                                    "current_timestamp::TIMESTAMP")
+
+        if self._transaction is not None:
+            self._transaction(work)
+        else:
+            with self._write() as con:
+                work(con)
         self._buffer.clear()
         self.writes += 1
         self.rows_written += len(keys)
