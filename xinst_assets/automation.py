@@ -3,8 +3,8 @@
 The schedule refreshes every language partition in one run over the range of them (one process, one dbt
 invocation per model, one batch of warehouse windows per stage); content caching makes it pay only for new
 documents.
-The sensor compares the shards on disk with what ``raw_web_text`` has ingested (table ``raw_shards``) and
-requests a run for each language whose shards are new, changed or removed — and nothing otherwise. It finds
+The sensor compares the shards on disk with what ``raw_web_text`` has ingested (table ``raw_shards``, read
+through the store: the embedded file or the lakehouse) and requests a run for each language whose shards are new, changed or removed — and nothing otherwise. It finds
 the shards exactly as the asset does (:mod:`xinst_assets.core.discovery`: no link out of the source roots, no
 loop followed) and logs what it skipped.
 """
@@ -20,7 +20,8 @@ from xinst_assets.core.discovery import Shard, SourceError
 from xinst_assets.languages import LanguageRegistry
 from xinst_assets.partitions import range_tags
 from xinst_assets.resources.raw_sources import RawSources
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.store import Store
+from xinst_assets.store.raw_text import known_shards
 
 
 def build_nightly_schedule(
@@ -53,17 +54,6 @@ def shard_changes(discovered: list[Shard], ingested: dict[str, str]) -> tuple[li
     return changed, removed
 
 
-def _ingested_shards(warehouse: Warehouse) -> dict[str, dict[str, str]]:
-    if not warehouse.db_path.exists() or not warehouse.table_exists("raw_shards"):
-        return {}
-    with warehouse.read() as con:
-        rows = con.execute("SELECT lang, shard, fingerprint FROM raw_shards").fetchall()
-    result: dict[str, dict[str, str]] = {}
-    for lang, shard, fingerprint in rows:
-        result.setdefault(lang, {})[shard] = fingerprint
-    return result
-
-
 def build_new_shard_sensor(job: dg.UnresolvedAssetJobDefinition, registry: LanguageRegistry) -> dg.SensorDefinition:
     """A sensor that requests a pipeline run for each language with new, changed or removed raw shards."""
 
@@ -74,8 +64,8 @@ def build_new_shard_sensor(job: dg.UnresolvedAssetJobDefinition, registry: Langu
         description="Requests a run for a language when its raw shards are new, changed or removed.",
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
-    def new_raw_shards(context: dg.SensorEvaluationContext, raw_sources: RawSources, warehouse: Warehouse):
-        ingested = _ingested_shards(warehouse)
+    def new_raw_shards(context: dg.SensorEvaluationContext, raw_sources: RawSources, store: Store):
+        ingested = known_shards(store, list(registry.codes))
         requests = []
         for code in registry.codes:
             try:

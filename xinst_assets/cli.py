@@ -181,8 +181,8 @@ def _warm_up_dbt(defs) -> None:
     """dbt's first-invocation set-up, on a thread while the run's first steps (ingestion, screening) work."""
     from xinst_assets.resources.dbt_runner import warm_up_in_background
 
-    dbt, warehouse = defs.resources["dbt"], defs.resources["warehouse"]
-    warm_up_in_background(Path(dbt.project_dir), Path(dbt.profiles_dir or dbt.project_dir), warehouse.db_path)
+    dbt, store = defs.resources["dbt"], defs.resources["store"]
+    warm_up_in_background(Path(dbt.project_dir), Path(dbt.profiles_dir or dbt.project_dir), store.dbt_env())
 
 
 def _run_unpartitioned(job_name: str, selection: list[str] | None, run_config: dict | None) -> bool:
@@ -227,14 +227,16 @@ def _demo(pool: Executor, languages: list[str], rounds: int = 1) -> int:
     return 1 if failures else 0
 
 
-def _print_where(home: Path, dagster_home: Path) -> None:
+def _print_where(home: Path, dagster_home: Path, store) -> None:
+    warehouse = (f"{store.path}  (duckdb -readonly {store.path})" if store.backend == "embedded"
+                 else store.describe())
     print(
         "\n".join(
             [
                 "",
                 "xinst: done.",
                 f"  data home      : {home}",
-                f"  warehouse      : {home / 'warehouse.duckdb'}  (duckdb -readonly {home / 'warehouse.duckdb'})",
+                f"  warehouse      : {warehouse}",
                 f"  models         : {home / 'models'}",
                 f"  exports        : {home / 'exports'}",
                 f"  Dagster runs   : {dagster_home}",
@@ -290,6 +292,7 @@ def _command(args: argparse.Namespace) -> int:
     languages = args.languages.split(",") if getattr(args, "languages", None) else registry.codes
     for language in languages:
         registry.get(language)  # an unknown code fails here too
+    store = _store(home, config)  # a store that is not configured fails here, before any work
     selection = args.select.split(",") if getattr(args, "select", None) else None
     if selection:
         _check_selection(_definitions(), selection)
@@ -312,8 +315,23 @@ def _command(args: argparse.Namespace) -> int:
             code = _demo(pool, languages, args.rounds)
     else:
         code = 1 if _run_language_ranges(languages, registry.codes, selection, args.workers) else 0
-    _print_where(home, dagster_home)
+    _print_where(home, dagster_home, store)
     return code
+
+
+def _store(home: Path, config):
+    """The store the environment chooses (XINST_STORE), checked: a lakehouse without its catalog or data path
+    is a :class:`ConfigError` that names the setting, not a failure in the run's first step."""
+    from xinst_assets.errors import ConfigError
+    from xinst_assets.store import Store
+
+    try:
+        store = Store.from_env(home, warehouse=config.warehouse)
+        if store.backend == "lakehouse":
+            store.lakehouse_settings()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return store
 
 
 RELIABLE_WINDOWS = 200  # windows of reference text under which `xinst calibrate` warns

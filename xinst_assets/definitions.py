@@ -25,7 +25,6 @@ from xinst_assets.resources.training import TrainingLauncher
 from xinst_assets.resources.lid import LidModel
 from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse
 from xinst_assets.store import Store
 
 
@@ -61,9 +60,8 @@ def build_definitions(config: XinstConfig, resource_overrides: dict | None = Non
         "embedding_model": EmbeddingModel(),
         "models": ModelSettings(),
         "training_launcher": TrainingLauncher(),
-        "warehouse": Warehouse(path=str(config.warehouse)),
-        # The stages moved onto the store layer reach the warehouse through this one: the embedded file above
-        # (the default) or a DuckLake lakehouse (XINST_STORE=lakehouse; see xinst_assets/store/).
+        # Every stage, dbt and the sensor reach the warehouse through the store: the embedded DuckDB file (the
+        # default) or a DuckLake lakehouse (XINST_STORE=lakehouse; see xinst_assets/store/).
         "store": Store.from_env(config.home, warehouse=config.warehouse),
         "storage": XinstStorage(home=str(config.home)),
         "raw_sources": RawSources(patterns=config.raw_patterns),

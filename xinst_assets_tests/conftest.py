@@ -13,7 +13,7 @@ from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
 from xinst_assets.resources.raw_sources import RawSources
 from xinst_assets.resources.storage import XinstStorage
-from xinst_assets.resources.warehouse import Warehouse
+from xinst_assets.store import Store
 
 
 def write_jsonl(path: Path, records: Iterable[Any], compress: bool = False) -> Path:
@@ -53,7 +53,7 @@ def xinst_config(home: Path, raw_root: Path) -> XinstConfig:
 def resources(xinst_config: XinstConfig) -> dict[str, Any]:
     """The resources every stage needs, pointed at the temporary home."""
     return {
-        "warehouse": Warehouse(path=str(xinst_config.warehouse)),
+        "store": Store(path=str(xinst_config.warehouse)),
         "storage": XinstStorage(home=str(xinst_config.home)),
         "raw_sources": RawSources(patterns=xinst_config.raw_patterns),
     }

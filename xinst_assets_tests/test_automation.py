@@ -95,3 +95,12 @@ def test_the_sensor_says_in_one_line_what_to_do_about_a_missing_source(xinst_con
     resources = {**resources, "raw_sources": RawSources(patterns=[str(tmp_path / "unmounted")])}
     requests, skip = _sensor_requests(xinst_config, resources)
     assert requests == [] and "does not exist: create it, mount it" in skip and "\n" not in skip
+
+
+def test_a_sensor_tick_before_any_run_requests_every_language_with_shards_and_creates_no_warehouse(
+    xinst_config, resources, raw_root
+):
+    write_jsonl(raw_root / "sw" / "a.jsonl", [{"text": "Habari njema kwa wote."}])
+    requests, _ = _sensor_requests(xinst_config, resources)
+    assert [p for p, _ in requests] == ["sw"]
+    assert not xinst_config.warehouse.exists()  # asking what was ingested does not create the file

@@ -16,7 +16,7 @@ from xinst_assets_tests import processes
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("XINST_HOME", "DAGSTER_HOME", "XINST_LANGUAGES_FILE", "XINST_NIGHTLY_CRON", "XINST_TIMEZONE",
-                 "XINST_WAREHOUSE"):
+                 "XINST_WAREHOUSE", "XINST_STORE", "XINST_LAKEHOUSE_CATALOG", "XINST_LAKEHOUSE_DATA"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
 
@@ -71,6 +71,18 @@ def test_a_missing_registry_file_is_named(home, capsys, monkeypatch, tmp_path):
 def test_a_bad_schedule_setting_is_named_with_an_example(home, capsys, monkeypatch, variable, value, expected):
     monkeypatch.setenv(variable, value)
     _fails_with_one_line(capsys, ["--home", str(home), "ui"], expected)
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"XINST_STORE": "lake"}, "XINST_STORE must be 'embedded' or 'lakehouse', got 'lake'"),
+    ({"XINST_STORE": "lakehouse", "XINST_LAKEHOUSE_DATA": "/srv/lake"}, "environment variable XINST_LAKEHOUSE_CATALOG"),
+    ({"XINST_STORE": "lakehouse", "XINST_LAKEHOUSE_CATALOG": "postgresql://x@db/lake"}, "XINST_LAKEHOUSE_DATA"),
+])
+def test_a_store_setting_that_cannot_work_is_named_before_any_run(home, capsys, monkeypatch, settings, expected):
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+    _fails_with_one_line(capsys, ["--home", str(home), "materialize", "--languages", "sw"], expected)
+    assert not home.exists()
 
 
 def test_a_data_home_that_is_a_file_is_refused(tmp_path, home, capsys):

@@ -70,4 +70,5 @@ class EmbeddedBackend:
         return self.warehouse.export_partition(query, params, dest)
 
     def table_exists(self, table: str) -> bool:
-        return self.warehouse.table_exists(table)
+        # A file not yet created has no table, and asking (a sensor's tick) does not create it.
+        return self.warehouse.db_path.exists() and self.warehouse.table_exists(table)
