@@ -1,4 +1,5 @@
-"""dbt run inside the run's own process: parsed once per process, built under the warehouse lock.
+"""dbt run inside the run's own process: parsed once per process, built under the warehouse lock (the embedded
+file) or retried when it loses a commit race (the lakehouse).
 
 Why not the dbt CLI in a subprocess (dagster-dbt's ``DbtCliResource.cli``): each call starts a Python process
 that imports dbt and parses the project again, and it is always a *full* parse, because the partition's
@@ -16,6 +17,14 @@ at once, and one parses while the others wait for its result). The cache folder 
 closed to others, or it is not used: a pickle is code. dbt keeps global state, so one invocation runs at a time
 per process; dbt-duckdb keeps its database handle open after a build, so it is closed before the lock is
 released (another process may then open the file).
+
+Which warehouse dbt builds on is the store's choice (``Store.dbt_env``: the variables dbt/profiles.yml reads,
+its target among them): the embedded file, or the DuckLake lakehouse attached by dbt-duckdb. On the lakehouse
+nothing is locked: concurrent builds of other partitions commit their own transactions, and a build whose
+commit loses a race to one of them (DuckLake refuses a commit that deletes from a table another transaction
+inserted into since it began) is run again on a fresh snapshot, as the store's own writes are. The models are
+partition replaces (a delete and an insert of the partition's languages), so a build run again ends as one
+run once.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -31,11 +41,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 from xinst_assets.core.user_cache import private_cache_dir
 
-WAREHOUSE_ENV = "XINST_DBT_WAREHOUSE"  # read by dbt/profiles.yml
+if TYPE_CHECKING:
+    from xinst_assets.store.base import RetryPolicy
+
+_log = logging.getLogger("xinst.dbt")
+WAREHOUSE_ENV = "XINST_DBT_WAREHOUSE"  # read by dbt/profiles.yml (target local)
+TARGET_ENV = "XINST_DBT_TARGET"  # read by dbt/profiles.yml: local (the DuckDB file) or lakehouse
+# Where dbt builds: a DuckDB file (the embedded warehouse), or the environment dbt/profiles.yml reads for a
+# target (Store.dbt_env(): the lakehouse's catalog, data path and extension folder).
+DbtTarget = Path | Mapping[str, str]
 CACHE_ENV = "XINST_DBT_CACHE"  # where parsed manifests are kept (default: ~/.cache/xinst/dbt-manifests)
 CACHE_WAIT_S = 300  # how long a process waits for another one that parses the same project
 CACHE_FORMAT = "fields-v1"  # see _dump_manifest
@@ -54,13 +72,22 @@ class DbtBuildOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exception: BaseException | None = None
+    attempts: int = 1  # builds run (more than one when a build lost a commit race on the lakehouse)
 
 
-def _manifest_key(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -> str:
-    """Changes with any file of the project (a model edited), the profile, the warehouse and dbt's version."""
+def target_env(target: DbtTarget) -> dict[str, str]:
+    """The environment dbt/profiles.yml reads for ``target`` (a DuckDB file: the ``local`` target on it)."""
+    if isinstance(target, Mapping):
+        return dict(target)
+    return {TARGET_ENV: "local", WAREHOUSE_ENV: str(target)}
+
+
+def _manifest_key(project_dir: Path, profiles_dir: Path, target: DbtTarget) -> str:
+    """Changes with any file of the project (a model edited), the profile, the target and dbt's version."""
     from dbt.version import __version__ as dbt_version
 
-    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{dbt_version}\0{warehouse_path}\0{project_dir}\0".encode())
+    where = json.dumps(sorted(target_env(target).items()))  # hashed: a catalog's password is not written
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{dbt_version}\0{where}\0{project_dir}\0".encode())
     files = [p for folder in ("models", "macros", "tests") for p in (project_dir / folder).rglob("*") if p.is_file()]
     files += [project_dir / "dbt_project.yml", profiles_dir / "profiles.yml"]
     for path in sorted(files):
@@ -75,11 +102,11 @@ def _cache_dir() -> Path | None:
     return private_cache_dir("dbt-manifests", CACHE_ENV)
 
 
-def _parse(project_dir: Path, profiles_dir: Path, warehouse_path: Path):
+def _parse(project_dir: Path, profiles_dir: Path, target: DbtTarget):
     from dbt.cli.main import dbtRunner
 
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    with _warehouse_env(warehouse_path), tempfile.TemporaryDirectory(prefix="xinst-dbt-parse-") as target:
+    with _target_env(target), tempfile.TemporaryDirectory(prefix="xinst-dbt-parse-") as target:
         result = dbtRunner().invoke(["parse", *_common_args(project_dir, profiles_dir, target)])
     if not result.success or result.result is None:
         raise RuntimeError(f"dbt could not parse {project_dir}: {result.exception}")
@@ -101,14 +128,14 @@ def _load_manifest(data: bytes):
     return Manifest(**pickle.loads(data))
 
 
-def _parse_or_load(project_dir: Path, profiles_dir: Path, warehouse_path: Path, key: str):
+def _parse_or_load(project_dir: Path, profiles_dir: Path, target: DbtTarget, key: str):
     """The manifest from the cache folder, or parsed (and cached) by this process; concurrent processes wait
     for the one that parses."""
     from xinst_assets.resources.warehouse import file_lock
 
     cache = _cache_dir()
     if cache is None:
-        return _parse(project_dir, profiles_dir, warehouse_path)
+        return _parse(project_dir, profiles_dir, target)
     path = cache / f"{key}.pickle"
     with file_lock(cache / f"{key}.lock", exclusive=True, timeout_s=CACHE_WAIT_S):
         if path.is_file():
@@ -118,7 +145,7 @@ def _parse_or_load(project_dir: Path, profiles_dir: Path, warehouse_path: Path, 
                 return manifest
             except Exception:  # a cache written by another version of a library: parse again
                 path.unlink(missing_ok=True)
-        manifest = _parse(project_dir, profiles_dir, warehouse_path)
+        manifest = _parse(project_dir, profiles_dir, target)
         partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         partial.write_bytes(_dump_manifest(manifest))
         os.replace(partial, path)
@@ -135,16 +162,19 @@ def _prune(cache: Path) -> None:
 
 
 @contextlib.contextmanager
-def _warehouse_env(warehouse_path: Path) -> Iterator[None]:
-    previous = os.environ.get(WAREHOUSE_ENV)
-    os.environ[WAREHOUSE_ENV] = str(warehouse_path)
+def _target_env(target: DbtTarget) -> Iterator[None]:
+    """The target's variables in this process's environment (where dbt's env_var() reads them) for the block."""
+    values = target_env(target)
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(WAREHOUSE_ENV, None)
-        else:
-            os.environ[WAREHOUSE_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _common_args(project_dir: Path, profiles_dir: Path, target: str) -> list[str]:
@@ -156,12 +186,13 @@ def _common_args(project_dir: Path, profiles_dir: Path, target: str) -> list[str
     ]
 
 
-def parsed_manifest(project_dir: Path, profiles_dir: Path, warehouse_path: Path):
-    """dbt's parsed manifest of ``project_dir`` for a warehouse (the database name is the file's stem)."""
-    key = _manifest_key(project_dir, profiles_dir, warehouse_path)
+def parsed_manifest(project_dir: Path, profiles_dir: Path, target: DbtTarget):
+    """dbt's parsed manifest of ``project_dir`` for a target (on a DuckDB file, the database name is the file's
+    stem; on the lakehouse, the lake's alias)."""
+    key = _manifest_key(project_dir, profiles_dir, target)
     with _invocation_lock:
         if key not in _manifests:
-            _manifests[key] = _parse_or_load(project_dir, profiles_dir, warehouse_path, key)
+            _manifests[key] = _parse_or_load(project_dir, profiles_dir, target, key)
         return _manifests[key]
 
 
@@ -178,7 +209,7 @@ def _close_duckdb_handle() -> None:
             env.close()
 
 
-def _warm_up(manifest, project_dir: Path, profiles_dir: Path, warehouse_path: Path, args: Sequence[str]) -> None:
+def _warm_up(manifest, project_dir: Path, profiles_dir: Path, target: DbtTarget, args: Sequence[str]) -> None:
     """The first dbt invocation of a process spends about a second on dbt's own set-up (imports, plugins,
     macros); do it with ``dbt ls`` (which never opens the database) before the warehouse lock is taken, so
     the first build holds the lock only for its work."""
@@ -189,20 +220,20 @@ def _warm_up(manifest, project_dir: Path, profiles_dir: Path, warehouse_path: Pa
         if key in _warmed:
             return
         _warmed.add(key)
-        with _warehouse_env(warehouse_path), tempfile.TemporaryDirectory(prefix="xinst-dbt-ls-") as target:
+        with _target_env(target), tempfile.TemporaryDirectory(prefix="xinst-dbt-ls-") as scratch:
             dbtRunner(manifest=manifest).invoke(
-                ["ls", *_common_args(project_dir, profiles_dir, target), "--output", "name", *args])
+                ["ls", *_common_args(project_dir, profiles_dir, scratch), "--output", "name", *args])
 
 
-def warm_up_in_background(project_dir: Path, profiles_dir: Path, warehouse_path: Path) -> threading.Thread:
+def warm_up_in_background(project_dir: Path, profiles_dir: Path, target: DbtTarget) -> threading.Thread:
     """Parse (or load) the manifest and run dbt's first-invocation set-up on a daemon thread, so that a run
     whose dbt step comes after other steps does not wait for it there; the step's own :func:`dbt_build` then
     finds it done (or waits for it: one dbt invocation at a time)."""
 
     def warm() -> None:
         try:
-            manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
-            _warm_up(manifest, project_dir, profiles_dir, warehouse_path, ["--select", "tag:filtering"])
+            manifest = parsed_manifest(project_dir, profiles_dir, target)
+            _warm_up(manifest, project_dir, profiles_dir, target, ["--select", "tag:filtering"])
         except Exception:  # only an optimisation: the build reports any real problem itself
             logging.getLogger("xinst.dbt").debug("dbt warm-up failed", exc_info=True)
 
@@ -211,21 +242,46 @@ def warm_up_in_background(project_dir: Path, profiles_dir: Path, warehouse_path:
     return thread
 
 
+def is_commit_conflict(outcome: DbtBuildOutcome) -> bool:
+    """Whether a failed build failed because a commit lost a race to a concurrent writer (DuckLake's
+    "Transaction conflict", DuckDB's write-write conflict), so that running it again can succeed."""
+    messages = [*outcome.errors, str(outcome.exception or "")]
+    return not outcome.success and any("conflict" in m.lower() and "transaction" in m.lower() for m in messages)
+
+
 def dbt_build(
     project_dir: Path,
     profiles_dir: Path,
-    warehouse_path: Path,
+    target: DbtTarget,
     args: Sequence[str],
     hold_warehouse: Callable[[], ContextManager[Any]],
+    retry: "RetryPolicy | None" = None,
 ) -> DbtBuildOutcome:
-    """``dbt build <args>`` in this process on ``warehouse_path``; ``hold_warehouse()`` is entered around the
-    execution only (after parsing). Never raises for a failing model or test: see ``success``/``errors``."""
+    """``dbt build <args>`` in this process on ``target`` (a DuckDB file, or a target's environment: see
+    :func:`target_env`); ``hold_warehouse()`` is entered around the execution only (after parsing). With
+    ``retry`` (the lakehouse), a build that lost a commit race is run again, up to ``retry.attempts`` times,
+    after a random wait; the outcome is the last build's (``attempts`` says how many ran). Never raises for a
+    failing model or test: see ``success``/``errors``."""
+    manifest = parsed_manifest(project_dir, profiles_dir, target)
+    _warm_up(manifest, project_dir, profiles_dir, target, args)
+    attempts = retry.attempts if retry is not None else 1
+    for attempt in range(1, attempts + 1):
+        outcome = _build_once(manifest, project_dir, profiles_dir, target, args, hold_warehouse)
+        outcome.attempts = attempt
+        if retry is None or not is_commit_conflict(outcome) or attempt == attempts:
+            return outcome
+        _log.info("dbt build lost a commit race (attempt %d of %d), building again: %s", attempt, attempts,
+                  outcome.errors[-1].splitlines()[-1] if outcome.errors else outcome.exception)
+        time.sleep(retry.wait_s(attempt))
+    raise AssertionError("unreachable")
+
+
+def _build_once(manifest, project_dir: Path, profiles_dir: Path, target: DbtTarget, args: Sequence[str],
+                hold_warehouse: Callable[[], ContextManager[Any]]) -> DbtBuildOutcome:
     from dbt.cli.main import dbtRunner
     from dbt_common.events.base_types import EventLevel
     from dbt_common.events.functions import msg_to_dict
 
-    manifest = parsed_manifest(project_dir, profiles_dir, warehouse_path)
-    _warm_up(manifest, project_dir, profiles_dir, warehouse_path, args)
     outcome = DbtBuildOutcome(success=False)
 
     def keep(message) -> None:
@@ -236,12 +292,12 @@ def dbt_build(
             outcome.errors.append(info["msg"])
 
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    with _invocation_lock, _warehouse_env(warehouse_path), \
-            tempfile.TemporaryDirectory(prefix="xinst-dbt-build-") as target:
+    with _invocation_lock, _target_env(target), \
+            tempfile.TemporaryDirectory(prefix="xinst-dbt-build-") as scratch:
         runner = dbtRunner(manifest=manifest, callbacks=[keep])
         with hold_warehouse():
             try:
-                result = runner.invoke(["build", *_common_args(project_dir, profiles_dir, target), *args])
+                result = runner.invoke(["build", *_common_args(project_dir, profiles_dir, scratch), *args])
             finally:
                 _close_duckdb_handle()
     outcome.success = bool(result.success)

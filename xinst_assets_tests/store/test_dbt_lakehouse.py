@@ -2,8 +2,9 @@
 real Postgres, data in a local folder), give the tables that the embedded build gives from the same inputs.
 
 The inputs are the real pipeline's: the filtering stage is materialized on the embedded warehouse for the
-sample's Swahili, its source tables are copied into the lake, and dbt builds its models there; the Python
-stages themselves do not write to the lakehouse yet (docs/deployment.md)."""
+sample's Swahili, its source tables are copied into the lake, and dbt's own CLI (the profile's ``lakehouse``
+target, as a user would call it) builds its models there. The pipeline's dbt assets on the lakehouse are
+tested with the whole filter chain in test_stages_on_both_backends.py."""
 
 from __future__ import annotations
 

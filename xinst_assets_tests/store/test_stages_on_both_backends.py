@@ -17,7 +17,7 @@ from xinst_assets.store import Store
 from xinst_assets_tests.conftest import materialize, write_jsonl
 
 # Columns that record when a run wrote a row: they differ between any two runs.
-RUN_TIMES = {"ingested_at", "first_seen_at", "written_at"}
+RUN_TIMES = {"ingested_at", "shard_ingested_at", "first_seen_at", "written_at"}
 
 
 def table_rows(store: Store, table: str) -> list[tuple]:
@@ -153,3 +153,75 @@ def test_document_signals_stores_the_same_verdicts_on_the_lakehouse_as_on_the_em
     refreshed = {t: table_rows(stores["embedded"], t) for t in tables}
     assert len(refreshed["document_signals"]) == len(first["document_signals"]) + 1
     assert {t: table_rows(lake_store, t) for t in tables} == refreshed
+
+
+FILTER_CHAIN = ["raw_web_text", "document_signals", "screened_documents", "language_filtered_text",
+                "filter_rejections", "language_filter_stats"]
+# Written by a run, not derived from the data: the change log's build numbers and times (near-dedup empties it).
+FILTER_TABLES = ("raw_documents", "raw_shards", "document_signals", "screened_documents", "near_dedup_state",
+                 "filtered_documents", "filter_rejections", "language_filter_stats")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # two backends x (two languages + a refresh) of the filter chain: minutes when loaded
+def test_the_filter_chain_with_its_dbt_models_writes_the_same_tables_on_the_lakehouse_as_on_the_embedded_file(
+    lake_store: Store, tmp_path: Path,
+):
+    """raw text -> verdicts -> dbt's screening -> near-dedup -> kept set, rejections -> dbt's statistics, for
+    two languages, then a refresh with a new shard: the same tables on both backends, and the lakehouse run
+    never creates the DuckDB file (dbt builds on the lake)."""
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", raw / "sw")
+    shutil.copytree(SAMPLE_DIR / "raw" / "fi", raw / "fi")
+    configs = {name: XinstConfig(registry=load_registry(), home=tmp_path / name, raw_patterns=[str(raw)])
+               for name in ("embedded", "lakehouse")}
+    stores = {"embedded": Store(path=str(configs["embedded"].warehouse)), "lakehouse": lake_store}
+    for lang in ("sw", "fi"):
+        _run_both(configs, stores, FILTER_CHAIN, lang)
+    first = {t: table_rows(stores["embedded"], t) for t in FILTER_TABLES}
+    assert all(first[t] for t in FILTER_TABLES), [t for t in FILTER_TABLES if not first[t]]
+    assert {row[0] for row in first["language_filter_stats"]} == {"sw", "fi"}
+    assert {t: table_rows(lake_store, t) for t in FILTER_TABLES} == first
+    assert not Path(configs["lakehouse"].warehouse).exists()
+
+    # A refresh: a new shard with a new document and an exact copy of a kept one.
+    kept_text = next(iter(_kept_texts(stores["embedded"], "sw")))
+    write_jsonl(raw / "sw" / "z-new.jsonl", [
+        {"text": "Wakulima wa kijiji hiki walipanda miti mia tano mwaka huu ili kulinda chemchemi ya maji "
+                 "inayotumiwa na shule ya msingi.", "url": "https://habari.example/miti"},
+        {"text": kept_text, "url": "https://habari.example/nakala"}])
+    _run_both(configs, stores, FILTER_CHAIN, "sw")
+    refreshed = {t: table_rows(stores["embedded"], t) for t in FILTER_TABLES}
+    assert len(refreshed["raw_documents"]) == len(first["raw_documents"]) + 2
+    assert refreshed["filter_rejections"] != first["filter_rejections"]  # the copy is rejected
+    assert {t: table_rows(lake_store, t) for t in FILTER_TABLES} == refreshed
+
+
+def _kept_texts(store: Store, lang: str) -> list[str]:
+    with store.read() as con:
+        return [t for (t,) in con.execute("SELECT text FROM filtered_documents WHERE lang = ? ORDER BY doc_id",
+                                          [lang]).fetchall()]
+
+
+def test_the_new_shard_sensor_reads_what_was_ingested_from_the_lakehouse(lake_store: Store, tmp_path: Path):
+    import dagster as dg
+
+    from xinst_assets.definitions import build_definitions
+    from xinst_assets.resources.raw_sources import RawSources
+
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "sw" / "a.jsonl", [{"text": "Habari njema kwa wote."}])
+    config = XinstConfig(registry=load_registry(), home=tmp_path / "home", raw_patterns=[str(raw)])
+    assert materialize(config, "raw_web_text", "sw", resource_overrides={"store": lake_store}).success
+
+    def tick():
+        defs = build_definitions(config, {"store": lake_store})
+        resources = {"store": lake_store, "raw_sources": RawSources(patterns=[str(raw)])}
+        with dg.build_sensor_context(resources=resources, definitions=defs) as context:
+            result = defs.get_sensor_def("new_raw_shards").evaluate_tick(context)
+        return [r.partition_key for r in result.run_requests or []]
+
+    assert tick() == []
+    write_jsonl(raw / "sw" / "b.jsonl", [{"text": "Mvua imenyesha leo asubuhi."}])
+    assert tick() == ["sw"]
+    assert not config.warehouse.exists()
