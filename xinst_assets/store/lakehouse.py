@@ -30,6 +30,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -164,6 +165,20 @@ class LakehouseBackend:
             return root
 
     def _attach(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB database with the lake attached. The first processes to attach a new catalog create it
+        (a schema and DuckLake's tables in Postgres); when several do at once, all but one fail on Postgres's
+        unique names, and attach again, finding the catalog the winner made."""
+        policy = self.settings.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                return self._attach_once()
+            except _CatalogCreationRace as race:
+                if attempt == policy.attempts:
+                    raise RuntimeError(str(race)) from None
+                time.sleep(policy.wait_s(attempt))
+        raise AssertionError("unreachable")
+
+    def _attach_once(self) -> duckdb.DuckDBPyConnection:
         s = self.settings
         config = connection_config(extension_directory(s.extension_dir))
         if s.threads:
@@ -181,7 +196,10 @@ class LakehouseBackend:
         except duckdb.Error as error:
             con.close()
             message = str(error).replace(s.catalog_uri, redact(s.catalog_uri))
-            raise RuntimeError(f"cannot attach the lakehouse {s.describe()}: {message}") from None
+            failure = f"cannot attach the lakehouse {s.describe()}: {message}"
+            if _is_catalog_creation_race(message):
+                raise _CatalogCreationRace(failure) from None
+            raise RuntimeError(failure) from None
         return con
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -330,6 +348,18 @@ class LakehouseBackend:
                     con, f"CALL ducklake_delete_orphaned_files('{alias}', older_than => now() - {interval})"),
             }
         return counts
+
+
+class _CatalogCreationRace(RuntimeError):
+    """Another process created the lake's catalog while this one did (see ``LakehouseBackend._attach``)."""
+
+
+def _is_catalog_creation_race(message: str) -> bool:
+    """Whether an ATTACH failed because a concurrent ATTACH was creating the same new catalog: DuckLake's
+    initialization ran into Postgres's unique names (schema, tables) or the catalog's first snapshot."""
+    lowered = message.lower()
+    return "failed to initialize ducklake" in lowered and (
+        "duplicate key" in lowered or "already exists" in lowered or "conflict" in lowered)
 
 
 def marker_table(table: str) -> str:

@@ -315,3 +315,30 @@ def test_an_embedded_warehouse_is_copied_into_the_lakehouse_with_its_columns_and
     assert copy_warehouse(source, lake_store.open(), ["raw_shards"]) == {"raw_shards": 10}
     with lake_store.read() as con:
         assert con.execute("SELECT count(*) FROM raw_shards").fetchone()[0] == 10
+
+
+FIRST_ATTACH = OPEN_STORE + r"""
+lang = sys.argv[3]
+def work(con):
+    con.execute("CREATE TABLE IF NOT EXISTS firsts (lang VARCHAR)")
+    con.execute("INSERT INTO firsts VALUES (?)", [lang])
+store.transaction(work)
+"""
+
+
+@pytest.mark.slow
+def test_six_processes_attaching_a_new_catalog_at_once_all_attach_and_write(catalog_uri: str, tmp_path: Path,
+                                                                           monkeypatch):
+    """The first attach creates the catalog (a schema and DuckLake's tables in Postgres): processes that start
+    together on a new lake race to create it, and the losers attach the winner's catalog instead of failing."""
+    monkeypatch.setenv("XINST_LAKEHOUSE_CATALOG", catalog_uri)
+    store = Store(backend="lakehouse", data_path=str(tmp_path / "lake"), extension_dir=str(tmp_path / "ext"))
+    from xinst_assets.store.extensions import extension_directory
+
+    extension_directory(tmp_path / "ext")  # laid out once; the catalog stays new until the processes attach
+    langs = ["fi", "sw", "ta", "ur", "th", "bn"]
+    done = processes.finish(*[processes.start([sys.executable, "-c", FIRST_ATTACH, *_store_args(store), lang],
+                                              env=_env(store)) for lang in langs])
+    assert [p.returncode for p in done] == [0] * len(langs), [p.stderr[-3000:] for p in done]
+    with store.read() as con:
+        assert sorted(r for (r,) in con.execute("SELECT lang FROM firsts").fetchall()) == sorted(langs)
