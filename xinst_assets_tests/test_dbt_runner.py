@@ -126,3 +126,14 @@ def test_a_warm_up_in_the_background_spares_the_build_its_own(cache, tmp_path, m
     assert invocations[-1] == "ls" and len(dbt_runner._warmed) == 1  # (after a parse: the cache was empty)
     assert build(wh, "sw").success
     assert invocations[-2:] == ["ls", "build"] and invocations.count("ls") == 1
+
+
+@pytest.mark.parametrize("errors, retried", [
+    (["Failed to commit: TransactionContext Error: Transaction conflict: cannot delete from screened_documents"], True),
+    (["Runtime Error in model screened_documents", "Catalog Error: Table with name \"screened_documents\" already exists!"], True),
+    (["Catalog Error: Table with name raw_documents does not exist!"], False),
+    (["Binder Error: column \"langg\" not found"], False),
+])
+def test_only_a_build_that_lost_a_race_to_a_concurrent_writer_is_built_again(errors, retried):
+    assert dbt_runner.is_commit_conflict(dbt_runner.DbtBuildOutcome(success=False, errors=errors)) is retried
+    assert not dbt_runner.is_commit_conflict(dbt_runner.DbtBuildOutcome(success=True, errors=errors))

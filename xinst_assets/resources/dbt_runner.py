@@ -243,10 +243,14 @@ def warm_up_in_background(project_dir: Path, profiles_dir: Path, target: DbtTarg
 
 
 def is_commit_conflict(outcome: DbtBuildOutcome) -> bool:
-    """Whether a failed build failed because a commit lost a race to a concurrent writer (DuckLake's
-    "Transaction conflict", DuckDB's write-write conflict), so that running it again can succeed."""
-    messages = [*outcome.errors, str(outcome.exception or "")]
-    return not outcome.success and any("conflict" in m.lower() and "transaction" in m.lower() for m in messages)
+    """Whether a failed build failed because it lost a race to a concurrent writer, so that running it again
+    (on a fresh snapshot) can succeed: a commit refused by DuckLake's conflict check ("Transaction conflict"),
+    or a model's first build that found its table created meanwhile by another build (dbt decided to create
+    it before the other one committed; built again, it sees the table and inserts its partition)."""
+    messages = [m.lower() for m in (*outcome.errors, str(outcome.exception or ""))]
+    return not outcome.success and any(
+        ("conflict" in m and "transaction" in m) or ("catalog error" in m and "already exists" in m)
+        for m in messages)
 
 
 def dbt_build(
