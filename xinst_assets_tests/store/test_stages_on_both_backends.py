@@ -225,3 +225,51 @@ def test_the_new_shard_sensor_reads_what_was_ingested_from_the_lakehouse(lake_st
     write_jsonl(raw / "sw" / "b.jsonl", [{"text": "Mvua imenyesha leo asubuhi."}])
     assert tick() == ["sw"]
     assert not config.warehouse.exists()
+
+
+# The generator checkpoint that made a row: a path under each backend run's own data home.
+RUN_PATHS = {"generator"}
+MODEL_TABLES = ("candidate_pairs", "candidate_rejections", "scored_pairs", "diversified_dataset")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # a tiny generator trained and run on each backend: minutes on a loaded machine
+def test_the_model_stages_write_the_same_tables_on_the_lakehouse_as_on_the_embedded_file(
+    lake_store: Store, tmp_path: Path,
+):
+    """Curated inputs, the filter chain, a tiny generator (trained in its own process), candidates, curation
+    and the diversified set, through the generation and embedding caches: the same tables on both backends."""
+    from xinst_assets.resources.inference import InferenceSettings
+    from xinst_assets.resources.models import ModelSettings
+
+    tiny = {"models": ModelSettings(generator_max_steps=6, generator_batch_size=4, demo_hidden_size=32),
+            "inference": InferenceSettings(batch_size=16, num_threads=1)}
+    relaxed = {"ops": {"scored_pairs": {"config": {"accept_label": 1}},
+                       "diversified_dataset": {"config": {"accept_label": 1}}}}
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "vi", raw / "vi")
+    configs = {name: XinstConfig(registry=load_registry(), home=tmp_path / name, raw_patterns=[str(raw)])
+               for name in ("embedded", "lakehouse")}
+    stores = {"embedded": Store(path=str(configs["embedded"].warehouse)), "lakehouse": lake_store}
+    for name, config in configs.items():
+        for lang in ("vi", "sw"):
+            assert materialize(config, ["seed_pairs", "parallel_pairs", "eval_questions"], lang,
+                               resource_overrides={"store": stores[name]}).success, name
+        result = materialize(config, FILTER_CHAIN + ["instruction_generator", "candidate_pairs", "scored_pairs",
+                                                     "diversified_dataset"], "vi",
+                             {**tiny, "store": stores[name]}, run_config=relaxed)
+        assert result.success, name
+
+    def rows(store: Store, table: str) -> list[tuple]:
+        with store.read() as con:
+            columns = [c for (c, *_) in con.execute(f"DESCRIBE {table}").fetchall()
+                       if c not in RUN_TIMES | RUN_PATHS and not c.endswith("_at")]
+            return sorted(con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall(), key=repr)
+
+    embedded = {t: rows(stores["embedded"], t) for t in MODEL_TABLES}
+    assert all(embedded[t] for t in MODEL_TABLES if t != "candidate_rejections"), {t: len(r) for t, r in embedded.items()}
+    assert {t: rows(lake_store, t) for t in MODEL_TABLES} == embedded
+    with lake_store.read() as con:  # both caches were written in the lake
+        assert con.execute("SELECT count(*) FROM generation_cache").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM embedding_cache").fetchone()[0] > 0
+    assert not configs["lakehouse"].warehouse.exists()
