@@ -31,6 +31,7 @@ from xinst_assets.resources.inference import AnswerModelRole, InferenceSettings,
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.resources.warehouse import Warehouse
 from xinst_assets.settings import PROJECT_ROOT
+from xinst_assets.store import Store
 from xinst_assets_tests import processes
 from xinst_assets_tests.e2e.conftest import e2e_environment, venv_tool
 
@@ -300,3 +301,30 @@ def test_dagster_definitions_validate_passes_for_the_module_with_the_settings_of
                            env=process_env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def _without(mapping: dict, key: str) -> dict:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+def test_the_lakehouse_overlay_keeps_every_base_setting_and_gives_every_pod_the_same_lake(helm_values):
+    overlay = load_yaml("helm/values-lakehouse.yaml")
+    # Helm replaces lists: the overlay's deployment and run launcher repeat the base's, and only add to the env.
+    (base_code,) = helm_values["dagster-user-deployments"]["deployments"]
+    (code,) = overlay["dagster-user-deployments"]["deployments"]
+    assert _without(code, "env") == _without(base_code, "env")
+    assert [e for e in code["env"] if e in base_code["env"]] == base_code["env"]
+    base_launcher = helm_values["runLauncher"]["config"]["k8sRunLauncher"]
+    launcher = overlay["runLauncher"]["config"]["k8sRunLauncher"]
+    assert _without(launcher, "envVars") == _without(base_launcher, "envVars")
+    assert set(base_launcher["envVars"]) <= set(launcher["envVars"])
+    # The code server (and the runs it launches with its config) and the run pods choose the same lakehouse.
+    code_env = {e["name"]: e["value"] for e in code["env"]}
+    run_env = dict(item.split("=", 1) for item in launcher["envVars"])
+    stores = [Store.from_env(Path(env["XINST_HOME"]), env) for env in (code_env, run_env)]
+    assert stores[0].backend == stores[1].backend == "lakehouse"
+    assert stores[0].data_path == stores[1].data_path and stores[0].data_path.startswith("s3://")
+    assert stores[0].s3_region == stores[1].s3_region
+    # The catalog's connection string comes from the secret both name, never from the values.
+    assert code["envSecrets"] == [{"name": "xinst-secrets"}] and launcher["envSecrets"] == [{"name": "xinst-secrets"}]
+    assert "XINST_LAKEHOUSE_CATALOG" not in code_env and "XINST_LAKEHOUSE_CATALOG" not in run_env
