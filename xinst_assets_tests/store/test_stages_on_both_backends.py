@@ -234,11 +234,12 @@ MODEL_TABLES = ("candidate_pairs", "candidate_rejections", "scored_pairs", "dive
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # a tiny generator trained and run on each backend: minutes on a loaded machine
-def test_the_model_stages_write_the_same_tables_on_the_lakehouse_as_on_the_embedded_file(
+def test_the_model_stages_tuning_and_evaluation_write_the_same_tables_on_the_lakehouse_as_on_the_embedded_file(
     lake_store: Store, tmp_path: Path,
 ):
     """Curated inputs, the filter chain, a tiny generator (trained in its own process), candidates, curation
-    and the diversified set, through the generation and embedding caches: the same tables on both backends."""
+    and the diversified set, through the generation and embedding caches, then the export, tuning and
+    evaluation over every language: the same tables on both backends."""
     from xinst_assets.resources.inference import InferenceSettings
     from xinst_assets.resources.models import ModelSettings
 
@@ -272,4 +273,16 @@ def test_the_model_stages_write_the_same_tables_on_the_lakehouse_as_on_the_embed
     with lake_store.read() as con:  # both caches were written in the lake
         assert con.execute("SELECT count(*) FROM generation_cache").fetchone()[0] > 0
         assert con.execute("SELECT count(*) FROM embedding_cache").fetchone()[0] > 0
+
+    # Stages 6-7 over every language: export, replay instructions, tuning, evaluation.
+    tuning = {"ops": {"tuned_checkpoint": {"config": {"max_steps": 30, "batch_size": 4, "max_length": 128}},
+                      "evaluation": {"config": {"max_new_tokens": 8}}}}
+    for name, config in configs.items():
+        result = materialize(config, ["replay_instructions", "dataset_export", "tuned_checkpoint", "evaluation"],
+                             None, {**tiny, "store": stores[name]}, run_config=tuning)
+        assert result.success, name
+    evaluated = ("evaluation_results", "evaluation_answers")
+    embedded = {t: rows(stores["embedded"], t) for t in evaluated}
+    assert {(lang, model) for lang, model, *_ in embedded["evaluation_results"]} >= {("vi", "base"), ("vi", "tuned")}
+    assert {t: rows(lake_store, t) for t in evaluated} == embedded
     assert not configs["lakehouse"].warehouse.exists()
