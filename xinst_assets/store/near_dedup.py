@@ -262,18 +262,25 @@ def _all_signed(todo_file: Path) -> bool:
     return pq.read_table(todo_file, columns=["minhash"]).column("minhash").null_count == 0
 
 
+def _affected_rows(con, sql: str, parameters) -> int:
+    """Run an INSERT or UPDATE; how many rows it wrote."""
+    row = con.execute(sql, parameters).fetchone()
+    return int(row[0]) if row else 0
+
+
 def write_filtered(store, lang: str, decision_key: str, staged: Path | None, changes: Changes) -> dict:
     """Store the new near-dedup decisions of ``lang`` (``staged``: the ``near_dedup_state`` rows decided now,
     made under ``decision_key``; None when nothing was clustered) and sync its kept set and rejections to
     them, in one transaction, then delete the change-log entries applied; return the figures its metadata
-    and checks report (kept, clustered, by_reason, purity, duplicated_ids, kept_marked_dup, examples). In
+    and checks report (kept, clustered, by_reason, purity, duplicated_ids, kept_marked_dup, examples,
+    decisions_written: the near_dedup_state rows inserted or updated). In
     scoped mode (``changes``), only the documents the log lists and those clustered now (whole components:
     every representative that gains or loses members is among them) are compared and written. The tables
     must exist (:func:`create_filtered_tables`)."""
     key = decision_key
 
     def work(con: duckdb.DuckDBPyConnection) -> dict:
-        scope = ""
+        scope, written = "", 0
         decided = f"SELECT doc_id FROM read_parquet('{sql_path(staged)}')" if staged else "SELECT NULL"
         if changes.whole:  # every survivor was clustered: the language's decisions are replaced
             con.execute("DELETE FROM near_dedup_state WHERE lang = ?", [lang])
@@ -281,15 +288,29 @@ def write_filtered(store, lang: str, decision_key: str, staged: Path | None, cha
             _list_changed(con, lang, changes)
             con.execute(f"CREATE OR REPLACE TEMP TABLE _affected AS SELECT doc_id FROM _changed UNION {decided}")
             scope = "AND {column} IN (SELECT doc_id FROM _affected)"
-            # Listed documents that are gone, and those clustered again, lose their stored decisions.
-            con.execute("DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN (SELECT doc_id FROM _affected)",
+            # Listed documents (new, changed or gone) lose their stored decisions; the earlier documents
+            # clustered again keep their rows, and only the decisions that changed are written (their signatures
+            # and band keys are those stored: rewriting them cost most of a refresh's commit).
+            con.execute("DELETE FROM near_dedup_state WHERE lang = ? AND doc_id IN (SELECT doc_id FROM _changed)",
                         [lang])
+            if staged is not None:
+                written += _affected_rows(con, f"""
+                    UPDATE near_dedup_state n
+                    SET keep = s.keep, duplicate_of = s.duplicate_of, content_key = s.content_key,
+                        component = s.component
+                    FROM read_parquet('{sql_path(staged)}') s
+                    WHERE n.lang = ? AND n.doc_id = s.doc_id
+                      AND (n.keep IS DISTINCT FROM s.keep OR n.duplicate_of IS DISTINCT FROM s.duplicate_of
+                           OR n.content_key IS DISTINCT FROM s.content_key
+                           OR n.component IS DISTINCT FROM s.component)""", [lang])
         if staged is not None:
-            con.execute(f"""
+            stored = ("" if changes.whole else
+                      "WHERE doc_id NOT IN (SELECT doc_id FROM near_dedup_state WHERE lang = $lang)")
+            written += _affected_rows(con, f"""
                 INSERT INTO near_dedup_state BY NAME
-                SELECT ? AS lang, doc_id, ? AS config, keep, duplicate_of, content_key, signature, band_keys,
+                SELECT $lang AS lang, doc_id, $key AS config, keep, duplicate_of, content_key, signature, band_keys,
                        component
-                FROM read_parquet('{sql_path(staged)}')""", [lang, key])
+                FROM read_parquet('{sql_path(staged)}') {stored}""", {"lang": lang, "key": key})
         # Kept: the representative's own exact copies plus those of every near duplicate it absorbed.
         # Synced, not replaced: a refresh writes only the rows that change.
         # (Every table is filtered on the language explicitly: DuckDB does not carry a parameter's
@@ -354,6 +375,7 @@ def write_filtered(store, lang: str, decision_key: str, staged: Path | None, cha
                                "ORDER BY p.reason, p.r").fetchall()
         con.execute("DROP TABLE _examples")
         return {"kept": kept, "clustered": clustered, "by_reason": by_reason, "purity": purity,
-                "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples}
+                "duplicated_ids": duplicated_ids, "kept_marked_dup": kept_marked_dup, "examples": examples,
+                "decisions_written": written}
 
     return backend_of(store).partition_transaction("filtered_documents", lang, work)

@@ -146,3 +146,28 @@ def test_the_refresh_settles_pairs_near_the_threshold_with_texts_from_the_wareho
     summary = night.near_dedup()
     assert summary["index"].exact_checks > 0  # copies at 0.74 and a template page at 0.49
     assert len(night.clusters()) == 2
+
+
+def test_a_refresh_writes_only_the_decisions_that_change(new_language):
+    """A copy joining a cluster brings its whole component back to be clustered again; of the component's
+    stored decisions only those that change are written (the earlier documents' rows, with their signatures and
+    band keys, stay as they are), and the tables still equal those of one run."""
+    group = edited_group(Words(57), "g", copies=3)
+    night = new_language("night")
+    night.put(group.members()[:-1])
+    first = night.near_dedup()
+    assert first["decisions_written"] == len(group.members()) - 1
+
+    def decisions():
+        with night.warehouse.read() as con:
+            return set(con.execute("SELECT doc_id, keep, duplicate_of, content_key, component FROM near_dedup_state "
+                                   "WHERE lang = ?", [night.lang.code]).fetchall())
+
+    before = decisions()
+    night.put(group.members()[-1:])
+    summary = night.near_dedup()
+    assert summary["staged"].members == len(before)  # the whole component was clustered again
+    changed = {row[0] for row in before - decisions()}
+    assert summary["decisions_written"] == 1 + len(changed)  # the new copy, and the decisions that changed
+    assert len(changed) < len(before)
+    assert night.tables() == _full_run(new_language, group.members()).tables()
