@@ -250,7 +250,7 @@ def _report_filtered(context, lang, settings, summary: dict, staged: NearDedupIn
         "kept_with_duplicates": int(clustered),
         "near_dedup_candidates_this_run": staged.todo,
         "earlier_documents_clustered_again_this_run": staged.members,
-        "near_dedup_decisions_written_this_run": int(summary.get("decisions_written", 0)),
+        "near_dedup_decisions_written_this_run": int(summary["decisions_written"]),
         "near_pairs_this_run": summary["index"].near_pairs,
         "exact_similarity_checks_this_run": summary["index"].exact_checks,
         "rejected_by_reason": counts_table(by_reason),

@@ -5,9 +5,9 @@ One table, ``embedding_cache(key, model, dim, vector)``; ``key`` is :func:`cache
 different entry. The functions take an open DuckDB connection, so the caller owns the transaction (the
 warehouse allows one writer at a time): :func:`lookup` reads a batch of keys in one query, :func:`store`
 inserts new rows (existing keys are left alone: on the lakehouse, where the key cannot be a PRIMARY KEY, the
-rows whose key is absent; see :mod:`xinst_assets.store.content_cache`). :func:`embed_with_cache` does the whole round trip with
-short windows: one read for the lookup, then one write per embedded chunk, so a crash loses at most one
-chunk of work.
+rows whose key is absent; see :mod:`xinst_assets.store.content_cache`). :func:`embed_with_cache` does the whole
+round trip with short windows: one read for the lookup, then one write per embedded chunk, so a crash loses at
+most one chunk of work.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from xinst_assets.core.text import stable_hash
 from xinst_assets.embedding.embedders import Embedder
-from xinst_assets.store.content_cache import Transaction, create_keyed_table, insert_absent
+from xinst_assets.store.content_cache import Transaction, create_keyed_table, insert_absent, write_in
 
 TABLE = "embedding_cache"
 COLUMNS = "model VARCHAR NOT NULL, dim INTEGER NOT NULL, vector FLOAT[] NOT NULL"
@@ -158,11 +158,8 @@ def embed_with_cache(
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
         vectors = embedder.embed([texts[first[key]] for key in part])
-        if write is not None and transaction is not None:
-            transaction(lambda con, part=part, vectors=vectors: store(con, part, vectors, fingerprint))
-        elif write is not None:
-            with write() as con:
-                store(con, part, vectors, fingerprint)
+        if write is not None:
+            write_in(transaction, write, lambda con, part=part, vectors=vectors: store(con, part, vectors, fingerprint))
         found.update(zip(part, vectors))
         if on_chunk is not None:
             on_chunk(len(part))

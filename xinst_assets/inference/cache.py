@@ -8,7 +8,8 @@ delete one stage's entries in SQL.
 
 No connection is held while the model works (the embedded warehouse allows one writer at a time), and the
 writes go through the store (:mod:`xinst_assets.store.content_cache`): on the lakehouse, where the key cannot be
-a PRIMARY KEY, each write inserts the keys not yet cached, in a transaction run again if it loses a commit race. :func:`generate_cached` and :func:`choice_logprobs_cached`:
+a PRIMARY KEY, each write inserts the keys not yet cached, in a transaction run again if it loses a commit race.
+:func:`generate_cached` and :func:`choice_logprobs_cached`:
 
 1. look up every key of the batch in ONE read (``lookup``);
 2. call the backend only for the misses (repeated prompts are computed once), in chunks of ``flush_every``;
@@ -31,7 +32,9 @@ import pyarrow as pa
 from xinst_assets.core.prompts import DecodingParams
 from xinst_assets.core.text import stable_hash
 from xinst_assets.inference.base import Generation, InferenceBackend, check_prompts
-from xinst_assets.store.content_cache import Transaction, create_keyed_table, insert_absent, writer_of
+from xinst_assets.store.content_cache import (
+    Transaction, create_keyed_table, insert_absent, write_in, writer_of,
+)
 
 TABLE = "generation_cache"
 COLUMNS = "model VARCHAR NOT NULL, task VARCHAR NOT NULL, output JSON NOT NULL, created_at TIMESTAMP NOT NULL"
@@ -182,11 +185,7 @@ class GenerationCache:
             return insert_absent(con, TABLE, table, "n.key, n.model, n.task, n.output::JSON, "
                                                     "current_timestamp::TIMESTAMP")
 
-        if self._transaction is not None:
-            self._transaction(work)
-        else:
-            with self._write() as con:
-                work(con)
+        write_in(self._transaction, self._write, work)
         self._buffer.clear()
         self.writes += 1
         self.rows_written += len(keys)

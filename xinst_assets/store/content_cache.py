@@ -50,6 +50,15 @@ def insert_absent(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, se
 Transaction = Callable[[Callable[[duckdb.DuckDBPyConnection], T]], T]
 
 
+def write_in(transaction: Transaction | None, write, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run ``work`` in ``transaction`` (a store's: run again on a lost commit race) when there is one, else on
+    a connection of ``write()`` (committed on exit)."""
+    if transaction is not None:
+        return transaction(work)
+    with write() as con:
+        return work(con)
+
+
 def writer_of(warehouse) -> Transaction | None:
     """The transaction runner of a store, backend or ``Warehouse`` (:meth:`StoreBackend.transaction`: retried
     on a lost commit race), or None for an object that offers only ``write()`` connections."""
