@@ -46,9 +46,9 @@ def build_nightly_schedule(
 
 
 def shard_changes(discovered: list[Shard], ingested: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Shards on disk that are new or changed relative to ``ingested`` (path -> fingerprint), as
-    ``path@fingerprint`` strings, and the paths of removed shards."""
-    current = {s.path: s.fingerprint for s in discovered}
+    """Shards on disk that are new or changed relative to ``ingested`` (shard key -> fingerprint), as
+    ``key@fingerprint`` strings, and the keys of removed shards."""
+    current = {s.key: s.fingerprint for s in discovered}
     changed = sorted(f"{p}@{fp}" for p, fp in current.items() if ingested.get(p) != fp)
     removed = sorted(set(ingested) - set(current))
     return changed, removed

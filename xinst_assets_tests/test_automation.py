@@ -1,5 +1,6 @@
 """The nightly schedule and the new-shard sensor."""
 
+import dataclasses
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -39,6 +40,17 @@ def test_the_sensor_notices_a_removed_shard(xinst_config, resources, raw_root):
     materialize(xinst_config, "raw_web_text", "sw")
     shard.unlink()
     assert [p for p, _ in _sensor_requests(xinst_config, resources)[0]] == ["sw"]
+
+
+def test_the_sensor_requests_nothing_for_a_moved_source_folder(xinst_config, resources, raw_root, tmp_path):
+    write_jsonl(raw_root / "sw" / "a.jsonl", [{"text": "Habari njema kwa wote."}])
+    materialize(xinst_config, "raw_web_text", "sw")
+    moved = tmp_path / "new-mount" / "raw"
+    moved.parent.mkdir()
+    raw_root.rename(moved)  # sizes and mtimes kept
+    config = dataclasses.replace(xinst_config, raw_patterns=[str(moved)])
+    requests, skip = _sensor_requests(config, {**resources, "raw_sources": RawSources(patterns=[str(moved)])})
+    assert requests == [] and "no new" in skip
 
 
 def test_the_nightly_schedule_requests_one_run_over_every_language_partition(xinst_config):

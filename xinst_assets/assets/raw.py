@@ -103,8 +103,8 @@ def _stage(
 ) -> _IngestPlan:
     """Find the new, changed and removed shards of ``lang`` and stage the new and changed ones in ``scratch``."""
     _log_skipped(context, lang, discovery)
-    current = {s.path: s for s in discovery.shards}
-    to_read: list[Shard] = [s for p, s in current.items() if known.get(p) != s.fingerprint]
+    current = {s.key: s for s in discovery.shards}  # known by their place in the source, not their path
+    to_read: list[Shard] = [s for key, s in current.items() if known.get(key) != s.fingerprint]
     removed = sorted(set(known) - set(current))
     unchanged = len(current) - len(to_read)
     context.log.info(
@@ -158,7 +158,7 @@ def _write(plan: _IngestPlan, warehouse) -> tuple[dict[str, Any], tuple[bool, di
     """Replace the rows of every re-read or removed shard of the plan's language in one transaction; return
     the language's materialization metadata and its documents_ingested outcome."""
     staged = [StagedShard(
-        shard.path,
+        shard.key,
         # A read that cannot stand for the shard's current state (unreadable, changed while read) is recorded
         # under a fingerprint no shard has: the next run (and the sensor) sees it as changed.
         f"read-again:{shard.fingerprint}" if stats.read_again else shard.fingerprint,

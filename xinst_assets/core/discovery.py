@@ -55,11 +55,21 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Shard:
-    """A source file (by resolved path) and the facts that tell whether it changed since it was last read."""
+    """A source file and the facts that tell whether it changed since it was last read.
+
+    ``path`` is where it is read from (resolved); ``key`` is what it is known by in the warehouse: its place in
+    its source (see :func:`shard_keys`), so that moving or remounting a source folder neither re-reads its shards
+    nor changes a row. A shard made with :meth:`of` alone is known by its path.
+    """
 
     path: str
     size_bytes: int
     mtime_ns: int
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.path)
 
     @property
     def fingerprint(self) -> str:
@@ -270,6 +280,34 @@ def discover_shards(patterns: list[str], lang: str) -> Discovery:
     for _, root, rest in plans:
         parts = [part.replace("{lang}", lang) for part in rest]
         walk.enter(root, os.path.realpath(root), os.stat(root), parts, os.path.realpath(root))
-    shards = [Shard(real, st.st_size, st.st_mtime_ns) for real, st in walk.files.values()]
+    keys = shard_keys([root for _, root, _ in plans], [real for real, _ in walk.files.values()])
+    shards = [Shard(real, st.st_size, st.st_mtime_ns, keys[real]) for real, st in walk.files.values()]
     skipped = sorted(set(walk.skipped), key=lambda s: (s.path, s.reason))
     return Discovery(sorted(shards, key=lambda s: s.path), skipped)
+
+
+def shard_keys(roots: list[str], files: list[str]) -> dict[str, str]:
+    """The key of each resolved file path: ``<source folder's name>/<path below it>``.
+
+    A file belongs to the first root (in the order configured) that holds it. The key does not depend on where
+    the source folder is mounted, only on its name and layout, so a moved folder (``mv``, a new mount point, a
+    pattern pointing at the new place) keeps every shard's identity. Two different roots with the same name are
+    told apart by their position among the patterns (``name#2``): reordering such patterns reads them again.
+    """
+    reals, names = [], []
+    for root in roots:
+        real = os.path.realpath(root)
+        if real in reals:  # two patterns over one folder (say *.jsonl and *.parquet): one source
+            continue
+        reals.append(real)
+        names.append(os.path.basename(real.rstrip(os.sep)) or "root")
+    unique = [name if names.count(name) == 1 else f"{name}#{i + 1}" for i, name in enumerate(names)]
+    keys = {}
+    for path in files:
+        for real, name in zip(reals, unique):
+            if path.startswith(real.rstrip(os.sep) + os.sep):
+                keys[path] = f"{name}/{Path(os.path.relpath(path, real)).as_posix()}"
+                break
+        else:  # discovery lists files inside the roots only; keep the path rather than fail
+            keys[path] = path
+    return keys

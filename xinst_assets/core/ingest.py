@@ -88,7 +88,7 @@ def stage_shard(
 
     ``on_bytes`` is called with the number of input bytes consumed (compressed bytes for gzip), for progress.
     """
-    sink = Sink(lang, shard.path, docs_path, quarantine_path, options)
+    sink = Sink(lang, shard.key, docs_path, quarantine_path, options)
     try:
         if shard.path.endswith(".parquet"):
             read_parquet(shard, sink, options, on_bytes)

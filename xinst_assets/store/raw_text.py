@@ -1,5 +1,6 @@
 """Stage 1's tables: the raw documents of each language, the records quarantined with a reason, and the shards
-ingested (path and fingerprint, so that a run reads only new or changed shards).
+ingested (key and fingerprint, so that a run reads only new or changed shards; a shard's key is its place in
+its source folder, see :func:`xinst_assets.core.discovery.shard_keys`).
 
 ``raw_web_text`` stages each shard it reads to Parquet files outside any transaction; :func:`write_ingest` then
 replaces the rows of every re-read or removed shard of one language in one transaction of the partition, on
@@ -54,7 +55,7 @@ class StagedShard:
     """One shard read this run: its identity (as ``raw_shards`` records it), what its read gave, and the staged
     files of its documents and quarantined records."""
 
-    path: str
+    key: str  # the shard's key (raw_shards.shard)
     fingerprint: str  # the shard's, or a fingerprint no shard has when the read must be done again
     size_bytes: int
     mtime_ns: int
@@ -77,7 +78,7 @@ class RawTotals:
 
 
 def known_shards(store, langs: list[str]) -> dict[str, dict[str, str]]:
-    """The ingested shards of each language: path -> fingerprint (one read for every language of the run)."""
+    """The ingested shards of each language: shard key -> fingerprint (one read for every language of the run)."""
     backend = backend_of(store)
     if not backend.table_exists("raw_shards"):
         return {}
@@ -100,16 +101,16 @@ def write_ingest(store, lang: str, removed: Iterable[str], staged: list[StagedSh
 
     def work(con: duckdb.DuckDBPyConnection) -> RawTotals:
         con.execute(raw_tables_ddl(backend.primary_keys))
-        for path in removed + [shard.path for shard in staged]:
+        for key in removed + [shard.key for shard in staged]:
             for table in ("raw_documents", "raw_quarantine", "raw_shards"):
-                con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, path])
+                con.execute(f"DELETE FROM {table} WHERE lang = ? AND shard = ?", [lang, key])
         for shard in staged:
             con.execute(f"INSERT INTO raw_documents BY NAME SELECT * FROM "
                         f"read_parquet('{sql_path(shard.documents_file)}')")
             con.execute(f"INSERT INTO raw_quarantine BY NAME SELECT * FROM "
                         f"read_parquet('{sql_path(shard.quarantine_file)}')")
             con.execute("INSERT INTO raw_shards VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [lang, shard.path, shard.fingerprint, shard.size_bytes, shard.mtime_ns, shard.rows,
+                        [lang, shard.key, shard.fingerprint, shard.size_bytes, shard.mtime_ns, shard.rows,
                          shard.quarantined, ingested_at])
         totals = _totals(con, lang, file_reasons)
         pause_point("raw_web_text: before commit")  # a test's kill lands here (core/pause_points.py)

@@ -1,6 +1,7 @@
 """Stage 2 through Dagster: raw -> document_signals -> dbt screening -> near-dedup -> dbt marts."""
 
 import json
+import shutil
 
 import duckdb
 import pytest
@@ -76,6 +77,40 @@ def test_a_second_run_screens_nothing_again_and_keeps_the_same_documents(filtere
                                  "WHERE lang='sw'").fetchone()
     assert before == after and any(size > 1 for _, size in after)
     assert rejections[0] == rejections[1]
+
+
+def _metadata_of(result, asset: str) -> dict:
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset])
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_a_moved_source_folder_is_neither_read_nor_screened_again(tmp_path):
+    """Shards are known by their place in the source: moving the folder (mtimes kept, as mv and cp -a keep them)
+    and pointing the pattern at the new place leaves every stage with nothing to do and every row as it was."""
+    source = tmp_path / "mount-a" / "raw"
+    shutil.copytree(SAMPLE_DIR / "raw" / "sw", source / "sw")  # copy2: sizes and mtimes kept
+    home = tmp_path / "home"
+    config = XinstConfig(registry=load_registry(), home=home, raw_patterns=[str(source)])
+    assert materialize(config, FILTER_CHAIN.split(), "sw").success
+    tables = ("raw_shards", "raw_documents", "screened_documents", "filtered_documents", "filter_rejections")
+
+    def contents() -> dict[str, list]:
+        with duckdb.connect(str(config.warehouse), read_only=True) as con:
+            return {t: con.execute(f"SELECT * FROM {t} WHERE lang = 'sw' ORDER BY ALL").fetchall() for t in tables}
+
+    before = contents()
+    assert {row[1] for row in before["raw_shards"]} == {"raw/sw/part-00000.jsonl"}
+    moved = tmp_path / "mount-b" / "raw"
+    moved.parent.mkdir()
+    source.rename(moved)
+    config = XinstConfig(registry=load_registry(), home=home, raw_patterns=[str(moved)])
+    result = materialize(config, FILTER_CHAIN.split(), "sw")
+    assert result.success
+    raw = _metadata_of(result, "raw_web_text")
+    assert (raw["shards_read"], raw["shards_unchanged"], raw["shards_removed"]) == (0, 1, 0)
+    assert _metadata_of(result, "document_signals")["documents_screened_this_run"] == 0
+    assert _metadata_of(result, "language_filtered_text")["near_dedup_decisions_written_this_run"] == 0
+    assert contents() == before
 
 
 def test_a_partition_builds_while_another_language_is_half_way_through_its_refresh(tmp_path):

@@ -163,3 +163,37 @@ def test_a_device_file_named_like_a_shard_is_skipped(tmp_path):
     found = discover_shards([str(tmp_path / "raw")], "sw")
     assert _names(found) == ["a.jsonl"] and _skips(found) == [("zero.jsonl", d.NOT_A_REGULAR_FILE)]
     assert "device" in found.skipped[0].detail
+
+
+def _keys(found: d.Discovery) -> list[str]:
+    return sorted(s.key for s in found.shards)
+
+
+def test_shards_are_keyed_by_their_place_in_the_source_wherever_it_is_mounted(tmp_path):
+    _touch(tmp_path / "mount-a" / "oscar" / "sw" / "2024" / "part-0.jsonl")
+    _touch(tmp_path / "mount-a" / "oscar" / "sw" / "part-1.jsonl.gz")
+    first = discover_shards([str(tmp_path / "mount-a" / "oscar")], "sw")
+    assert _keys(first) == ["oscar/sw/2024/part-0.jsonl", "oscar/sw/part-1.jsonl.gz"]
+    (tmp_path / "mount-b").mkdir()
+    (tmp_path / "mount-a" / "oscar").rename(tmp_path / "mount-b" / "oscar")
+    again = discover_shards([str(tmp_path / "mount-b" / "oscar" / "{lang}" / "**" / "*")], "sw")
+    assert _keys(again) == _keys(first)  # the same keys from a glob over the moved folder
+    assert all(s.path.startswith(str(tmp_path / "mount-b")) for s in again.shards)
+
+
+def test_roots_with_the_same_name_get_distinct_keys_and_one_folder_under_two_patterns_one_name(tmp_path):
+    _touch(tmp_path / "a" / "data" / "sw" / "x.jsonl")
+    _touch(tmp_path / "b" / "data" / "sw" / "x.jsonl")
+    _touch(tmp_path / "b" / "data" / "sw" / "y.parquet", "")
+    found = discover_shards([str(tmp_path / "a" / "data"), str(tmp_path / "b" / "data")], "sw")
+    assert _keys(found) == ["data#1/sw/x.jsonl", "data#2/sw/x.jsonl", "data#2/sw/y.parquet"]
+    two_globs = discover_shards([str(tmp_path / "b" / "data" / "{lang}" / "*.jsonl"),
+                                 str(tmp_path / "b" / "data" / "{lang}" / "*.parquet")], "sw")
+    assert _keys(two_globs) == ["data/sw/x.jsonl", "data/sw/y.parquet"]
+
+
+def test_a_file_reached_through_a_link_is_keyed_by_its_real_place(tmp_path):
+    real = _touch(tmp_path / "src" / "sw" / "real.jsonl")
+    (tmp_path / "src" / "sw" / "alias.jsonl").symlink_to(real)
+    found = discover_shards([str(tmp_path / "src")], "sw")
+    assert _keys(found) == ["src/sw/real.jsonl"]
