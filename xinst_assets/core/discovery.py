@@ -292,7 +292,8 @@ def shard_keys(roots: list[str], files: list[str]) -> dict[str, str]:
     A file belongs to the first root (in the order configured) that holds it. The key does not depend on where
     the source folder is mounted, only on its name and layout, so a moved folder (``mv``, a new mount point, a
     pattern pointing at the new place) keeps every shard's identity. Two different roots with the same name are
-    told apart by their position among the patterns (``name#2``): reordering such patterns reads them again.
+    told apart by their position among the configured source folders (``name#2`` for the second): reordering
+    such patterns reads them again.
     """
     reals, names = [], []
     for root in roots:
