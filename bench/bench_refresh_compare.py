@@ -5,7 +5,7 @@
 
 ``bench_nightly.py --keep`` leaves its embedded home after the first run and one refresh. This script writes
 one more night's shard per language (``--new-share`` of the first run's size, a seed of its own) beside the
-shards that home ingested (shards are known by their path), then, for each ``--tree`` in turn, copies the home
+shards that home ingested, then, for each ``--tree`` in turn, copies the home
 and runs the real ``xinst materialize`` over the ten languages with that checkout's ``xinst_assets`` first on
 ``PYTHONPATH``: every version refreshes exactly the same state with exactly the same new documents. It prints
 each refresh's wall time and where it went (per stage, from the runs' Dagster event logs), then removes the

@@ -59,6 +59,12 @@ def resources(xinst_config: XinstConfig) -> dict[str, Any]:
     }
 
 
+def asset_metadata(result, asset: str) -> dict[str, Any]:
+    """The metadata values of ``asset``'s (first) materialization in a run's ``result``."""
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset])
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
 def materialize(
     config: XinstConfig, selection: str | list[str], partition: str | None = None,
     resource_overrides: dict | None = None, **kwargs,

@@ -13,7 +13,7 @@ from xinst_assets.languages import load_registry
 from xinst_assets.resources.curated_sources import CuratedSources
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.settings import SAMPLE_DIR
-from xinst_assets_tests.conftest import materialize, write_jsonl
+from xinst_assets_tests.conftest import asset_metadata, materialize, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def _meta(result, key="tuned_checkpoint"):
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [key])
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    return asset_metadata(result, key)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from xinst_assets.config import XinstConfig
 from xinst_assets.languages import load_registry
 from xinst_assets.settings import SAMPLE_DIR
-from xinst_assets_tests.conftest import materialize
+from xinst_assets_tests.conftest import asset_metadata, materialize
 
 FILTER_CHAIN = "raw_web_text document_signals screened_documents language_filtered_text filter_rejections language_filter_stats"
 
@@ -79,11 +79,6 @@ def test_a_second_run_screens_nothing_again_and_keeps_the_same_documents(filtere
     assert rejections[0] == rejections[1]
 
 
-def _metadata_of(result, asset: str) -> dict:
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset])
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 def test_a_moved_source_folder_is_neither_read_nor_screened_again(tmp_path):
     """Shards are known by their place in the source: moving the folder (mtimes kept, as mv and cp -a keep them)
     and pointing the pattern at the new place leaves every stage with nothing to do and every row as it was."""
@@ -106,10 +101,10 @@ def test_a_moved_source_folder_is_neither_read_nor_screened_again(tmp_path):
     config = XinstConfig(registry=load_registry(), home=home, raw_patterns=[str(moved)])
     result = materialize(config, FILTER_CHAIN.split(), "sw")
     assert result.success
-    raw = _metadata_of(result, "raw_web_text")
+    raw = asset_metadata(result, "raw_web_text")
     assert (raw["shards_read"], raw["shards_unchanged"], raw["shards_removed"]) == (0, 1, 0)
-    assert _metadata_of(result, "document_signals")["documents_screened_this_run"] == 0
-    assert _metadata_of(result, "language_filtered_text")["near_dedup_decisions_written_this_run"] == 0
+    assert asset_metadata(result, "document_signals")["documents_screened_this_run"] == 0
+    assert asset_metadata(result, "language_filtered_text")["near_dedup_decisions_written_this_run"] == 0
     assert contents() == before
 
 

@@ -24,7 +24,7 @@ from xinst_assets.local_instance import prepare_local_instance
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.settings import SAMPLE_DIR
 from xinst_assets_tests import processes
-from xinst_assets_tests.conftest import materialize, write_jsonl
+from xinst_assets_tests.conftest import asset_metadata, materialize, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -131,12 +131,7 @@ def _tune(config: XinstConfig, **settings) -> dict:
     result = materialize(config, ["tuned_checkpoint"], None, TINY,
                          run_config={"ops": {"tuned_checkpoint": {"config": {**short, **settings}}}})
     assert result.success
-    return _meta(result, "tuned_checkpoint")
-
-
-def _meta(result, key: str) -> dict:
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [key])
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    return asset_metadata(result, "tuned_checkpoint")
 
 
 def _build_everything(config: XinstConfig) -> None:
@@ -145,7 +140,7 @@ def _build_everything(config: XinstConfig) -> None:
         assert materialize(config, [asset], "sw").success
     assert materialize(config, ["replay_instructions"]).success
     generator = materialize(config, ["instruction_generator"], None, TINY)
-    assert generator.success and _meta(generator, "instruction_generator")["trained_by_this_run"]
+    assert generator.success and asset_metadata(generator, "instruction_generator")["trained_by_this_run"]
     seeds = [json.loads(line) for line in (SAMPLE_DIR / "seed_pairs" / "sw.jsonl").read_text().splitlines()]
     with duckdb.connect(str(config.warehouse)) as con:
         con.execute(diversified_ddl())
@@ -167,7 +162,7 @@ def test_a_moved_data_home_retrains_nothing(tmp_path):
     after.home.parent.mkdir()
     shutil.move(before.home, after.home)
     generator = materialize(after, ["instruction_generator"], None, TINY)
-    assert generator.success and not _meta(generator, "instruction_generator")["trained_by_this_run"]
+    assert generator.success and not asset_metadata(generator, "instruction_generator")["trained_by_this_run"]
     first = _tune(after)
     continual = _tune(after, instructalign=True)
     assert continual["start"] == "previous" and continual["started_from"] == first["path"]

@@ -10,7 +10,7 @@ from xinst_assets.languages import load_registry
 from xinst_assets.resources.inference import InferenceSettings
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.settings import SAMPLE_DIR
-from xinst_assets_tests.conftest import materialize
+from xinst_assets_tests.conftest import asset_metadata, materialize
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +41,10 @@ def pipeline(tmp_path_factory):
     return config, first
 
 
-def _meta(result, key):
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [key])
-    return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
 def test_the_generator_trains_in_its_own_process_and_every_filtered_text_gets_a_judged_outcome(pipeline):
     config, result = pipeline
     assert result.success
-    assert _meta(result, "instruction_generator")["steps"] == 6
+    assert asset_metadata(result, "instruction_generator")["steps"] == 6
     texts = _query(config, "SELECT count(*) FROM filtered_documents WHERE lang='vi'")[0][0]
     candidates = _query(config, "SELECT count(*) FROM candidate_pairs WHERE lang='vi'")[0][0]
     rejected = _query(config, "SELECT count(*) FROM candidate_rejections WHERE lang='vi'")[0][0]
@@ -63,7 +58,7 @@ def test_a_rerun_of_a_finished_partition_makes_no_model_call(pipeline):
     again = materialize(config, ["candidate_pairs", "scored_pairs"], "vi", TINY,
                         run_config={"ops": {"scored_pairs": RELAXED["ops"]["scored_pairs"]}})
     assert again.success
-    candidates, scored = _meta(again, "candidate_pairs"), _meta(again, "scored_pairs")
+    candidates, scored = asset_metadata(again, "candidate_pairs"), asset_metadata(again, "scored_pairs")
     assert candidates["cache_misses"] == 0 and candidates["model_loads"] == 0
     assert scored["cache_misses"] == 0 and scored["model_loads"] == 0
 

@@ -13,7 +13,7 @@ from xinst_assets.languages import load_registry
 from xinst_assets.resources.inference import InferenceSettings
 from xinst_assets.resources.models import ModelSettings
 from xinst_assets.settings import SAMPLE_DIR
-from xinst_assets_tests.conftest import materialize
+from xinst_assets_tests.conftest import asset_metadata, materialize
 
 # The fixture trains the generator and the curator as the demo does (about 2-3 minutes on an idle 2-core machine,
 # several times that on a busy one).
@@ -32,11 +32,6 @@ LANG = "vi"
 def _query(config, sql, params=()):
     with duckdb.connect(str(config.warehouse), read_only=True) as con:
         return con.execute(sql, list(params)).fetchall()
-
-
-def _meta(result, key):
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == [key])
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def _check(result, name):
@@ -71,7 +66,7 @@ def test_grading_with_the_untrained_base_model_accepts_nothing_and_fails_with_th
     its check saying so."""
     config, runs = stages
     result, labels = runs["untrained"]
-    assert "the demo base model" in _meta(result, "scored_pairs")["curator"]
+    assert "the demo base model" in asset_metadata(result, "scored_pairs")["curator"]
     candidates = _query(config, "SELECT count(*) FROM candidate_pairs WHERE lang = ?", [LANG])[0][0]
     assert candidates > 0 and sum(labels.values()) == candidates and len(labels) == 1 and 3 not in labels, labels
     assert not result.success
@@ -83,7 +78,7 @@ def test_grading_with_the_untrained_base_model_accepts_nothing_and_fails_with_th
 
 def test_the_trained_curator_reports_its_separation_on_held_out_seed_pairs(stages):
     config, runs = stages
-    meta = _meta(runs["curator"], "curator")
+    meta = asset_metadata(runs["curator"], "curator")
     check = _check(runs["curator"], "curator_separates_heldout_pairs")
     figures = {k: check.metadata[k].value for k in ("matched_accepted", "partial_accepted", "shuffled_accepted")}
     separation = f"held-out separation {meta['separation']}"
@@ -110,7 +105,7 @@ def test_the_trained_curator_reports_its_separation_on_held_out_seed_pairs(stage
 def test_the_default_level_three_run_grades_with_the_trained_curator(stages):
     config, runs = stages
     result = runs["trained"]
-    meta = _meta(result, "scored_pairs")
+    meta = asset_metadata(result, "scored_pairs")
     assert "checkpoint:curator" in meta["curator"]
     labels = _labels(config)
     assert meta["accepted"] == labels.get(3, 0), labels
@@ -121,9 +116,9 @@ def test_the_default_level_three_run_grades_with_the_trained_curator(stages):
 def test_the_curator_is_trained_once_per_version_of_its_judgement_data(stages):
     config, runs = stages
     again = materialize(config, ["curator"], None, MODELS)
-    first = _meta(runs["curator"], "curator")
-    assert _meta(again, "curator")["path"] == first["path"]
-    assert _meta(again, "curator")["separation"] == first["separation"]
+    first = asset_metadata(runs["curator"], "curator")
+    assert asset_metadata(again, "curator")["path"] == first["path"]
+    assert asset_metadata(again, "curator")["separation"] == first["separation"]
 
 
 def _seed_candidates(config) -> None:
@@ -150,7 +145,7 @@ def test_two_self_training_rounds_grade_new_instructions_from_the_round_one_gene
     run_config = {"ops": {"scored_pairs": {"config": {"rounds": 2, "accept_label": accept,
                                                       "self_training_steps": 4}}}}
     result = materialize(config, ["scored_pairs"], LANG, MODELS, run_config=run_config, raise_on_error=False)
-    meta = _meta(result, "scored_pairs")
+    meta = asset_metadata(result, "scored_pairs")
     shared = _query(config, "SELECT path FROM checkpoints WHERE name = 'instruction_generator'")[0][0]
     rounds = _query(config, "SELECT round, generator, count(DISTINCT doc_id) FROM scored_pairs_rounds WHERE lang = ? "
                     "GROUP BY ALL ORDER BY 1", [LANG])
